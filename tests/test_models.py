@@ -1,0 +1,145 @@
+"""Each model on a small shop whose right answer is known (tests/factories.make_shop)."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from factories import make_shop
+
+from features.baskets import basket_matrix
+from features.matrix import IdIndex
+from training.config import TrainConfig
+from training.fit import fit_recommender
+from training.models.bundles import bought_together, mine_bundles
+from training.scoring.contract import KINDS
+from training.scoring.recommender import Recommender
+
+CONFIG = replace(TrainConfig(), als_factors=(8,), als_iterations=10, bundle_min_baskets=5, bundle_min_lift=1.5,
+                 threads=1)
+
+
+@pytest.fixture(scope="module")
+def shop():
+    return make_shop()
+
+
+@pytest.fixture(scope="module")
+def model(shop) -> Recommender:
+    tx, items, packages = shop
+    return fit_recommender(tx, items, packages, CONFIG)
+
+
+def ids(suggestions: list[dict]) -> list[str]:
+    return [s["item_id"] for s in suggestions]
+
+
+def test_bundle_pattern_is_found(shop) -> None:
+    tx, _, _ = shop
+    items = IdIndex.from_ids(tx["item_id"])
+    baskets, _ = basket_matrix(tx, items)
+    neighbours, co = bought_together(baskets, 5, shrinkage=5)
+    chips, salsa = items.get("chips"), items.get("salsa")
+    assert neighbours.idx[chips][0] == salsa
+    assert neighbours.conf[chips][0] == pytest.approx(1.0)  # always together
+    bundles = mine_bundles(baskets, co, min_baskets=5, min_lift=1.5)
+    pairs = {tuple(sorted(int(i) for i in row if i >= 0)) for row in bundles.items}
+    assert tuple(sorted((chips, salsa))) in pairs
+
+
+def test_cart_completes_the_basket_and_offers_the_bundle(model) -> None:
+    answer = model.cart(["chips"], limit=3)
+    assert answer["complete"][0]["item_id"] == "salsa"
+    assert "100 %" in answer["complete"][0]["reason"]
+    assert any("salsa" in b["items"] and b["bundle_price"] < b["price"] for b in answer["bundles"])
+    assert answer["unknown_items"] == []
+    assert model.cart(["chips", "nope"])["unknown_items"] == ["nope"]
+
+
+def test_trade_up_is_the_first_upsell(model) -> None:
+    client = "c35"  # buys the 3.00 coffee, never moved up
+    first = model.suggest(client, "upsell", 3)[0]
+    assert first["item_id"] == "coffee_plus"
+    assert first["upgrade_from"] == "coffee"
+    assert first["price_difference"] == pytest.approx(2.0)
+    assert "moved up" in first["reason"]
+
+
+def test_due_item_is_surfaced_with_its_rhythm(model) -> None:
+    milk = next(s for s in model.suggest("due", "replenishment", 5) if s["item_id"] == "milk")
+    assert milk["due"] is True
+    assert milk["reason"].startswith("due: usually every 7 days")
+    regular = next(s for s in model.suggest("c01", "replenishment", 5) if s["item_id"] == "milk")
+    assert regular["due"] is False
+
+
+def test_cross_sell_rules(model, shop) -> None:
+    tx, _, _ = shop
+    for client in ("c00", "c31", "due"):
+        bought = set(tx.loc[tx["client_id"] == client, "item_id"])
+        got = ids(model.suggest(client, "cross_sell", 10))
+        assert got, client
+        assert not bought & set(got), "never suggest what the client bought"
+        assert "discontinued" not in got, "never suggest what is out of stock"
+        assert not {"care_basic", "care_premium"} & set(got), "services are offered as packages, not cross-sell"
+
+
+def test_just_bought_item_leaves_cross_sell(model) -> None:
+    before = ids(model.suggest("c59", "cross_sell", 3))
+    after = ids(model.suggest("c59", "cross_sell", 3, recent_purchases=[before[0]]))
+    assert before[0] not in after
+
+
+def test_filters_and_exclusions(model) -> None:
+    got = model.suggest("c50", "cross_sell", 10, exclude=["chips"], category="snacks")
+    assert all(s["item_id"] != "chips" for s in got)
+    assert all(model._subcategories[model._item_pos[s["item_id"]]] == "snacks" for s in got)
+
+
+def test_cold_start_client_gets_popular_items(model) -> None:
+    got = model.suggest("somebody-new", "cross_sell", 3)
+    assert len(got) == 3 and got[0]["reason"].startswith("popular")
+    assert model.segment("somebody-new") == {"abc": None, "activity": None, "rfm": None}
+    assert model.segment("c00")["abc"] in {"A", "B", "C"}
+
+
+def test_next_tier_of_a_held_package(model) -> None:
+    got = model.suggest("basic1", "service_package", 5)
+    premium = next(s for s in got if s["item_id"] in ("pkg_premium", "care_premium"))
+    assert premium is not None
+    package = next(s for s in got if s["item_id"] == "pkg_premium")
+    assert package["reason"].startswith("next tier")
+    assert "pkg_basic" not in ids(got), "never offer the tier the client already holds"
+
+
+def test_every_kind_answers_and_unknown_kind_is_refused(model) -> None:
+    for kind in KINDS:
+        for s in model.suggest("c00", kind, 5):
+            assert set(s) >= {"item_id", "name", "kind", "score", "price", "reason"}
+            assert np.isfinite(s["score"])
+    with pytest.raises(ValueError, match="unknown kind"):
+        model.suggest("c00", "everything", 5)
+
+
+def test_similar_items(model) -> None:
+    assert model.similar("chips", 3)[0]["item_id"] == "salsa"
+    with pytest.raises(KeyError):
+        model.similar("nope")
+
+
+def test_save_and_load_give_the_same_answers(model, tmp_path: Path) -> None:
+    model.save(tmp_path / "m")
+    again = Recommender.load(tmp_path / "m")
+    for kind in KINDS:
+        assert again.suggest("c07", kind, 5) == model.suggest("c07", kind, 5)
+    assert again.cart(["chips", "milk"], "c07") == model.cart(["chips", "milk"], "c07")
+
+
+def test_smoke_check_refuses_nan_factors(model, tmp_path: Path) -> None:
+    model.smoke_check()
+    model.save(tmp_path / "bad")
+    broken = Recommender.load(tmp_path / "bad")
+    broken.state.item_factors[:] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        broken.smoke_check()

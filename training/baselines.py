@@ -1,0 +1,293 @@
+"""Baseline rankers: the bar a model has to clear before it is worth serving.
+
+One small interface (`Ranker`): `fit(ctx)` once on the training part, `rank(queries, k)` for a
+whole task at once. The harness loops over rankers and tasks without knowing which is which, so a
+trained model joins the comparison by implementing the same two methods.
+
+Shared rules, applied by `ScoringRanker.rank` so no baseline can bend them:
+- a ranker scores every item for a batch of rows (dense float32, > 0 = evidence);
+- items in `queries.exclude` or outside `queries.candidates` are never returned;
+- when its evidence runs out, a ranker fills the list with the most popular remaining items
+  (what a shop would show anyway), so every list is k long when the catalogue allows.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from abc import ABC, abstractmethod
+from typing import ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+import scipy.sparse as sp
+from implicit.nearest_neighbours import CosineRecommender
+from implicit.utils import ParameterWarning
+
+from features.baskets import basket_matrix, cooccurrence
+from features.matrix import confidence_matrix
+from training.tasks import CLIENT_TASKS, TASKS, PRICE_TOLERANCE, TaskQueries, TrainContext, max_paid
+
+log = logging.getLogger(__name__)
+
+#: Rows scored at once: batch x items float32 arrays (256 x 68k items is about 70 MB each).
+BATCH_SIZE = 256
+
+
+@runtime_checkable
+class Ranker(Protocol):
+    """What the evaluation harness (and later the service) needs from any recommender."""
+
+    name: str
+
+    def answers(self, task: str) -> bool:
+        """Whether this ranker has something meaningful to say for `task` (after fit)."""
+        ...
+
+    def fit(self, ctx: TrainContext) -> Ranker:
+        """Learn from the training part only."""
+        ...
+
+    def rank(self, queries: TaskQueries, k: int) -> np.ndarray:
+        """len(queries) x k int array of item indices (of ctx.items), best first, -1 padded."""
+        ...
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest scores per row, best first; -inf entries are never picked (-1).
+
+    np.argpartition finds the k best in linear time; only those k are then sorted.
+    """
+    n_rows, n_items = scores.shape
+    out = np.full((n_rows, k), -1, dtype=np.int64)
+    width = min(k, n_items)
+    if width == 0 or n_rows == 0:
+        return out
+    best = np.argpartition(scores, n_items - width, axis=1)[:, n_items - width:]
+    values = np.take_along_axis(scores, best, axis=1)
+    order = np.argsort(-values, axis=1, kind="stable")
+    best = np.take_along_axis(best, order, axis=1)
+    values = np.take_along_axis(values, order, axis=1)
+    out[:, :width] = np.where(np.isneginf(values), -1, best)
+    return out
+
+
+class ScoringRanker(ABC):
+    """A ranker defined by a score per (row, item); `rank` applies the shared rules above."""
+
+    name: ClassVar[str]
+    tasks: ClassVar[frozenset[str]] = frozenset(TASKS)
+    batch_size: int = BATCH_SIZE
+
+    def answers(self, task: str) -> bool:
+        return task in self.tasks
+
+    def fit(self, ctx: TrainContext) -> ScoringRanker:
+        self.ctx = ctx
+        popularity = ctx.popularity
+        # Fallback scores in [-2, -1): always below any evidence (> 0), ordered by popularity.
+        self._fallback = (popularity / (popularity.max(initial=0.0) + 1.0) - 2.0).astype(np.float32)
+        self._fit(ctx)
+        return self
+
+    def _fit(self, ctx: TrainContext) -> None:  # noqa: B027 - optional hook, most rankers need nothing
+        """Hook for what a ranker learns beyond the shared context."""
+
+    @abstractmethod
+    def score(self, queries: TaskQueries, rows: slice) -> np.ndarray:
+        """rows x items scores for queries[rows]; > 0 is evidence, anything else is no opinion."""
+
+    def rank(self, queries: TaskQueries, k: int) -> np.ndarray:
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        out = np.full((len(queries), k), -1, dtype=np.int64)
+        for start in range(0, len(queries), self.batch_size):
+            rows = slice(start, min(start + self.batch_size, len(queries)))
+            evidence = np.asarray(self.score(queries, rows), dtype=np.float32)
+            scores = np.where(evidence > 0, evidence, self._fallback).astype(np.float32, copy=False)
+            self._forbid(scores, queries, rows)
+            out[rows] = top_k(scores, k)
+        return out
+
+    @staticmethod
+    def _forbid(scores: np.ndarray, queries: TaskQueries, rows: slice) -> None:
+        if queries.candidates is not None:
+            scores[:, ~queries.candidates] = -np.inf
+        if queries.exclude is not None:
+            excluded = queries.exclude[rows]
+            row_of = np.repeat(np.arange(excluded.shape[0]), np.diff(excluded.indptr))
+            scores[row_of, excluded.indices] = -np.inf
+
+
+def query_rows(matrix: sp.csr_matrix, queries: TaskQueries, rows: slice) -> sp.csr_matrix:
+    """A per-client training matrix (confidence, `ctx.recency`...) for queries[rows], cut to
+    what each row's history shows: for service_package the hidden service disappears from it too.
+    Basket rows have no client row: their history is all there is."""
+    if queries.kind == "basket":
+        return sp.csr_matrix(queries.history[rows], dtype=np.float32)
+    full = matrix[queries.clients[rows]]
+    return sp.csr_matrix(full.multiply(queries.history[rows] != 0), dtype=np.float32)
+
+
+class Popularity(ScoringRanker):
+    """The items bought by the most distinct clients in training: the same list for everyone.
+
+    by="orders" counts purchase occasions instead: closer to what fills a cart (basket_completion
+    HR@10 0.043 against 0.035 on Complete Journey), further from what most clients want.
+    """
+
+    name = "popularity"
+
+    def __init__(self, by: str = "clients") -> None:
+        if by not in ("clients", "orders"):
+            raise ValueError(f"popularity counts 'clients' or 'orders', not {by!r}")
+        self.by = by
+
+    def _fit(self, ctx: TrainContext) -> None:
+        counts = ctx.popularity if self.by == "clients" else np.asarray(ctx.purchases.sum(axis=0)).ravel()
+        self.counts = counts.astype(np.float32)
+
+    def score(self, queries: TaskQueries, rows: slice) -> np.ndarray:
+        return np.broadcast_to(self.counts, (rows.stop - rows.start, len(self.counts)))
+
+
+class Repurchase(ScoringRanker):
+    """The client's own most frequent items (distinct orders), ties broken by recency.
+
+    Grocery and consumables are mostly bought again: this is the bar for next_basket. For
+    cross_sell the client's own items are excluded, so it falls back to popularity.
+    """
+
+    name = "repurchase"
+    tasks = CLIENT_TASKS
+
+    def score(self, queries: TaskQueries, rows: slice) -> np.ndarray:
+        counts = sp.csr_matrix(queries.history[rows], dtype=np.float32)
+        recency = query_rows(self.ctx.recency, queries, rows)
+        # counts are whole numbers, so adding half the recency (in (0, 1]) only breaks ties.
+        return (counts + 0.5 * recency).toarray()
+
+
+class ItemKNN(ScoringRanker):
+    """implicit's item-item cosine neighbours on the client x item confidence matrix.
+
+    Scores are implicit's own: `user_items @ similarity` (what `CosineRecommender.recommend`
+    computes item by item), batched here so that exclusion, candidates and the popularity fill
+    follow the shared rules. A basket is scored as a user whose items are the cart.
+
+    weighting="log" (log1p of purchase occasions): on Complete Journey "bm25" input tied on
+    cross_sell but fell to NDCG 0.07 on next_basket (cosine on top of idf favours rare items),
+    raw counts lost on every task.
+    """
+
+    name = "item_knn"
+
+    def __init__(self, neighbours: int = 100, weighting: str = "log", num_threads: int = 0) -> None:
+        self.neighbours = neighbours
+        self.weighting = weighting
+        self.num_threads = num_threads
+
+    def _fit(self, ctx: TrainContext) -> None:
+        self.confidence = sp.csr_matrix(
+            confidence_matrix(ctx.transactions, ctx.clients, ctx.items, weighting=self.weighting), dtype=np.float32
+        )
+        self.model = CosineRecommender(K=self.neighbours, num_threads=self.num_threads)
+        with warnings.catch_warnings():
+            # implicit's own normalize() hands all_pairs_knn a COO matrix and then warns about it.
+            warnings.filterwarnings("ignore", category=ParameterWarning)
+            self.model.fit(self.confidence, show_progress=False)
+        self.similarity = sp.csr_matrix(self.model.similarity, dtype=np.float32)
+
+    def score(self, queries: TaskQueries, rows: slice) -> np.ndarray:
+        return (query_rows(self.confidence, queries, rows) @ self.similarity).toarray()
+
+
+class CoOccurrence(ScoringRanker):
+    """Sum of the association rows (confidence P(j | i) by default) of the items in the cart, or
+    of the client's training items for client tasks. No client model: it serves anonymous carts."""
+
+    name = "cooccurrence"
+
+    def __init__(self, measure: str = "confidence", min_count: int = 1, neighbours: int | None = 500) -> None:
+        if measure not in ("confidence", "lift", "shrunk_confidence", "support"):
+            raise ValueError(f"unknown co-occurrence measure {measure!r}")
+        self.measure = measure
+        self.min_count = min_count
+        self.neighbours = neighbours
+
+    def _fit(self, ctx: TrainContext) -> None:
+        baskets, _ = basket_matrix(ctx.transactions, ctx.items)
+        association = sp.csr_matrix(getattr(cooccurrence(baskets, min_count=self.min_count), self.measure)())
+        if self.neighbours is not None:
+            association = keep_top_per_row(association, self.neighbours)
+        self.association = association
+
+    def score(self, queries: TaskQueries, rows: slice) -> np.ndarray:
+        seeds = query_rows(self.ctx.purchases, queries, rows)
+        binary = sp.csr_matrix((np.ones_like(seeds.data), seeds.indices, seeds.indptr), shape=seeds.shape)
+        return (binary @ self.association).toarray()
+
+
+class PricierPopular(ScoringRanker):
+    """For each subcategory the client (or cart) already has, the popular items priced above the
+    most they paid there: the simplest upsell rule a merchandiser would write by hand."""
+
+    name = "pricier_popular"
+    tasks = frozenset({"upsell", "basket_completion"})
+
+    def answers(self, task: str) -> bool:
+        has_prices = getattr(self, "ctx", None) is None or bool(
+            len(self.ctx.subcategories) and np.isfinite(self.ctx.item_price).any()
+        )
+        return task in self.tasks and has_prices
+
+    def _fit(self, ctx: TrainContext) -> None:
+        # One extra, always-NaN subcategory column stands for "no subcategory": never pricier.
+        self._no_subcategory = len(ctx.subcategories)
+        ceilings = max_paid(ctx.transactions, ctx.unit_prices, ctx.subcategory_of)
+        self.ceilings = np.full((len(ctx.clients), self._no_subcategory + 1), np.nan)
+        rows = ctx.clients.index_of(ceilings["client_id"])
+        cols = np.searchsorted(ctx.subcategories.astype(str), ceilings["subcategory"].to_numpy(dtype=str))
+        self.ceilings[rows, cols] = ceilings["max_paid"].to_numpy(dtype=np.float64)
+        self._column = np.where(ctx.item_subcategory >= 0, ctx.item_subcategory, self._no_subcategory)
+        self._price = np.nan_to_num(ctx.item_price, nan=-np.inf) - PRICE_TOLERANCE
+        self._popularity = ctx.popularity.astype(np.float32)
+
+    def score(self, queries: TaskQueries, rows: slice) -> np.ndarray:
+        ceilings = self._cart_ceilings(queries, rows) if queries.kind == "basket" else (
+            self.ceilings[queries.clients[rows]])
+        per_item = np.take(ceilings, self._column, axis=1)  # NaN: the row never bought in that subcategory
+        return np.where(self._price > per_item, self._popularity, np.float32(0.0))
+
+    def _cart_ceilings(self, queries: TaskQueries, rows: slice) -> np.ndarray:
+        """rows x subcategories: the highest unit price among the cart's items in each."""
+        cart = queries.history[rows]
+        row_of = np.repeat(np.arange(cart.shape[0]), np.diff(cart.indptr))
+        subcategory = self.ctx.item_subcategory[cart.indices]
+        price = self.ctx.item_price[cart.indices]
+        known = (subcategory >= 0) & np.isfinite(price)
+        ceilings = np.full((cart.shape[0], self.ceilings.shape[1]), np.nan)
+        np.fmax.at(ceilings, (row_of[known], subcategory[known]), price[known])
+        return ceilings
+
+
+def keep_top_per_row(matrix: sp.csr_matrix, n: int) -> sp.csr_matrix:
+    """The n largest entries of each row (ties to the lower column), as a csr of the same shape.
+
+    Why: a best seller co-occurs with almost everything; summing thousands of weak neighbours
+    costs time and adds noise, the strongest few carry the signal.
+    """
+    matrix = sp.csr_matrix(matrix)
+    counts = np.diff(matrix.indptr)
+    if counts.max(initial=0) <= n:
+        return matrix
+    rows = np.repeat(np.arange(matrix.shape[0]), counts)
+    order = np.lexsort((matrix.indices, -matrix.data, rows))
+    rank = np.arange(len(order)) - matrix.indptr[rows]
+    keep = order[rank < n]
+    kept = sp.csr_matrix((matrix.data[keep], (rows[keep], matrix.indices[keep])), shape=matrix.shape)
+    kept.sort_indices()
+    return kept
+
+
+def default_rankers() -> list[Ranker]:
+    """The baselines every evaluation reports, in display order."""
+    return [Popularity(), Repurchase(), ItemKNN(), CoOccurrence(), PricierPopular()]

@@ -1,0 +1,144 @@
+"""The offline evaluation: every ranker on every task, on one time split, in one JSON.
+
+    result = evaluate(load_dataset("data/sample"))
+    print(format_table(result))
+
+The result says what it was measured on (`split`, `data` fingerprint) next to the figures, so a
+number in a report can always be traced back. A trained model joins by being passed in
+`rankers` next to (or instead of) the baselines: anything with `name`, `answers`, `fit` and
+`rank` (see `training.baselines.Ranker`).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from training.baselines import Ranker, default_rankers
+from training.metrics import metric_names, score_rankings
+from training.split import time_split
+from training.tasks import TASKS, Skipped, TaskQueries, TrainContext, build_tasks
+
+log = logging.getLogger(__name__)
+
+
+def evaluate(
+    dataset: Any,
+    test_days: float = 60,
+    k: int = 10,
+    rankers: Sequence[Ranker] | Mapping[str, Ranker] | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    max_baskets: int = 20_000,
+) -> dict[str, Any]:
+    """{"split", "data", "tasks": {task: {"metric", "scores": {ranker: metrics}} | {"skipped": why}}}.
+
+    `dataset` is a `features.loader.Dataset` (transactions, items, packages, fingerprint).
+    `rankers` defaults to `default_rankers()`; a mapping renames them (e.g. {"model": m}).
+    A ranker that does not answer a task is left out of that task's scores.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    level = logging.INFO if progress else logging.DEBUG
+    started = time.perf_counter()
+    named = _named(default_rankers() if rankers is None else rankers)
+
+    train_tx, test_tx, split_info = time_split(dataset.transactions, test_days)
+    log.log(level, "split at %s: %d train rows, %d test rows", split_info["cutoff"],
+            split_info["train"]["rows"], split_info["test"]["rows"])
+    ctx = TrainContext.build(train_tx, dataset.items, dataset.packages)
+    tasks = build_tasks(ctx, test_tx, seed=seed, max_baskets=max_baskets)
+    log.log(level, "tasks built in %.1fs: %s", time.perf_counter() - started,
+            ", ".join(f"{name}={_size(task)}" for name, task in tasks.items()))
+
+    for name, ranker in named.items():
+        tick = time.perf_counter()
+        ranker.fit(ctx)
+        log.log(level, "fitted %s in %.1fs", name, time.perf_counter() - tick)
+
+    results: dict[str, Any] = {}
+    for task_name in TASKS:
+        task = tasks[task_name]
+        if isinstance(task, Skipped):
+            results[task_name] = {"skipped": task.reason}
+            log.log(level, "%s skipped: %s", task_name, task.reason)
+            continue
+        results[task_name] = {"metric": f"{task.metric}@{k}", "scores": _score_task(task, named, ctx, k, level)}
+    log.log(level, "evaluation done in %.1fs", time.perf_counter() - started)
+    return {"split": split_info, "data": dict(dataset.fingerprint), "tasks": results}
+
+
+def _score_task(
+    task: TaskQueries, rankers: Mapping[str, Ranker], ctx: TrainContext, k: int, level: int
+) -> dict[str, dict[str, float | int]]:
+    scores = {}
+    for name, ranker in rankers.items():
+        if not ranker.answers(task.task):
+            continue
+        tick = time.perf_counter()
+        recommendations = ranker.rank(task, k)
+        scores[name] = score_rankings(recommendations, task.relevant, n_items=len(ctx.items), k=k)
+        log.log(level, "%s / %s: %s@%d=%.4f (%d queries, %.1fs)", task.task, name, task.metric, k,
+                scores[name][f"{task.metric}@{k}"], len(task), time.perf_counter() - tick)
+    return scores
+
+
+def _named(rankers: Sequence[Ranker] | Mapping[str, Ranker]) -> dict[str, Ranker]:
+    if isinstance(rankers, Mapping):
+        named = dict(rankers)
+    else:
+        named = {}
+        for ranker in rankers:
+            if ranker.name in named:
+                raise ValueError(f"two rankers are named {ranker.name!r}; pass a mapping to rename one")
+            named[ranker.name] = ranker
+    if not named:
+        raise ValueError("no ranker to evaluate")
+    return named
+
+
+def _size(task: TaskQueries | Skipped) -> str:
+    return "skipped" if isinstance(task, Skipped) else str(len(task))
+
+
+def format_table(result: Mapping[str, Any]) -> str:
+    """A plain-text table: one line per (task, ranker), primary metric first, best per task starred."""
+    tasks = result["tasks"]
+    k = _k_of(tasks)
+    others = [m for m in metric_names(k) if m != "n"]
+    header = ["task", "ranker", "primary", "value", *others, "n"]
+    lines = [header]
+    for task_name, entry in tasks.items():
+        if "skipped" in entry:
+            lines.append([task_name, "-", "skipped", entry["skipped"]])
+            continue
+        primary = entry["metric"]
+        scores = entry["scores"]
+        best = max((s[primary] for s in scores.values()), default=None)
+        for ranker, s in scores.items():
+            star = " *" if best is not None and s[primary] == best and best > 0 else ""
+            lines.append([task_name, ranker + star, primary, f"{s[primary]:.4f}",
+                          *(f"{s[m]:.4f}" for m in others), str(s["n"])])
+    return _align(lines, header_len=len(header))
+
+
+def _k_of(tasks: Mapping[str, Any]) -> int:
+    for entry in tasks.values():
+        if "metric" in entry:
+            return int(entry["metric"].split("@")[1])
+    return 10
+
+
+def _align(lines: list[list[str]], header_len: int) -> str:
+    """Left-aligned columns; a skipped task's reason runs on past the column grid."""
+    widths = [max(len(row[i]) for row in lines if len(row) == header_len and i < len(row))
+              for i in range(header_len)]
+    out = []
+    for row in lines:
+        if len(row) == header_len:
+            out.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        else:
+            out.append("  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=False))
+                       + "  " + row[3])
+    return "\n".join(out)

@@ -1,0 +1,233 @@
+"""Fit every model from a purchase history and assemble the scoring state the service will load.
+
+One function, `fit_recommender`, used by `python -m training train` and by the evaluation
+harness alike, so the offline figures are for the very object that gets registered.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from features.baskets import basket_matrix
+from features.matrix import IdIndex, confidence_matrix
+from features.prices import item_unit_prices, price_ladders, tier_rank
+from features.repurchase import repurchase_intervals
+from features.schema import CLIENT, ITEM, KIND_SERVICE, ORDER, QUANTITY, TIMESTAMP
+from features.segments import client_segments
+from training.config import TrainConfig
+from training.models.bundles import bought_together, bought_with_services, bundle_prices, mine_bundles
+from training.models.cf import CFParams, fit_cf
+from training.models.upsell import trade_up_counts, upsell_table
+from training.scoring.recommender import ABC, Recommender
+from training.scoring.state import ModelState
+
+log = logging.getLogger(__name__)
+
+POPULAR_LIST = 300
+RECENT_DAYS = 30
+
+
+class _Stage:
+    """Periodic log lines for long work: which stage, and how long the last one took."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.timings: dict[str, float] = {}
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = round(now - self.t0, 2)
+        log.info("fit: %s done in %.1fs", name, now - self.t0)
+        self.t0 = now
+
+
+def default_cf_params(config: TrainConfig) -> CFParams:
+    return CFParams(config.cf_algorithm, config.als_factors[0], config.als_regularization[0],
+                    config.als_alpha, config.als_iterations, config.seed, config.threads)
+
+
+def catalogue(tx: pd.DataFrame, items_df: pd.DataFrame | None) -> pd.DataFrame:
+    """Every item of the catalogue and of the history, with the columns scoring needs."""
+    ids = pd.Index(sorted(set(tx[ITEM]) | (set(items_df[ITEM]) if items_df is not None else set())), name=ITEM)
+    base = items_df.drop_duplicates(ITEM).set_index(ITEM).reindex(ids) if items_df is not None else pd.DataFrame(index=ids)
+    out = pd.DataFrame(index=ids)
+    for col in ("name", "category", "subcategory", "brand"):
+        out[col] = base[col].astype(object) if col in base else None
+    kind = base["kind"] if "kind" in base else pd.Series(None, index=ids, dtype=object)
+    out["kind"] = kind.fillna("product").astype(str)
+    stock = base["in_stock"] if "in_stock" in base else pd.Series(True, index=ids)
+    out["in_stock"] = stock.astype("boolean").fillna(True).astype(bool)
+    out["tier"] = tier_rank(base["tier"]) if "tier" in base else np.nan
+    out["price"] = item_unit_prices(tx, items_df).reindex(ids)
+    return out.reset_index()
+
+
+def history_arrays(tx: pd.DataFrame, clients: IdIndex, items: IdIndex, now: pd.Timestamp,
+                   half_life: float) -> dict[str, np.ndarray]:
+    """Per client x item: purchase occasions, recency-weighted occasions, last age, median interval."""
+    bought = tx[tx[QUANTITY] > 0]
+    occ = bought.groupby([CLIENT, ITEM, ORDER], sort=False)[TIMESTAMP].min().reset_index()
+    age = ((now - occ[TIMESTAMP]) / pd.Timedelta(days=1)).to_numpy(np.float64)
+    occ["w"] = 0.5 ** (np.maximum(age, 0.0) / half_life)
+    occ["age"] = age
+    per = occ.groupby([CLIENT, ITEM], sort=False).agg(count=("w", "size"), recency=("w", "sum"), age=("age", "min")).reset_index()
+    intervals = repurchase_intervals(tx).set_index([CLIENT, ITEM])["median_interval_days"]
+    per["interval"] = intervals.reindex(pd.MultiIndex.from_frame(per[[CLIENT, ITEM]])).to_numpy()
+    ci, ii = clients.index_of(per[CLIENT]), items.index_of(per[ITEM])
+    order = np.lexsort((ii, ci))
+    ci, ii, per = ci[order], ii[order], per.iloc[order]
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(ci, minlength=len(clients)))]).astype(np.int64)
+    return {"hist_indptr": indptr, "hist_indices": ii.astype(np.int32),
+            "hist_count": per["count"].to_numpy(np.float32), "hist_recency": per["recency"].to_numpy(np.float32),
+            "hist_last_age": per["age"].to_numpy(np.float32), "hist_interval": per["interval"].to_numpy(np.float32)}
+
+
+def repeat_share(hist: dict[str, np.ndarray], n_items: int) -> np.ndarray:
+    """Per item: the share of its buyers who bought it on two or more occasions."""
+    buyers = np.bincount(hist["hist_indices"], minlength=n_items)
+    again = np.bincount(hist["hist_indices"], weights=(hist["hist_count"] >= 2), minlength=n_items)
+    return (again / np.maximum(buyers, 1)).astype(np.float32)
+
+
+def _codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    codes, names = pd.factorize(values.astype(object), sort=True)
+    return codes.astype(np.int32), np.asarray(names, dtype=object)
+
+
+def popular_lists(tx: pd.DataFrame, items: IdIndex, abc: pd.Series, now: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
+    """(per ABC class top items, recently popular items) by distinct buyers."""
+    bought = tx[tx[QUANTITY] > 0][[CLIENT, ITEM, TIMESTAMP]]
+    seg = np.full((len(ABC), POPULAR_LIST), -1, dtype=np.int32)
+    for k, label in enumerate(ABC):
+        members = bought[bought[CLIENT].map(abc).eq(label)]
+        if members.empty:
+            members = bought
+        top = members.groupby(ITEM)[CLIENT].nunique().nlargest(POPULAR_LIST)
+        idx = items.index_of(top.index)
+        seg[k, : len(idx)] = idx
+    recent = bought[bought[TIMESTAMP] >= now - pd.Timedelta(days=RECENT_DAYS)]
+    top = (recent if len(recent) else bought).groupby(ITEM)[CLIENT].nunique().nlargest(POPULAR_LIST)
+    glob = np.full(POPULAR_LIST, -1, dtype=np.int32)
+    idx = items.index_of(top.index)
+    glob[: len(idx)] = idx
+    return seg, glob
+
+
+def fit_recommender(tx: pd.DataFrame, items_df: pd.DataFrame | None = None, packages: pd.DataFrame | None = None,
+                    config: TrainConfig | None = None, cf_params: CFParams | None = None,
+                    weights: dict[str, float] | None = None, fingerprint: dict[str, Any] | None = None,
+                    tuning: dict[str, Any] | None = None) -> Recommender:
+    """Fit CF, bundle affinity, upsell, packages and segments on `tx`; return the scoring model.
+
+    `cf_params` and `weights` come from `training.pipeline.fit_tuned` (chosen on an inner split);
+    without them the configured defaults are used.
+    """
+    config = config or TrainConfig()
+    stage = _Stage()
+    now = tx[TIMESTAMP].max()
+    cat = catalogue(tx, items_df)
+    items = IdIndex.from_ids(cat[ITEM])
+    cat = cat.set_index(ITEM).reindex(items.ids).reset_index()
+    clients = IdIndex.from_ids(tx[CLIENT])
+    stage("catalogue")
+
+    base = cf_params or default_cf_params(config)
+    conf = confidence_matrix(tx, clients, items, weighting="bm25")
+    client_factors, item_factors = fit_cf(conf, base)
+    stage("cf")
+
+    baskets, _ = basket_matrix(tx, items)
+    neighbours, co = bought_together(baskets, config.cooc_neighbours, config.cooc_shrinkage)
+    svc_idx, svc_score = bought_with_services(co, (cat["kind"] == KIND_SERVICE).to_numpy(), 20, config.cooc_shrinkage)
+    mined = mine_bundles(baskets, co, config.bundle_min_baskets, config.bundle_min_lift)
+    stage("bundle affinity")
+
+    subcat, subcat_names = _codes(cat["subcategory"])
+    category, _ = _codes(cat["category"])
+    subcat[cat["subcategory"].isna().to_numpy()] = -1
+    category[cat["category"].isna().to_numpy()] = -1
+    price = cat["price"].to_numpy(np.float64)
+    ladder = price_ladders(cat.assign(price=cat["price"]), cat.set_index(ITEM)["price"].dropna()) if "subcategory" in cat else None
+    tier = cat["tier"].to_numpy(np.float64)
+    if ladder is not None and len(ladder):
+        tier = ladder["tier"].reindex(items.ids).to_numpy(np.float64)
+    norms = np.linalg.norm(item_factors, axis=1, keepdims=True)
+    unit = np.divide(item_factors, norms, out=np.zeros_like(item_factors), where=norms > 0)
+    popularity = np.bincount(conf.indices, minlength=len(items)).astype(np.float32)
+    moves = trade_up_counts(tx, items, subcat, price)
+    up_idx, up_score, up_moves = upsell_table(subcat, price, tier, popularity, unit, moves, config.upsell_neighbours)
+    stage("upsell")
+
+    hist = history_arrays(tx, clients, items, now, config.recency_half_life_days)
+    segments = client_segments(tx, now=now).reindex(clients.ids)
+    abc = segments["abc"].fillna("C")
+    seg_pop, glob_pop = popular_lists(tx, items, abc, now)
+    recent = tx[(tx[QUANTITY] > 0) & (tx[TIMESTAMP] >= now - pd.Timedelta(days=RECENT_DAYS))]
+    recent_pop = np.bincount(items.index_of(recent.drop_duplicates([CLIENT, ITEM])[ITEM]), minlength=len(items))
+    stage("segments and history")
+
+    full, bprice = bundle_prices(mined.items, price.astype(np.float32), config.bundle_discount)
+    names = cat["name"].fillna(cat[ITEM]).astype(str).to_numpy()
+    bundle_table = pd.DataFrame({
+        "bundle_id": [f"bundle-{i + 1}" for i in range(len(mined.items))],
+        "name": [" + ".join(names[j] for j in row if j >= 0) for row in mined.items],
+    })
+    pk_items, pk_tier, pk_price, pk_table = _packages(packages, items)
+    state = ModelState(
+        items=cat[[ITEM, "name", "category", "subcategory", "kind"]].astype(object).assign(
+            item_id=lambda d: d[ITEM].astype(str)),
+        clients=pd.DataFrame({CLIENT: clients.ids.astype(str), "abc": abc.to_numpy(dtype=object),
+                              "activity": segments["activity"].fillna("inactive").to_numpy(dtype=object),
+                              "rfm": segments["rfm"].astype(object).to_numpy()}),
+        bundles=bundle_table, packages=pk_table,
+        meta={"trained_at": pd.Timestamp.now(tz="UTC").isoformat(), "reference_time": now.isoformat(),
+              "data": fingerprint or {}, "params": {**asdict(base), "bundle_discount": config.bundle_discount,
+                                                  "cooc_shrinkage": config.cooc_shrinkage,
+                                                  "recency_half_life_days": config.recency_half_life_days},
+              "weights": dict(weights or {}), "tuning": tuning or {}, "subcategories": len(subcat_names)},
+        item_price=price.astype(np.float32), item_tier=tier.astype(np.float32), item_subcat=subcat,
+        item_category=category, item_service=(cat["kind"] == KIND_SERVICE).to_numpy(),
+        item_in_stock=cat["in_stock"].to_numpy(bool), item_pop=popularity,
+        item_recent_pop=recent_pop.astype(np.float32), item_factors=item_factors,
+        cooc_idx=neighbours.idx, cooc_score=neighbours.score, cooc_conf=neighbours.conf,
+        service_idx=svc_idx, service_score=svc_score.astype(np.float32),
+        item_repeat=repeat_share(hist, len(items)),
+        upsell_idx=up_idx, upsell_score=up_score, upsell_moves=up_moves,
+        client_factors=client_factors, **hist,
+        client_abc=abc.map({k: i for i, k in enumerate(ABC)}).to_numpy(np.int8),
+        segment_popular=seg_pop, global_popular=glob_pop,
+        yty=(item_factors.T @ item_factors).astype(np.float32),
+        bundle_items=mined.items, bundle_lift=mined.lift, bundle_support=mined.support,
+        bundle_price=bprice, bundle_full_price=full,
+        package_items=pk_items, package_tier=pk_tier, package_price=pk_price,
+    )
+    state.meta["fit_seconds"] = stage.timings
+    return Recommender(state)
+
+
+def _packages(packages: pd.DataFrame | None, items: IdIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:
+    if packages is None or packages.empty:
+        return (np.empty((0, 1), np.int32), np.empty(0, np.float32), np.empty(0, np.float32),
+                pd.DataFrame({"package_id": pd.Series(dtype=str), "name": pd.Series(dtype=str)}))
+    members = [items.index_of(list(ids)) for ids in packages["items"]]
+    width = max(len(m) for m in members)
+    arr = np.full((len(members), width), -1, dtype=np.int32)
+    for r, m in enumerate(members):
+        m = m[m >= 0]
+        arr[r, : len(m)] = m
+    tier = tier_rank(packages["tier"]).to_numpy(np.float32) if "tier" in packages else np.full(len(packages), np.nan, np.float32)
+    price = pd.to_numeric(packages["price"], errors="coerce").to_numpy(np.float32) if "price" in packages else np.full(len(packages), np.nan, np.float32)
+    table = pd.DataFrame({"package_id": packages["package_id"].astype(str), "name": packages["name"].astype(str)})
+    return arr, tier, price, table
+
+
+def sparse_history(rec: Recommender) -> sp.csr_matrix:
+    """The model's client x item purchase counts as a CSR matrix (for evaluation and tests)."""
+    st = rec.state
+    return sp.csr_matrix((st.hist_count, st.hist_indices, st.hist_indptr), shape=(len(rec.client_ids), rec.n_items))

@@ -1,0 +1,71 @@
+"""Upsell: for each item, pricier or higher-tier alternatives in the same subcategory.
+
+Ranked by trade-up evidence (clients who bought A and later bought the pricier B) first, then by
+taste similarity and popularity, so a suggestion is a step clients really take.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features.matrix import IdIndex
+from features.schema import CLIENT, ITEM, QUANTITY, TIMESTAMP
+
+#: Items kept per client and subcategory when counting trade-ups (bounds the pair count).
+MAX_ITEMS_PER_GROUP = 25
+
+
+def trade_up_counts(tx: pd.DataFrame, items: IdIndex, subcat: np.ndarray, price: np.ndarray) -> pd.DataFrame:
+    """Columns a, b, moves: clients who first bought a, later first bought b, same subcategory, b pricier."""
+    bought = tx[tx[QUANTITY] > 0]
+    first = bought.groupby([CLIENT, ITEM], sort=False)[TIMESTAMP].min().reset_index()
+    first["item"] = items.index_of(first[ITEM])
+    first = first[first["item"] >= 0]
+    first["sub"] = subcat[first["item"].to_numpy()]
+    first["price"] = price[first["item"].to_numpy()]
+    first = first[(first["sub"] >= 0) & first["price"].notna()]
+    first = first.sort_values([CLIENT, "sub", TIMESTAMP])
+    first = first[first.groupby([CLIENT, "sub"]).cumcount() < MAX_ITEMS_PER_GROUP]
+    left = first[[CLIENT, "sub", "item", TIMESTAMP, "price"]]
+    pairs = left.merge(left, on=[CLIENT, "sub"], suffixes=("_a", "_b"))
+    pairs = pairs[(pairs[f"{TIMESTAMP}_b"] > pairs[f"{TIMESTAMP}_a"]) & (pairs["price_b"] > pairs["price_a"] * 1.0001)]
+    moves = pairs.groupby(["item_a", "item_b"]).size().rename("moves").reset_index()
+    return moves.rename(columns={"item_a": "a", "item_b": "b"})
+
+
+def upsell_table(subcat: np.ndarray, price: np.ndarray, tier: np.ndarray, popularity: np.ndarray,
+                 unit_factors: np.ndarray, moves: pd.DataFrame, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(idx, score, moves) n_items x k: the best alternatives above each item's price or tier."""
+    n = len(subcat)
+    idx = np.full((n, k), -1, dtype=np.int32)
+    score = np.zeros((n, k), dtype=np.float32)
+    move_out = np.zeros((n, k), dtype=np.int32)
+    move_map = pd.Series(moves["moves"].to_numpy(), index=pd.MultiIndex.from_arrays([moves["a"], moves["b"]])) if len(moves) else None
+    pop = np.log1p(popularity).astype(np.float32)
+    tier = np.nan_to_num(tier, nan=-1.0)
+    has_price = ~np.isnan(price)
+    for s in np.unique(subcat[(subcat >= 0) & has_price]):
+        members = np.flatnonzero((subcat == s) & has_price)
+        if members.size < 2:
+            continue
+        p, t = price[members], tier[members]
+        higher = (p[None, :] > p[:, None] * 1.0001) | (t[None, :] > t[:, None])
+        sim = unit_factors[members] @ unit_factors[members].T
+        m = np.zeros((members.size, members.size), dtype=np.float32)
+        if move_map is not None:
+            sub_moves = moves[moves["a"].isin(members) & moves["b"].isin(members)]
+            if len(sub_moves):
+                pos = pd.Series(np.arange(members.size), index=members)
+                m[pos[sub_moves["a"]].to_numpy(), pos[sub_moves["b"]].to_numpy()] = sub_moves["moves"].to_numpy()
+        total = np.where(higher, 2.0 * np.log1p(m) + sim + 0.3 * pop[members][None, :], -np.inf)
+        kk = min(k, members.size - 1)
+        top = np.argpartition(-total, kk - 1, axis=1)[:, :kk] if kk < members.size else np.argsort(-total, axis=1)[:, :kk]
+        vals = np.take_along_axis(total, top, 1)
+        order = np.argsort(-vals, axis=1)
+        top, vals = np.take_along_axis(top, order, 1), np.take_along_axis(vals, order, 1)
+        ok = np.isfinite(vals)
+        rows = np.repeat(members[:, None], kk, axis=1)
+        idx[rows[ok], np.nonzero(ok)[1]] = members[top[ok]]
+        score[rows[ok], np.nonzero(ok)[1]] = vals[ok]
+        move_out[rows[ok], np.nonzero(ok)[1]] = m[np.nonzero(ok)[0], top[ok]]
+    return idx, score, move_out

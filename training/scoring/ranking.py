@@ -1,0 +1,123 @@
+"""Pure ranking maths shared by every kind of suggestion: pick the top, apply the rules, stay diverse.
+
+Business rules run after scoring, never inside a model, so every model answers under the same
+rules and the offline evaluation measures exactly what the service answers.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+NEG = np.float32(-np.inf)
+
+
+def top_indices(scores: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the `n` highest finite scores, best first (ties: lower index first)."""
+    finite = np.flatnonzero(np.isfinite(scores))
+    if finite.size == 0 or n <= 0:
+        return np.empty(0, dtype=np.int64)
+    if finite.size > n:
+        part = np.argpartition(-scores[finite], n - 1)[:n]
+        finite = finite[part]
+    order = np.lexsort((finite, -scores[finite]))
+    return finite[order]
+
+
+def cap_per_group(ranked: np.ndarray, groups: np.ndarray, cap: int, n: int) -> np.ndarray:
+    """Keep the ranked order but at most `cap` items per group (e.g. subcategory), then the first `n`.
+
+    Why: ten yoghurts are one suggestion said ten times. Items without a group (-1) are never capped.
+    """
+    if cap <= 0 or ranked.size == 0:
+        return ranked[:n]
+    g = groups[ranked]
+    seen: dict[int, int] = {}
+    keep = np.zeros(ranked.size, dtype=bool)
+    taken = 0
+    for pos, group in enumerate(g.tolist()):
+        if group >= 0:
+            if seen.get(group, 0) >= cap:
+                continue
+            seen[group] = seen.get(group, 0) + 1
+        keep[pos] = True
+        taken += 1
+        if taken >= n:
+            break
+    return ranked[keep]
+
+
+def rank_with_rules(scores: np.ndarray, n: int, *, allowed: np.ndarray | None = None,
+                    groups: np.ndarray | None = None, cap: int = 0) -> np.ndarray:
+    """Apply an allowed-mask (rules: stock, exclusions, already bought...), then top-n with diversity.
+
+    Over-fetches before capping so a capped list is still `n` long when the catalogue allows.
+    """
+    if allowed is not None:
+        scores = np.where(allowed, scores, NEG)
+    if groups is None or cap <= 0:
+        return top_indices(scores, n)
+    fetch = n
+    while True:
+        ranked = top_indices(scores, fetch)
+        capped = cap_per_group(ranked, groups, cap, n)
+        if capped.size >= n or ranked.size < fetch:
+            return capped
+        fetch *= 4
+
+
+def minmax(values: np.ndarray) -> np.ndarray:
+    """Scale finite values to [0, 1] so signals of different units can be blended by weights."""
+    out = np.zeros(values.shape, dtype=np.float32)
+    finite = np.isfinite(values)
+    if not finite.any():
+        return out
+    lo, hi = values[finite].min(), values[finite].max()
+    if hi > lo:
+        out[finite] = (values[finite] - lo) / (hi - lo)
+    else:
+        out[finite] = 1.0
+    return out
+
+
+def scatter_neighbours(neighbour_idx: np.ndarray, neighbour_val: np.ndarray, seeds: np.ndarray,
+                       n_items: int, seed_weights: np.ndarray | None = None) -> np.ndarray:
+    """Sum the precomputed neighbour rows of `seeds` into a dense score over all items.
+
+    This is "basket -> items" from item -> items lists: O(len(seeds) * neighbours), no matrix product.
+    """
+    if seeds.size == 0:
+        return np.zeros(n_items, dtype=np.float32)
+    idx = neighbour_idx[seeds]
+    val = neighbour_val[seeds]
+    if seed_weights is not None:
+        val = val * seed_weights[:, None]
+    ok = idx >= 0
+    return np.bincount(idx[ok], weights=val[ok], minlength=n_items).astype(np.float32)
+
+
+def strongest_seed(neighbour_idx: np.ndarray, neighbour_val: np.ndarray, seeds: np.ndarray,
+                   target: int) -> tuple[int, float]:
+    """Which seed item contributes most to `target` and how much (for the reason text)."""
+    if seeds.size == 0:
+        return -1, 0.0
+    rows = neighbour_idx[seeds]
+    hit = rows == target
+    vals = np.where(hit, neighbour_val[seeds], 0.0).max(axis=1)
+    best = int(np.argmax(vals))
+    return int(seeds[best]), float(vals[best])
+
+
+def als_user_solve(item_factors: np.ndarray, yty: np.ndarray, items: np.ndarray, confidence: np.ndarray,
+                   regularization: float) -> np.ndarray:
+    """The exact implicit-ALS user step for one client: x = (YtY + Yu^T (Cu - I) Yu + lambda I)^-1 Yu^T Cu 1.
+
+    Lets the service refresh a client's taste vector from their history plus just-bought items
+    (what implicit calls `recalculate_user`) without the fitting library at serving time.
+    """
+    f = item_factors.shape[1]
+    if items.size == 0:
+        return np.zeros(f, dtype=np.float32)
+    yu = item_factors[items].astype(np.float64)
+    c = confidence.astype(np.float64)
+    a = yty.astype(np.float64) + (yu.T * (c - 1.0)) @ yu + regularization * np.eye(f)
+    b = yu.T @ c
+    return np.linalg.solve(a, b).astype(np.float32)

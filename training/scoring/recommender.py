@@ -1,0 +1,497 @@
+"""The scoring model: one object answers every kind of suggestion, in the service and offline.
+
+It holds only arrays (`ModelState`) and needs numpy at serving time, not the fitting library.
+The offline evaluation calls these same methods, so the figures we publish are for exactly the
+answers the service gives, business rules included.
+
+Signals, by kind:
+- cross_sell:      client taste (ALS factors) blended with co-occurrence from the client's own
+                   history; never an item the client bought; products only.
+- replenishment:   the client's own items by recency-weighted frequency, boosted when the usual
+                   repurchase interval has elapsed ("due").
+- upsell:          pricier or higher-tier items in the subcategories the client buys regularly,
+                   ranked by how much the client buys there, popularity, trade-up evidence and taste.
+- service_package: services and packages by taste, co-occurrence with owned items and the
+                   segment's adoption; A-class clients see premium tiers first; a client holding a
+                   tier is offered the next one. Without a packages file, mined bundles are offered.
+- cart:            what completes a basket (shrunk co-occurrence), personalised when the client
+                   is known; upsells of cart items; bundle offers with their bundle price.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training.scoring import reasons
+from training.scoring.contract import KINDS, Suggestion
+from training.scoring.ranking import (
+    NEG,
+    als_user_solve,
+    minmax,
+    rank_with_rules,
+    scatter_neighbours,
+    strongest_seed,
+    top_indices,
+)
+from training.scoring.state import ModelState
+
+log = logging.getLogger(__name__)
+
+ABC = ("A", "B", "C")
+ACTIVITY = ("active", "lapsing", "inactive")
+
+#: Blend weights per kind. Training chooses them on an inner time split (training.tuning) and
+#: stores the choice in the model's meta; these are the starting point and the fallback.
+DEFAULT_WEIGHTS: dict[str, float] = {
+    "cross_sell_cooc": 0.5,      # co-occurrence with the client's history, against ALS taste (1)
+    "cross_sell_pop": 0.2,       # popularity steadies sparse clients
+    "replenish_freq": 0.5,       # long-run frequency, against recency-weighted frequency (1)
+    "replenish_due": 0.3,        # boost of items whose interval has elapsed
+    "replenish_repeat": 0.5,     # items people do buy again (milk) over one-off purchases (a grill)
+    "cart_personal": 0.5,        # the known client's own frequent items in the cart widget
+    "cart_taste": 0.1,           # the known client's ALS taste in the cart widget
+    "upsell_subcat": 0.5,        # how much the client buys in the subcategory, against popularity (1)
+    "upsell_taste": 0.3,
+    "upsell_tradeup": 0.3,
+    "service_cooc": 1.0,         # co-occurrence with owned items, against ALS taste (1)
+    "service_segment": 0.5,      # adoption in the client's ABC segment
+    "diversity_cap": 3,          # at most this many suggestions per subcategory
+    "upsell_cap": 3,             # the same rule for upsell lists
+}
+
+
+class Recommender:
+    """Implements `training.scoring.contract.SuggestionModel` over a `ModelState`."""
+
+    def __init__(self, state: ModelState) -> None:
+        self.state = state
+        self.meta = state.meta
+        self.weights = {**DEFAULT_WEIGHTS, **state.meta.get("weights", {})}
+        items, clients = state.items, state.clients
+        self.item_ids = items["item_id"].to_numpy(dtype=object)
+        self.client_ids = clients["client_id"].to_numpy(dtype=object)
+        self._item_pos = {item_id: i for i, item_id in enumerate(self.item_ids.tolist())}
+        self._client_pos = {cid: i for i, cid in enumerate(self.client_ids.tolist())}
+        self._names = items["name"].fillna(items["item_id"]).astype(str).to_numpy(dtype=object)
+        self._kinds = np.where(state.item_service, "service", "product")
+        self._categories = items["category"].astype(object).to_numpy()
+        self._subcategories = items["subcategory"].astype(object).to_numpy()
+        self.n_items = len(self.item_ids)
+        norms = np.linalg.norm(state.item_factors, axis=1, keepdims=True)
+        self._unit_factors = np.divide(state.item_factors, norms, out=np.zeros_like(state.item_factors),
+                                       where=norms > 0)
+        self._pop_score = minmax(np.log1p(state.item_pop))
+        self._products = ~state.item_service & state.item_in_stock
+        self._packages = state.packages
+        self._bundles = state.bundles
+        self.reg = float(state.meta.get("params", {}).get("regularization", 0.01))
+        self.reference_day = 0.0  # ages in the state are relative to the data's last day
+
+    # ----- persistence -------------------------------------------------------------------------
+    @classmethod
+    def load(cls, folder: str | Path) -> Recommender:
+        return cls(ModelState.load(folder))
+
+    def save(self, folder: str | Path) -> None:
+        self.state.save(folder)
+
+    # ----- lookups -----------------------------------------------------------------------------
+    def knows_client(self, client_id: str) -> bool:
+        return client_id in self._client_pos
+
+    def knows_item(self, item_id: str) -> bool:
+        return item_id in self._item_pos
+
+    def item_index(self, item_ids: Sequence[str]) -> np.ndarray:
+        return np.array([self._item_pos[i] for i in item_ids if i in self._item_pos], dtype=np.int64)
+
+    def segment(self, client_id: str) -> dict[str, Any]:
+        ci = self._client_pos.get(client_id)
+        if ci is None:
+            return {"abc": None, "activity": None, "rfm": None}
+        row = self.state.clients.iloc[ci]
+        return {"abc": row.get("abc"), "activity": row.get("activity"), "rfm": row.get("rfm")}
+
+    def _history(self, ci: int | None) -> tuple[np.ndarray, slice]:
+        if ci is None:
+            return np.empty(0, dtype=np.int64), slice(0, 0)
+        lo, hi = self.state.hist_indptr[ci], self.state.hist_indptr[ci + 1]
+        return self.state.hist_indices[lo:hi].astype(np.int64), slice(lo, hi)
+
+    def _client_vector(self, ci: int | None, recent: np.ndarray) -> np.ndarray | None:
+        """The client's taste; recomputed from history plus just-bought items when there are any."""
+        if ci is None and recent.size == 0:
+            return None
+        if recent.size == 0:
+            return self.state.client_factors[ci]
+        items, sl = self._history(ci)
+        conf = self.state.hist_count[sl].astype(np.float32) if ci is not None else np.empty(0, np.float32)
+        alpha = float(self.meta.get("params", {}).get("alpha", 1.0))
+        all_items = np.concatenate([items, recent])
+        all_conf = np.concatenate([1.0 + alpha * np.log1p(conf), np.full(recent.size, 1.0 + alpha, np.float32)])
+        uniq, inv = np.unique(all_items, return_inverse=True)
+        summed = np.zeros(uniq.size, dtype=np.float64)
+        np.add.at(summed, inv, all_conf)
+        return als_user_solve(self.state.item_factors, self.state.yty, uniq, summed, self.reg)
+
+    def _suggestion(self, idx: int, kind: str, score: float, reason: str, **extra: Any) -> Suggestion:
+        price = float(self.state.item_price[idx])
+        out: Suggestion = {
+            "item_id": str(self.item_ids[idx]),
+            "name": str(self._names[idx]),
+            "kind": kind,
+            "score": round(float(score), 6),
+            "price": None if np.isnan(price) else round(price, 2),
+            "reason": reason,
+        }
+        out.update(extra)
+        return out
+
+    def _allowed(self, *, category: str | None, exclude: Sequence[str]) -> np.ndarray:
+        allowed = self.state.item_in_stock.copy()
+        if category:
+            allowed &= (self._categories == category) | (self._subcategories == category)
+        ex = self.item_index(exclude)
+        allowed[ex] = False
+        return allowed
+
+    # ----- the contract ------------------------------------------------------------------------
+    def suggest(self, client_id: str, kind: str, limit: int = 10, *, category: str | None = None,
+                exclude: Sequence[str] = (), recent_purchases: Sequence[str] = ()) -> list[Suggestion]:
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+        ci = self._client_pos.get(client_id)
+        recent = self.item_index(recent_purchases)
+        allowed = self._allowed(category=category, exclude=exclude)
+        method = getattr(self, f"_{kind}")
+        return method(ci, recent, allowed, limit)
+
+    def _cross_sell_scores(self, ci: int | None, recent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        vec = self._client_vector(ci, recent)
+        hist, sl = self._history(ci)
+        seeds = np.concatenate([hist, recent])
+        if vec is None:
+            return self._cold_scores(ci), seeds
+        taste = minmax(self.state.item_factors @ vec)
+        weights = None
+        if ci is not None and hist.size:
+            w = self.state.hist_recency[sl]
+            weights = np.concatenate([w / max(w.max(), 1e-9), np.ones(recent.size, np.float32)])
+        cooc = scatter_neighbours(self.state.cooc_idx, self.state.cooc_score, seeds, self.n_items, weights)
+        w = self.weights
+        return taste + w["cross_sell_cooc"] * minmax(cooc) + w["cross_sell_pop"] * self._pop_score, seeds
+
+    def _cold_scores(self, ci: int | None) -> np.ndarray:
+        """Unknown client: what their segment buys (or what everyone buys lately)."""
+        ranked = self.state.global_popular if ci is None else self.state.segment_popular[self.state.client_abc[ci]]
+        scores = np.full(self.n_items, NEG, dtype=np.float32)
+        ranked = ranked[ranked >= 0]
+        scores[ranked] = np.linspace(1.0, 0.5, ranked.size, dtype=np.float32)
+        return scores
+
+    def _cross_sell(self, ci: int | None, recent: np.ndarray, allowed: np.ndarray, limit: int) -> list[Suggestion]:
+        scores, seeds = self._cross_sell_scores(ci, recent)
+        allowed = allowed & self._products
+        allowed[seeds] = False  # never what the client already bought
+        ranked = rank_with_rules(scores, limit, allowed=allowed, groups=self.state.item_subcat,
+                                 cap=int(self.weights["diversity_cap"]))
+        return [self._suggestion(int(i), "cross_sell", scores[i], self._cross_sell_reason(ci, seeds, int(i)))
+                for i in ranked]
+
+    def _cross_sell_reason(self, ci: int | None, seeds: np.ndarray, target: int) -> str:
+        if ci is None and seeds.size == 0:
+            return reasons.popular(None)
+        anchor, conf = strongest_seed(self.state.cooc_idx, self.state.cooc_conf, seeds, target)
+        if anchor >= 0 and conf >= 0.05:
+            return reasons.bought_together(self._names[anchor], conf)
+        if seeds.size == 0:
+            return reasons.popular(self.segment_label(ci))
+        sims = self._unit_factors[seeds] @ self._unit_factors[target]
+        return reasons.clients_like_you(self._names[seeds[int(np.argmax(sims))]] if sims.size else None)
+
+    def segment_label(self, ci: int | None) -> str | None:
+        return None if ci is None else ABC[int(self.state.client_abc[ci])]
+
+    def _replenishment(self, ci: int | None, recent: np.ndarray, allowed: np.ndarray, limit: int) -> list[Suggestion]:
+        hist, sl = self._history(ci)
+        if hist.size == 0:
+            return []
+        st = self.state
+        interval, age = st.hist_interval[sl], st.hist_last_age[sl]
+        ratio = np.where(np.isnan(interval), 0.0, age / np.maximum(interval, 1.0))
+        w = self.weights
+        base = st.hist_recency[sl] / max(float(st.hist_recency[sl].max()), 1e-9)
+        freq = np.log1p(st.hist_count[sl]) / max(float(np.log1p(st.hist_count[sl]).max()), 1e-9)
+        score = ((base + w["replenish_freq"] * freq) * (1.0 + w["replenish_due"] * np.clip(ratio, 0.0, 1.5))
+                 * (1.0 + w["replenish_repeat"] * st.item_repeat[hist]))
+        keep = allowed[hist] & ~np.isin(hist, recent)
+        score = np.where(keep, score, NEG)
+        out = []
+        for pos in top_indices(score, limit):
+            i = int(hist[pos])
+            is_due = bool(ratio[pos] >= 1.0)
+            reason = (reasons.due(interval[pos], age[pos]) if is_due
+                      else reasons.regular(st.hist_count[sl][pos], age[pos]))
+            days_left = None if np.isnan(interval[pos]) else round(float(interval[pos] - age[pos]), 1)
+            out.append(self._suggestion(i, "replenishment", score[pos], reason, due=is_due, due_in_days=days_left))
+        return out
+
+    def _upsell(self, ci: int | None, recent: np.ndarray, allowed: np.ndarray, limit: int) -> list[Suggestion]:
+        hist, sl = self._history(ci)
+        seeds = np.concatenate([hist, recent])
+        if seeds.size == 0:
+            return []
+        st = self.state
+        weight = np.concatenate([st.hist_count[sl], np.ones(recent.size, np.float32)]) if ci is not None else np.ones(recent.size, np.float32)
+        sub = st.item_subcat[seeds]
+        price = st.item_price[seeds]
+        known = (sub >= 0) & ~np.isnan(price)
+        if not known.any():
+            return []
+        n_sub = int(st.item_subcat.max()) + 1
+        sub_weight = np.bincount(sub[known], weights=weight[known], minlength=n_sub).astype(np.float32)
+        ceiling = np.full(n_sub, np.inf, dtype=np.float32)  # no upsell where the client never bought
+        ceiling[sub[known]] = -np.inf
+        np.maximum.at(ceiling, sub[known], price[known])
+        item_sub = st.item_subcat
+        cand = (item_sub >= 0) & allowed & self._products
+        cand &= np.where(item_sub >= 0, st.item_price > ceiling[np.maximum(item_sub, 0)] * 1.0001, False)
+        cand[seeds] = False
+        if not cand.any():
+            return []
+        vec = self._client_vector(ci, recent)
+        taste = minmax(st.item_factors @ vec) if vec is not None else np.zeros(self.n_items, np.float32)
+        trade = np.zeros(self.n_items, dtype=np.float32)
+        np.add.at(trade, st.upsell_idx[seeds][st.upsell_idx[seeds] >= 0],
+                  st.upsell_moves[seeds][st.upsell_idx[seeds] >= 0].astype(np.float32))
+        w = self.weights
+        scores = (self._pop_score + w["upsell_subcat"] * minmax(np.log1p(sub_weight))[np.maximum(item_sub, 0)]
+                  + w["upsell_taste"] * taste + w["upsell_tradeup"] * minmax(np.log1p(trade)))
+        ranked = rank_with_rules(scores, limit, allowed=cand, groups=item_sub, cap=int(w["upsell_cap"]))
+        out = []
+        for i in ranked:
+            i = int(i)
+            mine = seeds[sub == item_sub[i]]
+            current = int(mine[np.argmax(weight[sub == item_sub[i]])]) if mine.size else -1
+            diff = float(st.item_price[i] - st.item_price[current]) if current >= 0 else float("nan")
+            reason = (reasons.traded_up(int(trade[i]), self._names[current]) if trade[i] >= 2 and current >= 0
+                      else reasons.upgrade(self._names[current] if current >= 0 else "what you buy", diff))
+            out.append(self._suggestion(i, "upsell", scores[i], reason,
+                                        price_difference=None if np.isnan(diff) else round(diff, 2),
+                                        upgrade_from=str(self.item_ids[current]) if current >= 0 else None))
+        return out
+
+    def _service_scores(self, ci: int | None, recent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        st = self.state
+        vec = self._client_vector(ci, recent)
+        hist, _ = self._history(ci)
+        seeds = np.concatenate([hist, recent])
+        taste = minmax(st.item_factors @ vec) if vec is not None else np.zeros(self.n_items, np.float32)
+        cooc = minmax(scatter_neighbours(st.service_idx, st.service_score, seeds, self.n_items))
+        seg = self._cold_scores(ci)
+        seg = np.where(np.isfinite(seg), seg, 0.0)
+        w = self.weights
+        return taste + w["service_cooc"] * cooc + w["service_segment"] * seg + 0.1 * self._pop_score, seeds
+
+    def _service_package(self, ci: int | None, recent: np.ndarray, allowed: np.ndarray, limit: int) -> list[Suggestion]:
+        st = self.state
+        scores, seeds = self._service_scores(ci, recent)
+        allowed = allowed & st.item_service
+        allowed[seeds] = False  # a service the client already uses is not an offer
+        services = []
+        for i in rank_with_rules(scores, limit, allowed=allowed):
+            i = int(i)
+            anchor, conf = strongest_seed(st.service_idx, st.service_score, seeds, i)
+            services.append(self._suggestion(i, "service_package", scores[i],
+                                             reasons.service_affinity(self._names[anchor] if conf >= 0.05 else None)))
+        offers = self._package_offers(ci, seeds, scores, st.item_in_stock, limit)
+        if len(self._packages):
+            # business packages are scored on the services' scale: one ranking
+            return sorted(services + offers, key=lambda s: -s["score"])[:limit]
+        # mined bundles only fill what the services leave
+        return (services + offers)[:limit]
+
+    def _package_offers(self, ci: int | None, seeds: np.ndarray, scores: np.ndarray,
+                        allowed: np.ndarray, limit: int) -> list[Suggestion]:
+        """Business packages ranked for this client; tier rules decide the order among a line."""
+        st = self.state
+        if len(self._packages) == 0:
+            return self._bundle_offers(seeds, allowed, limit, kind="service_package")
+        members = st.package_items
+        valid = members >= 0
+        safe = np.where(valid, members, 0)
+        mean = np.where(valid, np.where(np.isfinite(scores[safe]), scores[safe], 0.0), 0.0).sum(1) / np.maximum(valid.sum(1), 1)
+        owned = np.isin(safe, seeds) & valid
+        held = owned.sum(1) == valid.sum(1)
+        tier = np.nan_to_num(st.package_tier, nan=0.0)
+        abc = self.segment_label(ci)
+        out = []
+        held_tier = {}
+        for p in np.flatnonzero(held):
+            held_tier[p] = tier[p]
+        for p in range(len(self._packages)):
+            if held[p] or not allowed[safe[p][valid[p]]].all():
+                continue
+            # a package line: packages whose items share a subcategory (care basic -> care premium)
+            overlap_held = [q for q in held_tier if np.isin(st.item_subcat[safe[p][valid[p]]],
+                                                            st.item_subcat[safe[q][valid[q]]]).any()]
+            bonus, reason = 0.0, reasons.service_affinity(None)
+            if overlap_held:
+                q = max(overlap_held, key=lambda q: held_tier[q])
+                line = [r for r in range(len(self._packages)) if tier[r] > held_tier[q] and np.isin(
+                    st.item_subcat[safe[r][valid[r]]], st.item_subcat[safe[q][valid[q]]]).any()]
+                if line and tier[p] == min(tier[r] for r in line):
+                    bonus, reason = 2.0, reasons.next_tier(str(self._packages.iloc[q]["name"]))
+                elif tier[p] <= held_tier[q]:
+                    continue  # never offer a lower or equal tier of what the client holds
+            elif abc == "A" and tier[p] > 0:
+                bonus, reason = 0.25 * tier[p], reasons.premium_first(abc)
+            row = self._packages.iloc[p]
+            price = float(st.package_price[p])
+            out.append({"item_id": str(row["package_id"]), "name": str(row["name"]), "kind": "service_package",
+                        "score": round(float(mean[p] + bonus), 6),
+                        "price": None if np.isnan(price) else round(price, 2), "reason": reason,
+                        "items": [str(self.item_ids[i]) for i in safe[p][valid[p]]],
+                        "tier": None if np.isnan(st.package_tier[p]) else float(st.package_tier[p])})
+        out.sort(key=lambda s: -s["score"])
+        return out[:limit]
+
+    def _bundle_offers(self, seeds: np.ndarray, allowed: np.ndarray, limit: int, kind: str = "bundle") -> list[dict[str, Any]]:
+        """Mined bundles holding something the client (or cart) has and something it lacks."""
+        st = self.state
+        members = st.bundle_items
+        if members.size == 0 or seeds.size == 0:
+            return []
+        valid = members >= 0
+        safe = np.where(valid, members, 0)
+        has = (np.isin(safe, seeds) & valid).sum(1)
+        lacks = valid.sum(1) - has
+        ok = (has > 0) & (lacks > 0) & np.all(np.where(valid, allowed[safe], True), axis=1)
+        order = np.flatnonzero(ok)
+        order = order[np.lexsort((-st.bundle_lift[order], -has[order]))][:limit]
+        discount = float(self.meta.get("params", {}).get("bundle_discount", 0.1))
+        out = []
+        for b in order:
+            ids = [str(self.item_ids[i]) for i in safe[b][valid[b]]]
+            out.append({"bundle_id": str(self._bundles.iloc[b]["bundle_id"]), "item_id": str(self._bundles.iloc[b]["bundle_id"]),
+                        "name": str(self._bundles.iloc[b]["name"]), "kind": kind, "items": ids,
+                        "score": round(float(np.log1p(st.bundle_lift[b]) * has[b] / valid[b].sum()), 6),
+                        "price": round(float(st.bundle_full_price[b]), 2),
+                        "bundle_price": round(float(st.bundle_price[b]), 2),
+                        "reason": reasons.bundle(len(ids), float(st.bundle_lift[b]), discount)})
+        return out
+
+    def cart(self, items: Sequence[str], client_id: str | None = None, limit: int = 10, *,
+             recent_purchases: Sequence[str] = ()) -> dict[str, Any]:
+        st = self.state
+        basket = self.item_index(items)
+        unknown = [i for i in items if i not in self._item_pos]
+        ci = self._client_pos.get(client_id) if client_id else None
+        complete = self.cart_complete(basket, ci, limit, self.item_index(recent_purchases))
+        allowed = st.item_in_stock & self._products
+        allowed[basket] = False
+        upsell = []
+        for b in basket:
+            for j, moves in zip(st.upsell_idx[b], st.upsell_moves[b], strict=True):
+                if j >= 0 and allowed[j]:
+                    diff = float(st.item_price[j] - st.item_price[b])
+                    reason = (reasons.traded_up(int(moves), self._names[b]) if moves >= 2
+                              else reasons.upgrade(self._names[b], diff))
+                    upsell.append(self._suggestion(int(j), "upsell", float(st.upsell_score[b][0]), reason,
+                                                   upgrade_from=str(self.item_ids[b]), price_difference=round(diff, 2)))
+                    break
+        upsell.sort(key=lambda s: -s["score"])
+        return {"complete": complete, "upsell": upsell[:limit],
+                "bundles": self._bundle_offers(basket, st.item_in_stock, limit), "unknown_items": unknown}
+
+    def cart_complete(self, basket: np.ndarray, ci: int | None, limit: int, recent: np.ndarray) -> list[Suggestion]:
+        """What completes this basket: the ranking the cart widget shows and the evaluation scores."""
+        st = self.state
+        scores = self.cart_scores(basket, ci, recent)
+        allowed = st.item_in_stock & self._products
+        allowed[basket] = False
+        out = []
+        for i in rank_with_rules(scores, limit, allowed=allowed):
+            i = int(i)
+            anchor, conf = strongest_seed(st.cooc_idx, st.cooc_conf, basket, i)
+            reason = (reasons.bought_together(self._names[anchor], conf) if anchor >= 0 and conf > 0
+                      else reasons.clients_like_you(None) if ci is not None else reasons.popular(None))
+            out.append(self._suggestion(i, "cart", scores[i], reason))
+        return out
+
+    def cart_scores(self, basket: np.ndarray, ci: int | None, recent: np.ndarray) -> np.ndarray:
+        """Dense scores over items for completing `basket`, personalised when `ci` is known."""
+        st = self.state
+        cooc = scatter_neighbours(st.cooc_idx, st.cooc_score, basket, self.n_items)
+        if basket.size == 0 or not (cooc > 0).any():
+            # no co-occurrence evidence: items popular in the basket's categories, else popular
+            cooc = self._pop_score * 0.01
+            subs = st.item_subcat[basket]
+            if subs.size:
+                cooc = cooc + np.isin(st.item_subcat, subs[subs >= 0]) * self._pop_score
+        scores = minmax(cooc)
+        if ci is not None:
+            hist, sl = self._history(ci)
+            personal = np.zeros(self.n_items, dtype=np.float32)
+            personal[hist] = st.hist_recency[sl]
+            scores = scores + self.weights["cart_personal"] * minmax(personal)
+            vec = self._client_vector(ci, recent)
+            if vec is not None:
+                scores = scores + self.weights["cart_taste"] * minmax(st.item_factors @ vec)
+        return scores
+
+    def similar(self, item_id: str, limit: int = 10) -> list[Suggestion]:
+        i = self._item_pos.get(item_id)
+        if i is None:
+            raise KeyError(item_id)
+        st = self.state
+        sims = self._unit_factors @ self._unit_factors[i]
+        cooc = scatter_neighbours(st.cooc_idx, st.cooc_score, np.array([i]), self.n_items)
+        scores = minmax(sims) + minmax(cooc)
+        if not np.any(self._unit_factors[i]) and not cooc.any():
+            # an item without history is reached through its category
+            same = (st.item_subcat == st.item_subcat[i]) if st.item_subcat[i] >= 0 else (st.item_category == st.item_category[i])
+            scores = np.where(same, self._pop_score + 0.01, NEG).astype(np.float32)
+            reason = reasons.category_popular(str(self._subcategories[i] or self._categories[i]))
+        else:
+            reason = None
+        allowed = st.item_in_stock.copy()
+        allowed[i] = False
+        out = []
+        for j in rank_with_rules(scores, limit, allowed=allowed):
+            j = int(j)
+            if reason is None:
+                conf = float(st.cooc_conf[i][st.cooc_idx[i] == j].max(initial=0.0))
+                r = reasons.bought_together(self._names[i], conf) if conf >= 0.05 else reasons.clients_like_you(self._names[i])
+            else:
+                r = reason
+            out.append(self._suggestion(j, "similar", scores[j], r))
+        return out
+
+    def smoke_check(self) -> None:
+        """Refuse a model that answers wrongly before it ever serves (see the contract)."""
+        st = self.state
+        if self.n_items == 0 or len(self.client_ids) == 0:
+            raise ValueError("model has no items or no clients")
+        for name in ("item_factors", "client_factors", "cooc_score", "item_price"):
+            arr = getattr(st, name)
+            if name != "item_price" and not np.isfinite(arr).all():
+                raise ValueError(f"{name} holds NaN or infinite values")
+        busiest = int(np.argmax(np.diff(st.hist_indptr)))
+        client = str(self.client_ids[busiest])
+        for kind in ("cross_sell", "replenishment"):
+            got = self.suggest(client, kind, 5)
+            if not got:
+                raise ValueError(f"no {kind} suggestion for the busiest known client {client}")
+            for s in got:
+                if not np.isfinite(s["score"]) or s["item_id"] not in self._item_pos:
+                    raise ValueError(f"bad {kind} suggestion for {client}: {s}")
+        if not self.suggest("__smoke_unknown_client__", "cross_sell", 3):
+            raise ValueError("no cold-start suggestion for an unknown client")
+        cart = self.cart([str(self.item_ids[st.hist_indices[st.hist_indptr[busiest]]])], limit=3)
+        if not cart["complete"]:
+            raise ValueError("no cart suggestion for a known item")

@@ -1,0 +1,100 @@
+"""The fitted model as plain arrays and tables: what is saved into the MLflow artifact.
+
+Numbers live in one `.npz` (loaded with `allow_pickle=False`), strings in Parquet tables, the
+rest in `meta.json`. Nothing is pickled, so a model file can be inspected, diffed and loaded by
+any later version of the scoring code that knows `MODEL_FORMAT`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+MODEL_FORMAT = 1
+
+
+@dataclass
+class ModelState:
+    """Arrays indexed by item (rows of `items`) and client (rows of `clients`).
+
+    items    item_id, name, category, subcategory, kind, (item tables keep catalogue strings)
+    clients  client_id, abc, activity, rfm
+    bundles  bundle_id, name (mined or from the packages file)
+    packages package_id, name (the business's packages, if any)
+    """
+
+    items: pd.DataFrame
+    clients: pd.DataFrame
+    bundles: pd.DataFrame
+    packages: pd.DataFrame
+    meta: dict[str, Any]
+    # item arrays
+    item_price: np.ndarray          # float32, NaN unknown
+    item_tier: np.ndarray           # float32, NaN unknown
+    item_subcat: np.ndarray         # int32 code, -1 unknown
+    item_category: np.ndarray       # int32 code, -1 unknown
+    item_service: np.ndarray        # bool
+    item_in_stock: np.ndarray       # bool
+    item_pop: np.ndarray            # float32 distinct buyers in training
+    item_recent_pop: np.ndarray     # float32 distinct buyers in the last 30 days
+    item_factors: np.ndarray        # float32 n_items x f
+    cooc_idx: np.ndarray            # int32 n_items x M, -1 padded: items bought with this one
+    cooc_score: np.ndarray          # float32 shrunk confidence
+    cooc_conf: np.ndarray           # float32 plain confidence (for reasons)
+    service_idx: np.ndarray         # int32 n_items x S: services bought with this item
+    service_score: np.ndarray       # float32 shrunk confidence towards each service
+    item_repeat: np.ndarray         # float32 share of the item's buyers who bought it again
+    upsell_idx: np.ndarray          # int32 n_items x U: pricier alternatives
+    upsell_score: np.ndarray        # float32
+    upsell_moves: np.ndarray        # int32 clients who traded up along this edge
+    # client arrays
+    client_factors: np.ndarray      # float32 n_clients x f
+    hist_indptr: np.ndarray         # CSR of the client's purchase history
+    hist_indices: np.ndarray
+    hist_count: np.ndarray          # float32 purchase occasions
+    hist_recency: np.ndarray        # float32 sum of recency-decayed occasions
+    hist_last_age: np.ndarray       # float32 days between the last purchase and the reference time
+    hist_interval: np.ndarray       # float32 median days between purchases, NaN with one purchase
+    client_abc: np.ndarray          # int8 0=A 1=B 2=C
+    segment_popular: np.ndarray     # int32 3 x P: most bought items per ABC class
+    global_popular: np.ndarray      # int32 P: most bought recently
+    yty: np.ndarray                 # float32 f x f, Gram matrix of item factors
+    # bundles and packages
+    bundle_items: np.ndarray        # int32 n_bundles x 3, -1 padded
+    bundle_lift: np.ndarray         # float32
+    bundle_support: np.ndarray      # float32
+    bundle_price: np.ndarray        # float32 suggested price (sum less discount)
+    bundle_full_price: np.ndarray   # float32
+    package_items: np.ndarray       # int32 n_packages x L, -1 padded
+    package_tier: np.ndarray        # float32, NaN unknown
+    package_price: np.ndarray       # float32, NaN unknown
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+    TABLES = ("items", "clients", "bundles", "packages")
+
+    def save(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        arrays = {f.name: getattr(self, f.name) for f in fields(self)
+                  if f.name not in (*self.TABLES, "meta", "extras")}
+        arrays.update({f"extra__{k}": v for k, v in self.extras.items()})
+        np.savez(folder / "arrays.npz", **arrays)
+        for name in self.TABLES:
+            getattr(self, name).to_parquet(folder / f"{name}.parquet", index=False)
+        (folder / "meta.json").write_text(json.dumps({**self.meta, "model_format": MODEL_FORMAT}, indent=2, default=str))
+
+    @classmethod
+    def load(cls, folder: str | Path) -> ModelState:
+        folder = Path(folder)
+        meta = json.loads((folder / "meta.json").read_text())
+        if meta.get("model_format") != MODEL_FORMAT:
+            raise ValueError(f"model format {meta.get('model_format')} is not {MODEL_FORMAT}: retrain the model")
+        with np.load(folder / "arrays.npz", allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        extras = {k.removeprefix("extra__"): arrays.pop(k) for k in list(arrays) if k.startswith("extra__")}
+        tables = {name: pd.read_parquet(folder / f"{name}.parquet") for name in cls.TABLES}
+        return cls(**tables, meta=meta, extras=extras, **arrays)

@@ -1,0 +1,363 @@
+"""The business questions we score rankers on, each turned into queries with a known answer.
+
+A task is built from the time split: what the training part shows a ranker (`TrainContext`) and
+what the test part says really happened (`TaskQueries.relevant`). Five tasks, one per widget:
+
+- cross_sell:        items a client buys in the test and never bought before (ndcg)
+- next_basket:       every item a client buys in the test, repeats included (ndcg)
+- basket_completion: a test order with one item hidden; find it from the rest of the cart (hr)
+- upsell:            pricier items a client buys in a subcategory they already buy in (hr)
+- service_package:   one of a client's services hidden; find it from the rest of their history (hr)
+
+Every task is scored on clients present in both parts. A task the data cannot support comes
+back as `Skipped(reason)`, never as a zero that would read like a bad ranker.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from features.matrix import IdIndex
+from features.prices import item_unit_prices
+from features.schema import CLIENT, ITEM, KIND_SERVICE, ORDER, PRICE, QUANTITY, TIMESTAMP
+
+TASKS = ("cross_sell", "next_basket", "basket_completion", "upsell", "service_package")
+CLIENT_TASKS = frozenset({"cross_sell", "next_basket", "upsell", "service_package"})
+PRIMARY_METRIC = {
+    "cross_sell": "ndcg",
+    "next_basket": "ndcg",
+    "basket_completion": "hr",
+    "upsell": "hr",
+    "service_package": "hr",
+}
+#: Paid prices are compared with this tolerance, so 2.99 against 2.99 read back from a float is not "pricier".
+PRICE_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class TrainContext:
+    """Everything a ranker may learn from: the training part, indexed once and shared by all.
+
+    purchases  clients x items: distinct orders with a positive line (how often a client came back)
+    recency    same pattern: 1 / (1 + days between the last such purchase and `now`), in (0, 1]
+    popularity per item: distinct clients who bought it
+    unit_prices per item id (train items and catalogue items): features.prices.item_unit_prices
+    item_price / item_subcategory: the same, aligned on `items` (NaN / -1 when unknown)
+    """
+
+    transactions: pd.DataFrame
+    items_df: pd.DataFrame | None
+    packages: pd.DataFrame | None
+    now: pd.Timestamp
+    clients: IdIndex
+    items: IdIndex
+    purchases: sp.csr_matrix
+    recency: sp.csr_matrix
+    popularity: np.ndarray
+    unit_prices: pd.Series
+    item_price: np.ndarray
+    subcategory_of: pd.Series
+    subcategories: np.ndarray
+    item_subcategory: np.ndarray
+    services: frozenset[str]
+
+    @classmethod
+    def build(
+        cls,
+        train_tx: pd.DataFrame,
+        items_df: pd.DataFrame | None = None,
+        packages: pd.DataFrame | None = None,
+        now: pd.Timestamp | None = None,
+    ) -> TrainContext:
+        now = train_tx[TIMESTAMP].max() if now is None else pd.Timestamp(now)
+        clients, items = IdIndex.from_ids(train_tx[CLIENT]), IdIndex.from_ids(train_tx[ITEM])
+        purchases, recency = _purchase_matrices(train_tx, clients, items, now)
+        unit_prices = item_unit_prices(train_tx, items_df)
+        subcategory_of = _subcategory_of(items_df)
+        subcategory_names, codes = np.unique(subcategory_of.to_numpy(dtype=str), return_inverse=True)
+        item_subcategory = pd.Series(codes, index=subcategory_of.index).reindex(items.ids).fillna(-1)
+        return cls(
+            transactions=train_tx,
+            items_df=items_df,
+            packages=packages,
+            now=now,
+            clients=clients,
+            items=items,
+            purchases=purchases,
+            recency=recency,
+            popularity=np.bincount(purchases.indices, minlength=len(items)).astype(np.float64),
+            unit_prices=unit_prices,
+            item_price=unit_prices.reindex(items.ids).to_numpy(dtype=np.float64, na_value=np.nan),
+            subcategory_of=subcategory_of,
+            subcategories=subcategory_names.astype(object),
+            item_subcategory=item_subcategory.to_numpy(dtype=np.int64),
+            services=_services(items_df, packages),
+        )
+
+    @property
+    def service_mask(self) -> np.ndarray:
+        """bool per item of `items`: sold as a service."""
+        return np.isin(self.items.ids, np.array(sorted(self.services), dtype=object))
+
+
+@dataclass(frozen=True)
+class TaskQueries:
+    """One task's questions and answers, row-aligned; what every ranker receives.
+
+    kind       "client": a row is a client (history = their training purchases, maybe minus a
+               hidden item); "basket": a row is a cart (history = its visible items).
+    clients    client index per row (for baskets: the basket's owner; rankers may ignore it)
+    history    rows x items, what the row shows the ranker: order counts for clients, 1 per
+               visible item for baskets. A ranker must not look at the client's full training
+               row instead: for service_package that would reveal the hidden service.
+    relevant   per row, item indices to find; negative values are items unseen in training
+    exclude    rows x items that must not be returned (already bought, already in the cart)
+    candidates bool per item: only these may be returned (None: any item)
+    """
+
+    task: str
+    kind: Literal["client", "basket"]
+    metric: str
+    clients: np.ndarray
+    history: sp.csr_matrix
+    relevant: list[np.ndarray]
+    exclude: sp.csr_matrix | None = None
+    candidates: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.relevant)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A task this data cannot support, and why."""
+
+    reason: str
+
+
+def build_tasks(
+    ctx: TrainContext, test_tx: pd.DataFrame, seed: int = 0, max_baskets: int = 20_000
+) -> dict[str, TaskQueries | Skipped]:
+    """Every task in `TASKS` order; each draws from its own default_rng(seed), so adding or
+    skipping one never changes another's sample."""
+    return {
+        "cross_sell": cross_sell(ctx, test_tx),
+        "next_basket": next_basket(ctx, test_tx),
+        "basket_completion": basket_completion(ctx, test_tx, seed=seed, max_baskets=max_baskets),
+        "upsell": upsell(ctx, test_tx),
+        "service_package": service_package(ctx, test_tx, seed=seed),
+    }
+
+
+def cross_sell(ctx: TrainContext, test_tx: pd.DataFrame) -> TaskQueries | Skipped:
+    """Relevant: items a client bought in the test but never (no positive line) in training.
+    Already-bought items are excluded for every ranker: the widget asks for something new."""
+    bought = _test_purchases(ctx, test_tx)
+    codes = ctx.items.index_of(bought[ITEM])
+    already = np.zeros(len(bought), dtype=bool)
+    known = codes >= 0
+    already[known] = np.asarray(ctx.purchases[bought["row"].to_numpy()[known], codes[known]]).ravel() > 0
+    new = bought[~already]
+    if new.empty:
+        return Skipped("no client bought an item in the test that they had not bought before")
+    return _client_queries("cross_sell", ctx, new, exclude_history=True)
+
+
+def next_basket(ctx: TrainContext, test_tx: pd.DataFrame) -> TaskQueries | Skipped:
+    """Relevant: every distinct item a client bought in the test; nothing is excluded."""
+    bought = _test_purchases(ctx, test_tx)
+    if bought.empty:
+        return Skipped("no client of the training period bought anything in the test")
+    return _client_queries("next_basket", ctx, bought, exclude_history=False)
+
+
+def basket_completion(
+    ctx: TrainContext, test_tx: pd.DataFrame, seed: int = 0, max_baskets: int = 20_000
+) -> TaskQueries | Skipped:
+    """Test orders with >= 2 distinct items, one hidden (seeded); up to `max_baskets`, sampled.
+
+    A hidden item never seen in training cannot be found by any ranker; the basket still counts,
+    as a miss, because a shopper's cart does not skip them either.
+    """
+    if max_baskets < 1:
+        raise ValueError("max_baskets must be at least 1")
+    lines = _test_purchases(ctx, test_tx, by_order=True)
+    lines = lines.sort_values([ORDER, ITEM], kind="stable").reset_index(drop=True)
+    sizes = lines.groupby(ORDER, sort=True).size()
+    eligible = sizes.index[sizes.to_numpy() >= 2]
+    if len(eligible) == 0:
+        return Skipped("no test order holds two or more distinct items")
+    rng = np.random.default_rng(seed)
+    if len(eligible) > max_baskets:
+        eligible = eligible[np.sort(rng.choice(len(eligible), size=max_baskets, replace=False))]
+    lines = lines[lines[ORDER].isin(eligible)].reset_index(drop=True)
+    query = pd.factorize(lines[ORDER], sort=True)[0]
+    starts = np.flatnonzero(np.r_[True, query[1:] != query[:-1]])
+    counts = np.diff(np.r_[starts, len(lines)])
+    hidden_line = starts + rng.integers(0, counts)
+    is_hidden = np.zeros(len(lines), dtype=bool)
+    is_hidden[hidden_line] = True
+
+    codes = ctx.items.index_of(lines[ITEM])
+    visible = ~is_hidden & (codes >= 0)
+    history = _csr(query[visible], codes[visible], np.ones(int(visible.sum())), len(starts), len(ctx.items))
+    relevant = [np.array([c if c >= 0 else -2], dtype=np.int64) for c in codes[hidden_line]]
+    return TaskQueries(
+        task="basket_completion",
+        kind="basket",
+        metric=PRIMARY_METRIC["basket_completion"],
+        clients=lines["row"].to_numpy()[starts].astype(np.int64),
+        history=history,
+        relevant=relevant,
+        exclude=history,
+    )
+
+
+def upsell(ctx: TrainContext, test_tx: pd.DataFrame) -> TaskQueries | Skipped:
+    """Relevant: items bought in the test, in a subcategory the client bought in during training,
+    whose unit price is above everything the client paid in that subcategory in training."""
+    if ctx.subcategory_of.empty:
+        return Skipped("items have no subcategory, so there is no 'same kind, pricier' to measure")
+    if ctx.unit_prices.dropna().empty:
+        return Skipped("no item prices (neither a price column in items nor prices on transactions)")
+    ceilings = max_paid(ctx.transactions, ctx.unit_prices, ctx.subcategory_of)
+    bought = _test_purchases(ctx, test_tx)
+    bought = bought.assign(
+        subcategory=bought[ITEM].map(ctx.subcategory_of), unit_price=bought[ITEM].map(ctx.unit_prices)
+    ).merge(ceilings, on=[CLIENT, "subcategory"], how="inner")
+    pricier = bought[bought["unit_price"] > bought["max_paid"] + PRICE_TOLERANCE]
+    if pricier.empty:
+        return Skipped("no client bought a pricier item in a subcategory they already bought in")
+    return _client_queries("upsell", ctx, pricier[[CLIENT, ITEM, "row"]], exclude_history=False)
+
+
+def service_package(ctx: TrainContext, test_tx: pd.DataFrame, seed: int = 0) -> TaskQueries | Skipped:
+    """Clients with >= 2 distinct services in training: one hidden (seeded), predicted from the
+    rest of their history. Only services may be returned, and none the client already has.
+
+    Leave-one-out inside the training part: rankers were fitted on the hidden purchase too, so
+    the figures flatter everyone alike; compare rankers with each other, not with other tasks.
+    """
+    if not ctx.services:
+        return Skipped("no items of kind service and no packages file")
+    active = np.unique(ctx.clients.index_of(test_tx[CLIENT]))
+    active = active[active >= 0]
+    services = sp.csr_matrix(ctx.purchases[active][:, np.flatnonzero(ctx.service_mask)])
+    per_client = np.diff(services.indptr)
+    eligible = per_client >= 2
+    if not eligible.any():
+        return Skipped("no client bought two or more distinct services in the training period")
+    rng = np.random.default_rng(seed)
+    rows = active[eligible]
+    service_columns = np.flatnonzero(ctx.service_mask)
+    picks = services.indptr[:-1][eligible] + rng.integers(0, per_client[eligible])
+    held_out = service_columns[services.indices[picks]]
+
+    history = sp.csr_matrix(ctx.purchases[rows], copy=True)
+    entry_rows = np.repeat(np.arange(len(rows)), np.diff(history.indptr))
+    history.data[history.indices == held_out[entry_rows]] = 0.0
+    history.eliminate_zeros()
+    return TaskQueries(
+        task="service_package",
+        kind="client",
+        metric=PRIMARY_METRIC["service_package"],
+        clients=rows.astype(np.int64),
+        history=history,
+        relevant=[np.array([h], dtype=np.int64) for h in held_out],
+        exclude=history,
+        candidates=ctx.service_mask,
+    )
+
+
+def max_paid(tx: pd.DataFrame, unit_prices: pd.Series, subcategory_of: pd.Series) -> pd.DataFrame:
+    """client_id, subcategory, max_paid: the most a client paid per unit in each subcategory.
+
+    The paid price of the line where known, else the item's unit price; positive lines only.
+    Shared by the upsell task and the pricier_popular baseline, so both use the same ceiling.
+    """
+    bought = tx[tx[QUANTITY] > 0]
+    paid = bought[PRICE].fillna(bought[ITEM].map(unit_prices))
+    frame = pd.DataFrame(
+        {CLIENT: bought[CLIENT].to_numpy(), "subcategory": bought[ITEM].map(subcategory_of).to_numpy(),
+         "paid": paid.to_numpy(dtype=np.float64, na_value=np.nan)}
+    ).dropna()
+    return frame.groupby([CLIENT, "subcategory"], sort=True)["paid"].max().rename("max_paid").reset_index()
+
+
+def _purchase_matrices(
+    tx: pd.DataFrame, clients: IdIndex, items: IdIndex, now: pd.Timestamp
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """(distinct orders per pair, recency of the last one) over positive lines."""
+    bought = tx[tx[QUANTITY] > 0]
+    lines = pd.DataFrame(
+        {"row": clients.index_of(bought[CLIENT]), "col": items.index_of(bought[ITEM]),
+         "order": pd.factorize(bought[ORDER])[0], "when": bought[TIMESTAMP].to_numpy()}
+    )
+    pairs = lines.groupby(["row", "col"], sort=True).agg(orders=("order", "nunique"), last=("when", "max"))
+    row = pairs.index.get_level_values("row").to_numpy()
+    col = pairs.index.get_level_values("col").to_numpy()
+    age_days = ((now - pairs["last"]) / pd.Timedelta(days=1)).to_numpy(dtype=np.float64)
+    shape = (len(clients), len(items))
+    purchases = _csr(row, col, pairs["orders"].to_numpy(dtype=np.float64), *shape)
+    recency = _csr(row, col, 1.0 / (1.0 + np.maximum(age_days, 0.0)), *shape)
+    return purchases, recency
+
+
+def _csr(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n_rows: int, n_cols: int) -> sp.csr_matrix:
+    matrix = sp.csr_matrix((np.asarray(values, dtype=np.float64), (rows, cols)), shape=(n_rows, n_cols))
+    matrix.sum_duplicates()
+    return matrix
+
+
+def _subcategory_of(items_df: pd.DataFrame | None) -> pd.Series:
+    """item_id -> subcategory (str) for catalogue items that have one."""
+    if items_df is None or "subcategory" not in items_df.columns:
+        return pd.Series([], dtype=object, index=pd.Index([], dtype=object, name=ITEM), name="subcategory")
+    known = items_df.dropna(subset=["subcategory"]).drop_duplicates(ITEM, keep="last")
+    return pd.Series(known["subcategory"].astype(str).to_numpy(dtype=object),
+                     index=pd.Index(known[ITEM].astype(str).to_numpy(dtype=object), name=ITEM), name="subcategory")
+
+
+def _services(items_df: pd.DataFrame | None, packages: pd.DataFrame | None) -> frozenset[str]:
+    """Item ids sold as services: kind == "service" in the catalogue, plus every package member."""
+    services: set[str] = set()
+    if items_df is not None and "kind" in items_df.columns:
+        services.update(items_df.loc[items_df["kind"].astype(str) == KIND_SERVICE, ITEM].astype(str))
+    if packages is not None and "items" in packages.columns:
+        for members in packages["items"]:
+            services.update(str(item) for item in members)
+    return frozenset(services)
+
+
+def _test_purchases(ctx: TrainContext, test_tx: pd.DataFrame, by_order: bool = False) -> pd.DataFrame:
+    """Distinct (client, item) — or (order, item) — positive test lines of training clients."""
+    bought = test_tx[test_tx[QUANTITY] > 0]
+    row = ctx.clients.index_of(bought[CLIENT])
+    keys = [ORDER, ITEM] if by_order else [CLIENT, ITEM]
+    frame = pd.DataFrame({CLIENT: bought[CLIENT].to_numpy(), ITEM: bought[ITEM].to_numpy(),
+                          ORDER: bought[ORDER].to_numpy(), "row": row})
+    return frame[row >= 0].drop_duplicates(keys).reset_index(drop=True)
+
+
+def _client_queries(task: str, ctx: TrainContext, answers: pd.DataFrame, exclude_history: bool) -> TaskQueries:
+    """One query per client in `answers` (client_id, item_id, row), ordered by client index."""
+    answers = answers.drop_duplicates(["row", ITEM]).sort_values(["row", ITEM], kind="stable")
+    rows = answers["row"].to_numpy(dtype=np.int64)
+    codes = ctx.items.index_of(answers[ITEM])
+    unseen = codes < 0
+    codes[unseen] = -2 - np.arange(int(unseen.sum()))  # distinct, so each unseen item counts in |rel|
+    clients, starts = np.unique(rows, return_index=True)
+    history = sp.csr_matrix(ctx.purchases[clients])
+    return TaskQueries(
+        task=task,
+        kind="client",
+        metric=PRIMARY_METRIC[task],
+        clients=clients,
+        history=history,
+        relevant=np.split(codes, starts[1:]),
+        exclude=history if exclude_history else None,
+    )

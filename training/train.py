@@ -1,0 +1,112 @@
+"""`python -m training train`: fit, evaluate against baselines and the champion, register.
+
+Steps, each logged: load and validate the data (rejections reported), drop erased clients,
+evaluate every ranker on the time split (the model is tuned on an inner split of the training
+part only), refit the model on all the data with the chosen settings, smoke-check it, then log
+and register it; the promotion gate decides `@champion` or `@challenger`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from features.loader import Dataset, load_dataset
+from features.schema import CLIENT
+from training.baselines import default_rankers
+from training.config import TrainConfig
+from training.evaluate import evaluate, format_table
+from training.fit import fit_recommender
+from training.model_ranker import ModelRanker
+from training.plots import metric_bars
+from training.registry import load_champion, log_and_register
+
+log = logging.getLogger(__name__)
+
+
+def erased_clients(config: TrainConfig) -> set[str]:
+    """Clients erased on request (the service's durable file, and Redis when configured)."""
+    erased: set[str] = set()
+    path = Path(config.erasures_file)
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                erased.add(str(json.loads(line)["client_id"]))
+            except (ValueError, KeyError, TypeError):
+                log.warning("skipping an unreadable line of %s", path)
+    if config.redis_url:
+        try:
+            import redis
+
+            with redis.Redis.from_url(config.redis_url, socket_timeout=2, socket_connect_timeout=2) as r:
+                erased |= {m.decode() for m in r.smembers("erasures")}
+        except Exception as exc:  # noqa: BLE001 - the file is the durable record; Redis is a mirror
+            log.warning("could not read erasures from Redis (%s); using %s only", exc, path)
+    return erased
+
+
+def without_clients(dataset: Dataset, clients: set[str]) -> Dataset:
+    if not clients:
+        return dataset
+    keep = ~dataset.transactions[CLIENT].isin(clients)
+    log.info("excluding %d erased clients (%d lines)", len(clients), int((~keep).sum()))
+    return dataset.with_transactions(dataset.transactions[keep].reset_index(drop=True))
+
+
+def train(data: str | Path, *, model_name: str | None = None, test_days: float | None = None, k: int | None = None,
+          max_baskets: int = 5_000, out: str | Path | None = None, tune: bool = True, promote: str = "gate",
+          config: TrainConfig | None = None) -> dict[str, Any]:
+    started = time.perf_counter()
+    config = config or TrainConfig()
+    config = replace(config, **{key: value for key, value in
+                                {"model_name": model_name, "test_days": test_days, "k": k}.items() if value is not None})
+    dataset = load_dataset(data)
+    log.info("data: %s", dataset.report.format().replace("\n", "; "))
+    dataset = without_clients(dataset, erased_clients(config))
+
+    rankers: dict[str, Any] = {r.name: r for r in default_rankers()}
+    rankers["model"] = ModelRanker(config, tune=tune)
+    champion, champion_version = load_champion(config)
+    if champion is not None:
+        log.info("comparing with the champion, version %s", champion_version)
+        rankers["champion"] = ModelRanker(config, recommender=champion, refit_holdout=False)
+    result = evaluate(dataset, test_days=config.test_days, k=config.k, rankers=rankers, seed=config.seed,
+                      max_baskets=max_baskets)
+    result["data"]["load_report"] = dataset.report.as_dict()
+    print(format_table(result))
+
+    chosen = rankers["model"].recommender
+    log.info("refitting on all %d lines with the chosen settings", len(dataset.transactions))
+    final = fit_recommender(dataset.transactions, dataset.items, dataset.packages, config,
+                            cf_params=rankers["model"]._params(), weights=chosen.weights,
+                            fingerprint=dataset.fingerprint, tuning=chosen.meta.get("tuning"))
+    final.meta["evaluation"] = {t: e.get("scores", {}).get("model") for t, e in result["tasks"].items()}
+    final.meta["champion_compared"] = champion_version
+    final.smoke_check()
+    figure = metric_bars(result)
+    if out:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "evaluation.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+        figure.savefig(out / "metrics.png", dpi=110)
+    registered = log_and_register(final, result, config, promote=promote, figures={"metrics": figure})
+    registered["seconds"] = round(time.perf_counter() - started, 1)
+    if registered["failures"]:
+        print("promotion gate failed:\n  " + "\n  ".join(registered["failures"]))
+    if registered["forced"]:
+        print("promoted anyway (" + ("--promote" if promote == "force" else "first model of an empty registry") + ")")
+    print(f"registered {config.model_name} version {registered['version']} as @{registered['alias']} "
+          f"(run {registered['run_id']}, {registered['seconds']}s)")
+    return registered
+
+
+def scores_frame(result: dict[str, Any]) -> pd.DataFrame:
+    """The evaluation as a long table (task, ranker, metric, value), for notebooks."""
+    rows = [{"task": t, "ranker": r, "metric": m, "value": v}
+            for t, e in result["tasks"].items() for r, s in e.get("scores", {}).items() for m, v in s.items()]
+    return pd.DataFrame(rows)
