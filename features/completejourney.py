@@ -3,7 +3,8 @@
 Real grocery histories are our development, benchmark and demo data. Mapping:
 household -> client, product -> item, basket -> order, department -> category,
 product_category -> subcategory; unit price = sales value / quantity; demographics become
-client attributes. The data has no explicit services, so the in-store service counters
+client attributes. No catalogue price is written: a median over the whole history would carry
+test-period prices into training, so prices come from the lines the trainer sees. The data has no explicit services, so the in-store service counters
 (`SERVICE_DEPARTMENTS`) are marked `kind=service`: that is our assumption, stated here and in
 the README, and it is what lets the service-package task run on real data.
 """
@@ -59,7 +60,6 @@ def canonical_tables(households: int | None = None, seed: int = 0) -> dict[str, 
     products = _raw("products").assign(product_id=lambda p: p["product_id"].astype(str))
     bought = pd.DataFrame({"product_id": np.sort(transactions[s.ITEM].unique())})
     products = bought.merge(products, on="product_id", how="left")
-    median_price = transactions[transactions[s.QUANTITY] > 0].groupby(s.ITEM)[s.PRICE].median()
     name = products["product_type"].fillna(products["product_category"]).fillna(products["department"])
     name = (name.astype(str).str.title() + " " + products["package_size"].fillna("").astype(str)).str.strip()
     items = pd.DataFrame({
@@ -74,7 +74,6 @@ def canonical_tables(households: int | None = None, seed: int = 0) -> dict[str, 
         "kind": np.where(products["department"].isin(SERVICE_DEPARTMENTS), s.KIND_SERVICE, s.KIND_PRODUCT),
         "in_stock": True,
     })
-    items["price"] = items[s.ITEM].map(median_price).round(2)
 
     demo = _raw("demographics")
     demo = demo.assign(household_id=demo["household_id"].astype(str))

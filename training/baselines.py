@@ -24,7 +24,7 @@ from implicit.utils import ParameterWarning
 
 from features.baskets import basket_matrix, cooccurrence
 from features.matrix import confidence_matrix
-from training.tasks import CLIENT_TASKS, TASKS, PRICE_TOLERANCE, TaskQueries, TrainContext, max_paid
+from training.tasks import CLIENT_TASKS, PRICE_TOLERANCE, TASKS, TaskQueries, TrainContext, max_paid
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +195,7 @@ class ItemKNN(ScoringRanker):
             warnings.filterwarnings("ignore", category=ParameterWarning)
             self.model.fit(self.confidence, show_progress=False)
         self.similarity = sp.csr_matrix(self.model.similarity, dtype=np.float32)
+        log.debug("item_knn: %d neighbour pairs over %d items", self.similarity.nnz, self.similarity.shape[0])
 
     def score(self, queries: TaskQueries, rows: slice) -> np.ndarray:
         return (query_rows(self.confidence, queries, rows) @ self.similarity).toarray()
@@ -219,6 +220,7 @@ class CoOccurrence(ScoringRanker):
         if self.neighbours is not None:
             association = keep_top_per_row(association, self.neighbours)
         self.association = association
+        log.debug("cooccurrence: %d item pairs kept (%s)", association.nnz, self.measure)
 
     def score(self, queries: TaskQueries, rows: slice) -> np.ndarray:
         seeds = query_rows(self.ctx.purchases, queries, rows)

@@ -41,10 +41,10 @@ class TrainConfig:
     k: int = field(default_factory=lambda: int(_env("TRAIN_K", "10")))
     #: ALS_FACTORS: candidate factor counts tried on the inner split (comma-separated).
     als_factors: tuple[int, ...] = field(default_factory=lambda: tuple(
-        int(x) for x in _env("ALS_FACTORS", "32,64").split(",")))
+        int(x) for x in _env("ALS_FACTORS", "16,32").split(",")))
     #: ALS_REGULARIZATION: candidate regularisation values tried (comma-separated).
     als_regularization: tuple[float, ...] = field(default_factory=lambda: tuple(
-        float(x) for x in _env("ALS_REGULARIZATION", "0.05,1.0").split(",")))
+        float(x) for x in _env("ALS_REGULARIZATION", "0.05").split(",")))
     #: ALS_ITERATIONS: ALS sweeps.
     als_iterations: int = field(default_factory=lambda: int(_env("ALS_ITERATIONS", "15")))
     #: ALS_ALPHA: confidence scaling of the BM25-weighted evidence.

@@ -31,12 +31,15 @@ def evaluate(
     seed: int = 0,
     progress: bool = True,
     max_baskets: int = 20_000,
+    keep: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """{"split", "data", "tasks": {task: {"metric", "scores": {ranker: metrics}} | {"skipped": why}}}.
 
     `dataset` is a `features.loader.Dataset` (transactions, items, packages, fingerprint).
     `rankers` defaults to `default_rankers()`; a mapping renames them (e.g. {"model": m}).
     A ranker that does not answer a task is left out of that task's scores.
+    `keep`, when given, receives the context, the task queries and every ranking (for breakdowns
+    such as `training.breakdown.by_segment`).
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
@@ -64,13 +67,20 @@ def evaluate(
             results[task_name] = {"skipped": task.reason}
             log.log(level, "%s skipped: %s", task_name, task.reason)
             continue
-        results[task_name] = {"metric": f"{task.metric}@{k}", "scores": _score_task(task, named, ctx, k, level)}
+        rankings: dict[str, Any] = {}
+        results[task_name] = {"metric": f"{task.metric}@{k}",
+                              "scores": _score_task(task, named, ctx, k, level, rankings)}
+        if keep is not None:
+            keep.setdefault("tasks", {})[task_name] = task
+            keep.setdefault("rankings", {})[task_name] = rankings
+            keep["ctx"] = ctx
     log.log(level, "evaluation done in %.1fs", time.perf_counter() - started)
     return {"split": split_info, "data": dict(dataset.fingerprint), "tasks": results}
 
 
 def _score_task(
-    task: TaskQueries, rankers: Mapping[str, Ranker], ctx: TrainContext, k: int, level: int
+    task: TaskQueries, rankers: Mapping[str, Ranker], ctx: TrainContext, k: int, level: int,
+    rankings: dict[str, Any],
 ) -> dict[str, dict[str, float | int]]:
     scores = {}
     for name, ranker in rankers.items():
@@ -78,6 +88,7 @@ def _score_task(
             continue
         tick = time.perf_counter()
         recommendations = ranker.rank(task, k)
+        rankings[name] = recommendations
         scores[name] = score_rankings(recommendations, task.relevant, n_items=len(ctx.items), k=k)
         log.log(level, "%s / %s: %s@%d=%.4f (%d queries, %.1fs)", task.task, name, task.metric, k,
                 scores[name][f"{task.metric}@{k}"], len(task), time.perf_counter() - tick)

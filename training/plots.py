@@ -3,17 +3,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: training runs on servers without a display
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.figure import Figure  # no pyplot: works on servers without a display and in notebooks
 
 
 def metric_bars(result: dict[str, Any]) -> Figure:
     """One panel per scored task: the primary metric of every ranker, the model highlighted."""
     tasks = [(name, entry) for name, entry in result["tasks"].items() if "scores" in entry]
-    fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(3.2 * max(len(tasks), 1), 3.4), squeeze=False)
+    fig = Figure(figsize=(3.2 * max(len(tasks), 1), 3.4))
+    axes = fig.subplots(1, max(len(tasks), 1), squeeze=False)
     for ax, (name, entry) in zip(axes[0], tasks, strict=False):
         metric = entry["metric"]
         names = list(entry["scores"])

@@ -219,7 +219,8 @@ def basket_completion(
 
 def upsell(ctx: TrainContext, test_tx: pd.DataFrame) -> TaskQueries | Skipped:
     """Relevant: items bought in the test, in a subcategory the client bought in during training,
-    whose unit price is above everything the client paid in that subcategory in training."""
+    never bought by the client before, whose unit price is above the unit price of everything the
+    client bought in that subcategory in training."""
     if ctx.subcategory_of.empty:
         return Skipped("items have no subcategory, so there is no 'same kind, pricier' to measure")
     if ctx.unit_prices.dropna().empty:
@@ -232,7 +233,8 @@ def upsell(ctx: TrainContext, test_tx: pd.DataFrame) -> TaskQueries | Skipped:
     pricier = bought[bought["unit_price"] > bought["max_paid"] + PRICE_TOLERANCE]
     if pricier.empty:
         return Skipped("no client bought a pricier item in a subcategory they already bought in")
-    return _client_queries("upsell", ctx, pricier[[CLIENT, ITEM, "row"]], exclude_history=False)
+    # an upsell is another, pricier item: one the client already bought is not a trade-up
+    return _client_queries("upsell", ctx, pricier[[CLIENT, ITEM, "row"]], exclude_history=True)
 
 
 def service_package(ctx: TrainContext, test_tx: pd.DataFrame, seed: int = 0) -> TaskQueries | Skipped:
@@ -274,13 +276,15 @@ def service_package(ctx: TrainContext, test_tx: pd.DataFrame, seed: int = 0) -> 
 
 
 def max_paid(tx: pd.DataFrame, unit_prices: pd.Series, subcategory_of: pd.Series) -> pd.DataFrame:
-    """client_id, subcategory, max_paid: the most a client paid per unit in each subcategory.
+    """client_id, subcategory, max_paid: the highest item price among what a client bought in each subcategory.
 
-    The paid price of the line where known, else the item's unit price; positive lines only.
-    Shared by the upsell task and the pricier_popular baseline, so both use the same ceiling.
+    Item prices are the typical unit prices (`unit_prices`), not the price paid on the line: with
+    paid prices a client who once bought strawberries on promotion would "trade up" by buying the
+    same strawberries at the regular price. Shared by the upsell task and the pricier_popular
+    baseline, so both use the same ceiling.
     """
     bought = tx[tx[QUANTITY] > 0]
-    paid = bought[PRICE].fillna(bought[ITEM].map(unit_prices))
+    paid = bought[ITEM].map(unit_prices)
     frame = pd.DataFrame(
         {CLIENT: bought[CLIENT].to_numpy(), "subcategory": bought[ITEM].map(subcategory_of).to_numpy(),
          "paid": paid.to_numpy(dtype=np.float64, na_value=np.nan)}

@@ -1,0 +1,142 @@
+"""Training end to end on the real slice, against a real MLflow store (sqlite, local artifacts)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from training.config import TrainConfig
+from training.registry import gate
+from training.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _result(model: float, popularity: float, champion: float | None = None) -> dict:
+    scores = {"model": {"hr@10": model}, "popularity": {"hr@10": popularity}}
+    if champion is not None:
+        scores["champion"] = {"hr@10": champion}
+    return {"tasks": {"upsell": {"metric": "hr@10", "scores": scores}, "service_package": {"skipped": "none"}}}
+
+
+def test_gate_rules() -> None:
+    assert gate(_result(0.30, 0.10, 0.30), tolerance=0.01).promote
+    assert gate(_result(0.295, 0.10, 0.30), tolerance=0.01).promote  # within the tolerance
+    worse = gate(_result(0.25, 0.10, 0.30), tolerance=0.01)
+    assert not worse.promote and "below the champion" in worse.failures[0]
+    below_pop = gate(_result(0.10, 0.10), tolerance=0.01)
+    assert not below_pop.promote and "not above popularity" in below_pop.failures[0]
+
+
+def test_prepare_then_evaluate_on_the_real_slice(slice_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "eval.json"
+    proc = subprocess.run([sys.executable, "-m", "training", "evaluate", "--data", str(slice_dir),
+                           "--test-days", "60", "--k", "10", "--out", str(out), "--max-baskets", "1000"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["data"]["clients"] == 150 and result["split"]["cutoff"]
+    for task in ("cross_sell", "next_basket", "basket_completion", "upsell", "service_package"):
+        entry = result["tasks"][task]
+        assert "popularity" in entry["scores"], task
+        assert 0.0 <= entry["scores"]["popularity"][entry["metric"]] <= 1.0
+    assert "basket_completion" in proc.stdout
+
+
+@pytest.fixture(scope="module")
+def trained(slice_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Two trainings into one real store: v1 (empty registry) and v2 (gated against v1)."""
+    root = tmp_path_factory.mktemp("registry")
+    config = replace(TrainConfig(), tracking_uri=f"sqlite:///{root / 'mlflow.db'}", model_name="crm-test",
+                     erasures_file=str(root / "erasures.jsonl"), threads=1, redis_url=None)
+    mlflow.set_tracking_uri(config.tracking_uri)
+    first = train(slice_dir, config=config, tune=False, promote="if-none", max_baskets=800, out=root / "out")
+    second = train(slice_dir, config=config, tune=False, promote="gate", max_baskets=800)
+    return config, first, second, root
+
+
+def test_first_model_becomes_champion_and_logs_its_evidence(trained) -> None:
+    config, first, _, root = trained
+    client = MlflowClient(config.tracking_uri)
+    assert first["alias"] == "champion"
+    assert str(client.get_model_version_by_alias("crm-test", "champion").version) == first["version"]
+    run = client.get_run(first["run_id"])
+    assert "cross_sell.model.ndcg_at_10" in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(first["run_id"])}
+    assert {"evaluation.json", "data_fingerprint.json", "plots"} <= artifacts
+    assert (root / "out" / "metrics.png").exists()
+
+
+def test_second_training_is_gated_against_the_champion(trained) -> None:
+    config, first, second, _ = trained
+    evaluation = mlflow.artifacts.load_dict(f"runs:/{second['run_id']}/evaluation.json")
+    assert "champion" in evaluation["tasks"]["cross_sell"]["scores"]
+    client = MlflowClient(config.tracking_uri)
+    champion = str(client.get_model_version_by_alias("crm-test", "champion").version)
+    if second["gate"]:
+        assert second["alias"] == "champion" and champion == second["version"]
+    else:
+        assert second["alias"] == "challenger" and champion == first["version"] and second["failures"]
+
+
+def test_registered_model_answers_like_the_in_memory_one(trained) -> None:
+    config, first, _, _ = trained
+    pyfunc = mlflow.pyfunc.load_model(f"models:/crm-test/{first['version']}")
+    rec = pyfunc.unwrap_python_model().recommender
+    client_id = str(rec.client_ids[0])
+    table = pyfunc.predict(pd.DataFrame({"client_id": [client_id, "nobody"], "kind": ["cross_sell", "all"], "limit": [5, 2]}))
+    mine = table[table.client_id == client_id]
+    assert mine["item_id"].tolist() == [s["item_id"] for s in rec.suggest(client_id, "cross_sell", 5)]
+    assert set(table[table.client_id == "nobody"]["kind"]) >= {"cross_sell"}
+    # the artifact reloaded from disk by a fresh process answers the same
+    code = ("import mlflow,sys;m=mlflow.pyfunc.load_model(sys.argv[1]).unwrap_python_model().recommender;"
+            "print(','.join(s['item_id'] for s in m.suggest(sys.argv[2],'cross_sell',5)))")
+    proc = subprocess.run([sys.executable, "-c", code, f"models:/crm-test/{first['version']}", client_id],
+                          capture_output=True, text=True, env={**__import__("os").environ,
+                                                              "MLFLOW_TRACKING_URI": config.tracking_uri}, timeout=300)
+    assert proc.stdout.strip().splitlines()[-1] == ",".join(mine["item_id"])
+
+
+def test_a_failed_training_leaves_the_registry_untouched(trained, tmp_path: Path) -> None:
+    config, *_ = trained
+    client = MlflowClient(config.tracking_uri)
+    before = [v.version for v in client.search_model_versions("name='crm-test'")]
+    champion = client.get_model_version_by_alias("crm-test", "champion").version
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "transactions.csv").write_text("client_id,item_id\n1,2\n")
+    proc = subprocess.run([sys.executable, "-m", "training", "train", "--data", str(bad), "--model-name", "crm-test"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300,
+                          env={**__import__("os").environ, "MLFLOW_TRACKING_URI": config.tracking_uri})
+    assert proc.returncode == 2 and "missing required column 'timestamp'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert [v.version for v in client.search_model_versions("name='crm-test'")] == before
+    assert client.get_model_version_by_alias("crm-test", "champion").version == champion
+
+
+def test_erased_clients_are_left_out_of_training(slice_dir: Path, tmp_path: Path) -> None:
+    from features.loader import load_dataset
+    from training.train import erased_clients, without_clients
+
+    ds = load_dataset(slice_dir)
+    victim = str(ds.transactions["client_id"].iloc[0])
+    erasures = tmp_path / "erasures.jsonl"
+    erasures.write_text(json.dumps({"client_id": victim}) + "\nnot json\n")
+    config = replace(TrainConfig(), erasures_file=str(erasures), redis_url=None)
+    kept = without_clients(ds, erased_clients(config))
+    assert victim not in set(kept.transactions["client_id"])
+    assert kept.fingerprint["clients"] == ds.fingerprint["clients"] - 1
+
+
+def test_no_champion_means_none(tmp_path: Path) -> None:
+    client = MlflowClient(f"sqlite:///{tmp_path / 'x.db'}")
+    with pytest.raises(MlflowException):
+        client.get_model_version_by_alias("nothing", "champion")
