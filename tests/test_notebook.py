@@ -1,7 +1,6 @@
 """The data scientists' notebook runs top to bottom on the real test slice (so it cannot rot)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import nbformat

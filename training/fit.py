@@ -21,8 +21,15 @@ from features.repurchase import repurchase_intervals
 from features.schema import CLIENT, ITEM, KIND_SERVICE, ORDER, QUANTITY, TIMESTAMP
 from features.segments import client_segments
 from training.config import TrainConfig
-from training.models.bundles import bought_together, bought_with_services, bundle_prices, mine_bundles
+from training.models.bundles import (
+    Bundles,
+    bought_together,
+    bought_with_services,
+    bundle_prices,
+    mine_bundles,
+)
 from training.models.cf import CFParams, fit_cf
+from training.models.knn import client_neighbours
 from training.models.upsell import trade_up_counts, upsell_table
 from training.scoring.recommender import ABC, Recommender
 from training.scoring.state import ModelState
@@ -31,6 +38,7 @@ log = logging.getLogger(__name__)
 
 POPULAR_LIST = 300
 RECENT_DAYS = 30
+SHORT_HALF_LIFE_DAYS = 14.0
 
 
 class _Stage:
@@ -76,7 +84,9 @@ def history_arrays(tx: pd.DataFrame, clients: IdIndex, items: IdIndex, now: pd.T
     age = ((now - occ[TIMESTAMP]) / pd.Timedelta(days=1)).to_numpy(np.float64)
     occ["w"] = 0.5 ** (np.maximum(age, 0.0) / half_life)
     occ["age"] = age
-    per = occ.groupby([CLIENT, ITEM], sort=False).agg(count=("w", "size"), recency=("w", "sum"), age=("age", "min")).reset_index()
+    occ["w_short"] = 0.5 ** (np.maximum(age, 0.0) / SHORT_HALF_LIFE_DAYS)
+    per = occ.groupby([CLIENT, ITEM], sort=False).agg(count=("w", "size"), recency=("w", "sum"),
+                                                      recent=("w_short", "sum"), age=("age", "min")).reset_index()
     intervals = repurchase_intervals(tx).set_index([CLIENT, ITEM])["median_interval_days"]
     per["interval"] = intervals.reindex(pd.MultiIndex.from_frame(per[[CLIENT, ITEM]])).to_numpy()
     ci, ii = clients.index_of(per[CLIENT]), items.index_of(per[ITEM])
@@ -85,6 +95,7 @@ def history_arrays(tx: pd.DataFrame, clients: IdIndex, items: IdIndex, now: pd.T
     indptr = np.concatenate([[0], np.cumsum(np.bincount(ci, minlength=len(clients)))]).astype(np.int64)
     return {"hist_indptr": indptr, "hist_indices": ii.astype(np.int32),
             "hist_count": per["count"].to_numpy(np.float32), "hist_recency": per["recency"].to_numpy(np.float32),
+            "hist_recent": per["recent"].to_numpy(np.float32),
             "hist_last_age": per["age"].to_numpy(np.float32), "hist_interval": per["interval"].to_numpy(np.float32)}
 
 
@@ -122,11 +133,12 @@ def popular_lists(tx: pd.DataFrame, items: IdIndex, abc: pd.Series, now: pd.Time
 def fit_recommender(tx: pd.DataFrame, items_df: pd.DataFrame | None = None, packages: pd.DataFrame | None = None,
                     config: TrainConfig | None = None, cf_params: CFParams | None = None,
                     weights: dict[str, float] | None = None, fingerprint: dict[str, Any] | None = None,
-                    tuning: dict[str, Any] | None = None) -> Recommender:
+                    tuning: dict[str, Any] | None = None, light: bool = False) -> Recommender:
     """Fit CF, bundle affinity, upsell, packages and segments on `tx`; return the scoring model.
 
     `cf_params` and `weights` come from `training.pipeline.fit_tuned` (chosen on an inner split);
-    without them the configured defaults are used.
+    without them the configured defaults are used. `light` skips the upsell table and bundle
+    mining (for evaluation refits that only score services).
     """
     config = config or TrainConfig()
     stage = _Stage()
@@ -145,7 +157,9 @@ def fit_recommender(tx: pd.DataFrame, items_df: pd.DataFrame | None = None, pack
     baskets, _ = basket_matrix(tx, items)
     neighbours, co = bought_together(baskets, config.cooc_neighbours, config.cooc_shrinkage)
     svc_idx, svc_score = bought_with_services(co, (cat["kind"] == KIND_SERVICE).to_numpy(), 20, config.cooc_shrinkage)
-    mined = mine_bundles(baskets, co, config.bundle_min_baskets, config.bundle_min_lift)
+    mined = (Bundles.empty() if light else
+             mine_bundles(baskets, co, config.bundle_min_baskets, config.bundle_min_lift))
+    knn_idx, knn_score = client_neighbours(tx, clients, items, config.cooc_neighbours // 2, config.threads)
     stage("bundle affinity")
 
     subcat, subcat_names = _codes(cat["subcategory"])
@@ -162,8 +176,12 @@ def fit_recommender(tx: pd.DataFrame, items_df: pd.DataFrame | None = None, pack
     hist = history_arrays(tx, clients, items, now, config.recency_half_life_days)
     # distinct buyers (not the BM25 matrix, which drops items nearly everyone buys)
     popularity = np.bincount(hist["hist_indices"], minlength=len(items)).astype(np.float32)
-    moves = trade_up_counts(tx, items, subcat, price)
-    up_idx, up_score, up_moves = upsell_table(subcat, price, tier, popularity, unit, moves, config.upsell_neighbours)
+    if light:
+        up_idx = np.full((len(items), 1), -1, np.int32)
+        up_score, up_moves = np.zeros((len(items), 1), np.float32), np.zeros((len(items), 1), np.int32)
+    else:
+        moves = trade_up_counts(tx, items, subcat, price)
+        up_idx, up_score, up_moves = upsell_table(subcat, price, tier, popularity, unit, moves, config.upsell_neighbours)
     stage("upsell")
 
     segments = client_segments(tx, now=now).reindex(clients.ids)
@@ -197,6 +215,7 @@ def fit_recommender(tx: pd.DataFrame, items_df: pd.DataFrame | None = None, pack
         item_in_stock=cat["in_stock"].to_numpy(bool), item_pop=popularity,
         item_recent_pop=recent_pop.astype(np.float32), item_factors=item_factors,
         cooc_idx=neighbours.idx, cooc_score=neighbours.score, cooc_conf=neighbours.conf,
+        knn_idx=knn_idx, knn_score=knn_score,
         service_idx=svc_idx, service_score=svc_score.astype(np.float32),
         item_repeat=repeat_share(hist, len(items)),
         upsell_idx=up_idx, upsell_score=up_score, upsell_moves=up_moves,

@@ -77,7 +77,7 @@ class ModelRanker:
         keep = ~key.isin(pd.MultiIndex.from_frame(hidden))
         log.info("service_package: refitting without %d hidden services (%d lines)", len(hidden), int((~keep).sum()))
         return fit_recommender(tx[keep], ctx.items_df, ctx.packages, self.config, cf_params=self._params(),
-                               weights=self.recommender.weights)
+                               weights=self.recommender.weights, light=True)
 
     def rank(self, queries: TaskQueries, k: int) -> np.ndarray:
         ctx, rec = self.ctx, self._model_for(queries)
@@ -86,9 +86,10 @@ class ModelRanker:
             client = str(ctx.clients.ids[queries.clients[row]])
             if queries.kind == "basket":
                 visible = ctx.items.ids[queries.history[row].indices]
-                got = rec.cart_complete(rec.item_index(list(visible)), rec._client_pos.get(client), k, np.empty(0, np.int64))
+                got = rec.cart_complete(rec.item_index(list(visible)), rec._client_pos.get(client), k,
+                                        np.empty(0, np.int64), explain=False)
             else:
-                got = rec.suggest(client, TASK_KIND[queries.task], k)
+                got = rec.suggest(client, TASK_KIND[queries.task], k, explain=False)
             idx = ctx.items.index_of([s["item_id"] for s in got if "items" not in s])
             idx = idx[idx >= 0][:k]
             out[row, : len(idx)] = idx

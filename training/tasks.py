@@ -23,7 +23,7 @@ import scipy.sparse as sp
 
 from features.matrix import IdIndex
 from features.prices import item_unit_prices
-from features.schema import CLIENT, ITEM, KIND_SERVICE, ORDER, PRICE, QUANTITY, TIMESTAMP
+from features.schema import CLIENT, ITEM, KIND_SERVICE, ORDER, QUANTITY, TIMESTAMP
 
 TASKS = ("cross_sell", "next_basket", "basket_completion", "upsell", "service_package")
 CLIENT_TASKS = frozenset({"cross_sell", "next_basket", "upsell", "service_package"})

@@ -26,11 +26,13 @@ log = logging.getLogger(__name__)
 
 #: Per task: the weights it searches and the values tried.
 GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
-    "cross_sell": {"cross_sell_cooc": (0.0, 0.5, 1.5), "cross_sell_pop": (0.0, 0.3, 1.0)},
-    "next_basket": {"replenish_freq": (0.0, 0.5, 2.0), "replenish_due": (0.0, 0.3), "replenish_repeat": (0.0, 1.0, 3.0)},
+    "cross_sell": {"cross_sell_knn": (0.0, 1.0, 3.0), "cross_sell_cooc": (0.0, 0.5, 1.5),
+                   "cross_sell_pop": (0.0, 0.3, 1.0)},
+    "next_basket": {"replenish_freq": (0.25, 0.5, 1.0), "replenish_recent": (0.0, 0.5, 1.5),
+                    "replenish_due": (0.0, 0.3), "replenish_repeat": (0.0, 1.0, 3.0)},
     "basket_completion": {"cart_personal": (0.25, 0.5, 1.0), "cart_taste": (0.0, 0.2)},
-    "upsell": {"upsell_subcat": (0.0, 0.5), "upsell_taste": (0.0, 0.5), "upsell_tradeup": (0.0, 0.5),
-               "upsell_cap": (3, 10)},
+    # upsell is tuned on a light model (no trade-up table): its trade-up weight keeps its default
+    "upsell": {"upsell_subcat": (0.0, 0.5), "upsell_taste": (0.0, 0.5), "upsell_cap": (3, 10)},
     "service_package": {"service_cooc": (0.5, 2.0, 5.0), "service_segment": (0.2, 1.0)},
 }
 #: Queries per task used for tuning (a sample keeps training within its time budget).
@@ -56,7 +58,8 @@ def tune_weights(tx: pd.DataFrame, items_df: pd.DataFrame | None, packages: pd.D
         return dict(DEFAULT_WEIGHTS), []
     ctx = TrainContext.build(inner, items_df, packages)
     tasks = build_tasks(ctx, valid, seed=config.seed, max_baskets=MAX_QUERIES)
-    ranker = ModelRanker(config, recommender=fit_recommender(inner, items_df, packages, config, cf_params=params))
+    ranker = ModelRanker(config, recommender=fit_recommender(inner, items_df, packages, config, cf_params=params,
+                                                             light=True))
     ranker.fit(ctx)
     weights = dict(DEFAULT_WEIGHTS)
     trials: list[dict[str, Any]] = []

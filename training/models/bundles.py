@@ -51,6 +51,11 @@ class Bundles:
     support: np.ndarray  # float32 share of baskets
     lift: np.ndarray     # float32 observed / expected under independence
 
+    @classmethod
+    def empty(cls) -> Bundles:
+        return cls(np.empty((0, 3), dtype=np.int32), np.empty(0, np.int32), np.empty(0, np.float32),
+                   np.empty(0, np.float32))
+
 
 def mine_bundles(baskets: sp.csr_matrix, co: Cooccurrence, min_baskets: int, min_lift: float,
                  max_pairs: int = 300, max_triples: int = 100) -> Bundles:
@@ -85,8 +90,7 @@ def mine_bundles(baskets: sp.csr_matrix, co: Cooccurrence, min_baskets: int, min
         if tl >= min_lift:
             rows.append((int(x), int(y), z, cnt, float(tl)))
     if not rows:
-        empty = np.empty((0, 3), dtype=np.int32)
-        return Bundles(empty, np.empty(0, np.int32), np.empty(0, np.float32), np.empty(0, np.float32))
+        return Bundles.empty()
     frame = pd.DataFrame(rows, columns=["a", "b", "c", "baskets", "lift"])
     key = np.sort(frame[["a", "b", "c"]].to_numpy(), axis=1)
     frame = frame[~pd.DataFrame(key).duplicated().to_numpy()].reset_index(drop=True)

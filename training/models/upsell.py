@@ -40,23 +40,30 @@ def upsell_table(subcat: np.ndarray, price: np.ndarray, tier: np.ndarray, popula
     idx = np.full((n, k), -1, dtype=np.int32)
     score = np.zeros((n, k), dtype=np.float32)
     move_out = np.zeros((n, k), dtype=np.int32)
-    move_map = pd.Series(moves["moves"].to_numpy(), index=pd.MultiIndex.from_arrays([moves["a"], moves["b"]])) if len(moves) else None
     pop = np.log1p(popularity).astype(np.float32)
     tier = np.nan_to_num(tier, nan=-1.0)
     has_price = ~np.isnan(price)
-    for s in np.unique(subcat[(subcat >= 0) & has_price]):
-        members = np.flatnonzero((subcat == s) & has_price)
+    # moves grouped by subcategory once, so each subcategory reads its slice
+    mv_a, mv_b, mv_n = (moves[c].to_numpy() for c in ("a", "b", "moves"))
+    mv_sub = subcat[mv_a] if len(moves) else np.empty(0, np.int64)
+    order = np.argsort(mv_sub, kind="stable")
+    mv_a, mv_b, mv_n, mv_sub = mv_a[order], mv_b[order], mv_n[order], mv_sub[order]
+    position = np.zeros(n, dtype=np.int64)  # an item's row within its subcategory block
+    valid = (subcat >= 0) & has_price
+    codes = subcat[valid]
+    members_of = np.split(np.flatnonzero(valid)[np.argsort(codes, kind="stable")],
+                          np.cumsum(np.bincount(codes))[:-1]) if codes.size else []
+    for s, members in enumerate(members_of):
         if members.size < 2:
             continue
+        position[members] = np.arange(members.size)
         p, t = price[members], tier[members]
         higher = (p[None, :] > p[:, None] * 1.0001) | (t[None, :] > t[:, None])
         sim = unit_factors[members] @ unit_factors[members].T
         m = np.zeros((members.size, members.size), dtype=np.float32)
-        if move_map is not None:
-            sub_moves = moves[moves["a"].isin(members) & moves["b"].isin(members)]
-            if len(sub_moves):
-                pos = pd.Series(np.arange(members.size), index=members)
-                m[pos[sub_moves["a"]].to_numpy(), pos[sub_moves["b"]].to_numpy()] = sub_moves["moves"].to_numpy()
+        lo, hi = np.searchsorted(mv_sub, [s, s + 1])
+        if hi > lo:
+            m[position[mv_a[lo:hi]], position[mv_b[lo:hi]]] = mv_n[lo:hi]
         total = np.where(higher, 2.0 * np.log1p(m) + sim + 0.3 * pop[members][None, :], -np.inf)
         kk = min(k, members.size - 1)
         top = np.argpartition(-total, kk - 1, axis=1)[:, :kk] if kk < members.size else np.argsort(-total, axis=1)[:, :kk]

@@ -49,7 +49,9 @@ ACTIVITY = ("active", "lapsing", "inactive")
 DEFAULT_WEIGHTS: dict[str, float] = {
     "cross_sell_cooc": 0.5,      # co-occurrence with the client's history, against ALS taste (1)
     "cross_sell_pop": 0.2,       # popularity steadies sparse clients
+    "cross_sell_knn": 0.5,       # items bought by the same clients as the client's items
     "replenish_freq": 0.5,       # long-run frequency, against recency-weighted frequency (1)
+    "replenish_recent": 0.0,     # what the client bought in the last weeks
     "replenish_due": 0.3,        # boost of items whose interval has elapsed
     "replenish_repeat": 0.5,     # items people do buy again (milk) over one-off purchases (a grill)
     "cart_personal": 0.5,        # the known client's own frequent items in the cart widget
@@ -89,7 +91,7 @@ class Recommender:
         self._packages = state.packages
         self._bundles = state.bundles
         self.reg = float(state.meta.get("params", {}).get("regularization", 0.01))
-        self.reference_day = 0.0  # ages in the state are relative to the data's last day
+        self._explain = True  # reasons are skipped only inside `suggest(explain=False)`
 
     # ----- persistence -------------------------------------------------------------------------
     @classmethod
@@ -161,14 +163,21 @@ class Recommender:
 
     # ----- the contract ------------------------------------------------------------------------
     def suggest(self, client_id: str, kind: str, limit: int = 10, *, category: str | None = None,
-                exclude: Sequence[str] = (), recent_purchases: Sequence[str] = ()) -> list[Suggestion]:
+                exclude: Sequence[str] = (), recent_purchases: Sequence[str] = (),
+                explain: bool = True) -> list[Suggestion]:
+        """See the contract. `explain=False` leaves `reason` empty (the ranking is the same): the
+        offline evaluation scores thousands of lists and reads none of the reasons."""
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
         ci = self._client_pos.get(client_id)
         recent = self.item_index(recent_purchases)
         allowed = self._allowed(category=category, exclude=exclude)
         method = getattr(self, f"_{kind}")
-        return method(ci, recent, allowed, limit)
+        self._explain = explain
+        try:
+            return method(ci, recent, allowed, limit)
+        finally:
+            self._explain = True
 
     def _cross_sell_scores(self, ci: int | None, recent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         vec = self._client_vector(ci, recent)
@@ -183,7 +192,11 @@ class Recommender:
             weights = np.concatenate([w / max(w.max(), 1e-9), np.ones(recent.size, np.float32)])
         cooc = scatter_neighbours(self.state.cooc_idx, self.state.cooc_score, seeds, self.n_items, weights)
         w = self.weights
-        return taste + w["cross_sell_cooc"] * minmax(cooc) + w["cross_sell_pop"] * self._pop_score, seeds
+        scores = taste + w["cross_sell_cooc"] * minmax(cooc) + w["cross_sell_pop"] * self._pop_score
+        if w["cross_sell_knn"]:
+            knn = scatter_neighbours(self.state.knn_idx, self.state.knn_score, seeds, self.n_items, weights)
+            scores += w["cross_sell_knn"] * minmax(knn)
+        return scores, seeds
 
     def _cold_scores(self, ci: int | None) -> np.ndarray:
         """Unknown client: what their segment buys (or what everyone buys lately)."""
@@ -199,7 +212,8 @@ class Recommender:
         allowed[seeds] = False  # never what the client already bought
         ranked = rank_with_rules(scores, limit, allowed=allowed, groups=self.state.item_subcat,
                                  cap=int(self.weights["diversity_cap"]))
-        return [self._suggestion(int(i), "cross_sell", scores[i], self._cross_sell_reason(ci, seeds, int(i)))
+        return [self._suggestion(int(i), "cross_sell", scores[i],
+                                 self._cross_sell_reason(ci, seeds, int(i)) if self._explain else "")
                 for i in ranked]
 
     def _cross_sell_reason(self, ci: int | None, seeds: np.ndarray, target: int) -> str:
@@ -225,6 +239,7 @@ class Recommender:
         ratio = np.where(np.isnan(interval), 0.0, age / np.maximum(interval, 1.0))
         w = self.weights
         base = st.hist_recency[sl] / max(float(st.hist_recency[sl].max()), 1e-9)
+        base = base + w["replenish_recent"] * st.hist_recent[sl] / max(float(st.hist_recent[sl].max()), 1e-9)
         freq = np.log1p(st.hist_count[sl]) / max(float(np.log1p(st.hist_count[sl]).max()), 1e-9)
         score = ((base + w["replenish_freq"] * freq) * (1.0 + w["replenish_due"] * np.clip(ratio, 0.0, 1.5))
                  * (1.0 + w["replenish_repeat"] * st.item_repeat[hist]))
@@ -408,7 +423,8 @@ class Recommender:
         return {"complete": complete, "upsell": upsell[:limit],
                 "bundles": self._bundle_offers(basket, st.item_in_stock, limit), "unknown_items": unknown}
 
-    def cart_complete(self, basket: np.ndarray, ci: int | None, limit: int, recent: np.ndarray) -> list[Suggestion]:
+    def cart_complete(self, basket: np.ndarray, ci: int | None, limit: int, recent: np.ndarray,
+                      explain: bool = True) -> list[Suggestion]:
         """What completes this basket: the ranking the cart widget shows and the evaluation scores."""
         st = self.state
         scores = self.cart_scores(basket, ci, recent)
@@ -417,6 +433,9 @@ class Recommender:
         out = []
         for i in rank_with_rules(scores, limit, allowed=allowed):
             i = int(i)
+            if not explain:
+                out.append(self._suggestion(i, "cart", scores[i], ""))
+                continue
             anchor, conf = strongest_seed(st.cooc_idx, st.cooc_conf, basket, i)
             reason = (reasons.bought_together(self._names[anchor], conf) if anchor >= 0 and conf > 0
                       else reasons.clients_like_you(None) if ci is not None else reasons.popular(None))

@@ -45,6 +45,8 @@ class ModelState:
     cooc_idx: np.ndarray            # int32 n_items x M, -1 padded: items bought with this one
     cooc_score: np.ndarray          # float32 shrunk confidence
     cooc_conf: np.ndarray           # float32 plain confidence (for reasons)
+    knn_idx: np.ndarray             # int32 n_items x K: items bought by the same clients (cosine)
+    knn_score: np.ndarray           # float32 cosine similarity
     service_idx: np.ndarray         # int32 n_items x S: services bought with this item
     service_score: np.ndarray       # float32 shrunk confidence towards each service
     item_repeat: np.ndarray         # float32 share of the item's buyers who bought it again
@@ -57,6 +59,7 @@ class ModelState:
     hist_indices: np.ndarray
     hist_count: np.ndarray          # float32 purchase occasions
     hist_recency: np.ndarray        # float32 sum of recency-decayed occasions
+    hist_recent: np.ndarray         # float32 the same with a short half-life (the last weeks)
     hist_last_age: np.ndarray       # float32 days between the last purchase and the reference time
     hist_interval: np.ndarray       # float32 median days between purchases, NaN with one purchase
     client_abc: np.ndarray          # int8 0=A 1=B 2=C

@@ -1,0 +1,197 @@
+"""What each endpoint does, between the HTTP handler and the model: cache, recent purchases, events.
+
+Every function takes the `LoadedModel` the request grabbed once, so a whole answer comes from
+one model version. Redis is optional on the read paths (no cache, no recent purchases when it is
+down) and required on the write paths (RedisUnavailable reaches the handler, which answers 503).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from service.metrics import CACHE, ERASURES, EVENTS
+from service.model_store import LoadedModel
+from service.redis_store import ClientContext, RedisStore, RedisUnavailable, answer_field
+from service.schemas import KINDS, CartRequest, EventBatch, SuggestionQuery
+
+logger = logging.getLogger(__name__)
+
+_erasure_file_lock = threading.Lock()
+
+
+class UnknownItem(KeyError):
+    """The item is not in the catalogue of the model serving."""
+
+
+def json_default(value: Any) -> Any:
+    """Make numpy scalars and arrays (which a model may return) JSON-ready without importing numpy."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def plain(body: dict[str, Any]) -> dict[str, Any]:
+    """The answer with only JSON types, so the cached copy and the live one are identical."""
+    return json.loads(json.dumps(body, default=json_default))
+
+
+def _client_context(store: RedisStore, client_id: str, field: str | None, endpoint: str) -> ClientContext | None:
+    try:
+        context = store.client_context(client_id, field)
+    except RedisUnavailable:
+        CACHE.labels(endpoint, "off").inc()
+        return None
+    CACHE.labels(endpoint, "hit" if context.cached is not None else "miss").inc()
+    return context
+
+
+def _remember(store: RedisStore, client_id: str, field: str, body: dict[str, Any], context: ClientContext) -> None:
+    try:
+        store.store_client_answer(client_id, field, body, context.generation)
+    except RedisUnavailable:
+        pass
+
+
+def client_suggestions(model: LoadedModel, store: RedisStore, client_id: str,
+                       query: SuggestionQuery) -> tuple[dict[str, Any], str]:
+    """The client's suggestions of one kind (or all kinds grouped) and whether the cache answered."""
+    field = answer_field(model.version, "suggestions", query.model_dump(mode="json"))
+    context = _client_context(store, client_id, field, "client_suggestions")
+    if context is not None and context.cached is not None:
+        return context.cached, "hit"
+    recent = context.recent_purchases if context is not None else []
+    recommender = model.recommender
+    kinds = KINDS if query.kind == "all" else (query.kind,)
+    by_kind = {kind: recommender.suggest(client_id, kind, query.limit, category=query.category,
+                                         exclude=query.exclude, recent_purchases=recent) for kind in kinds}
+    body = plain({
+        "client_id": client_id,
+        "model_version": model.version,
+        "kind": query.kind,
+        "segment": recommender.segment(client_id),
+        "cold_start": not recommender.knows_client(client_id),
+        "suggestions": by_kind if query.kind == "all" else by_kind[query.kind],
+    })
+    if context is not None:
+        _remember(store, client_id, field, body, context)
+    return body, "miss" if context is not None else "off"
+
+
+def cart_suggestions(model: LoadedModel, store: RedisStore, cart: CartRequest) -> tuple[dict[str, Any], str]:
+    """What completes the basket, upsells of its items and bundle offers (known or anonymous client)."""
+    params = {"endpoint": "cart", "items": cart.items, "limit": cart.limit}
+    recent: list[str] = []
+    context: ClientContext | None = None
+    shared_key: str | None = None
+    if cart.client_id is not None:
+        field = answer_field(model.version, "cart", params)
+        context = _client_context(store, cart.client_id, field, "cart_suggestions")
+        if context is not None:
+            if context.cached is not None:
+                return context.cached, "hit"
+            recent = context.recent_purchases
+    else:
+        try:
+            shared_key, cached = store.shared_answer(model.version, params)
+        except RedisUnavailable:
+            CACHE.labels("cart_suggestions", "off").inc()
+        else:
+            CACHE.labels("cart_suggestions", "hit" if cached is not None else "miss").inc()
+            if cached is not None:
+                return cached, "hit"
+    answer = model.recommender.cart(cart.items, cart.client_id, cart.limit, recent_purchases=recent)
+    body = plain({
+        "client_id": cart.client_id,
+        "model_version": model.version,
+        "complete": answer.get("complete", []),
+        "upsell": answer.get("upsell", []),
+        "bundles": answer.get("bundles", []),
+        "unknown_items": answer.get("unknown_items", []),
+    })
+    if context is not None and cart.client_id is not None:
+        _remember(store, cart.client_id, answer_field(model.version, "cart", params), body, context)
+        return body, "miss"
+    if shared_key is not None:
+        _store_shared(store, shared_key, body)
+        return body, "miss"
+    return body, "off"
+
+
+def similar_items(model: LoadedModel, store: RedisStore, item_id: str, limit: int) -> tuple[dict[str, Any], str]:
+    """Items like `item_id`; UnknownItem when the model does not know it."""
+    recommender = model.recommender
+    if not recommender.knows_item(item_id):
+        raise UnknownItem(item_id)
+    params = {"endpoint": "similar", "item_id": item_id, "limit": limit}
+    try:
+        key, cached = store.shared_answer(model.version, params)
+    except RedisUnavailable:
+        key, cached = None, None
+        CACHE.labels("similar_items", "off").inc()
+    else:
+        CACHE.labels("similar_items", "hit" if cached is not None else "miss").inc()
+    if cached is not None:
+        return cached, "hit"
+    try:
+        suggestions = recommender.similar(item_id, limit)
+    except KeyError as error:
+        raise UnknownItem(item_id) from error
+    body = plain({"item_id": item_id, "model_version": model.version, "suggestions": suggestions})
+    if key is not None:
+        _store_shared(store, key, body)
+        return body, "miss"
+    return body, "off"
+
+
+def _store_shared(store: RedisStore, key: str, body: dict[str, Any]) -> None:
+    try:
+        store.store_shared_answer(key, body)
+    except RedisUnavailable:
+        pass
+
+
+def record_events(store: RedisStore, batch: EventBatch) -> dict[str, Any]:
+    """Store a batch of events; purchases reach the buyers' next answers at once."""
+    received_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    events = [{**event.model_dump(exclude_none=True), "timestamp": event.timestamp.isoformat(),
+               "received_at": received_at} for event in batch.events]
+    ids = store.add_events(events)
+    for event in batch.events:
+        EVENTS.labels(event.type).inc()
+    purchases = sum(1 for event in batch.events if event.type == "purchase")
+    return {"accepted": len(ids), "purchases": purchases, "ids": ids}
+
+
+def append_erasure(state_dir: Path, record: dict[str, Any]) -> None:
+    """Append one erasure to SERVICE_STATE_DIR/erasures.jsonl and fsync it (Redis may be ephemeral)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(record, ensure_ascii=False) + "\n"
+    with _erasure_file_lock, open(state_dir / "erasures.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def erase_client(store: RedisStore, state_dir: Path, tenant: str, client_id: str,
+                 request_id: str | None) -> dict[str, Any]:
+    """Record the erasure durably first, then drop the client's events and cached answers in Redis.
+
+    The local record is written even when Redis is down (RedisUnavailable then reaches the
+    handler), so the next training excludes the client either way; repeating the call is safe.
+    """
+    erased_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    append_erasure(state_dir, {"client_id": client_id, "tenant": tenant, "erased_at": erased_at,
+                               "request_id": request_id})
+    counts = store.erase_client(client_id)
+    ERASURES.inc()
+    logger.info("client erased", extra={"erased": counts})
+    return {"client_id": client_id, "erased_at": erased_at, **counts}

@@ -1,0 +1,133 @@
+"""The /v1 endpoints: parse the input, call `answers`, shape the HTTP answer."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, g, jsonify, request
+
+from service import answers
+from service.inputs import json_body, path_id, query
+from service.model_store import ModelRejected, RegistryUnavailable
+from service.openapi import Endpoint, api_route
+from service.problems import Problem
+from service.redis_store import RedisUnavailable
+from service.runtime import runtime
+from service.schemas import (
+    CartRequest,
+    CartSuggestions,
+    ClientSuggestions,
+    Erasure,
+    Event,
+    EventBatch,
+    EventsAccepted,
+    Reload,
+    SimilarItems,
+    SimilarQuery,
+    SuggestionQuery,
+    limits,
+)
+
+v1 = Blueprint("v1", __name__, url_prefix="/v1")
+
+
+def _answer(body: dict[str, Any], cache: str, status: int = 200) -> Response:
+    response = jsonify(body)
+    response.status_code = status
+    response.headers["X-Cache"] = cache
+    return response
+
+
+def _store_unavailable(error: RedisUnavailable, what: str) -> Problem:
+    return Problem(503, "store-unavailable", f"{what}: the event store (Redis) is unavailable ({error}).",
+                   headers={"Retry-After": "5"})
+
+
+@api_route(v1, "/clients/<client_id>/suggestions", "GET", Endpoint(
+    summary="Suggestions for one client: cross-sell, upsell, service packages, replenishment",
+    tag="suggestions", query=SuggestionQuery, response=ClientSuggestions, errors=(503,),
+    description="Unknown clients get cold-start suggestions (cold_start: true). kind=all groups by kind."))
+def client_suggestions(client_id: str) -> Response:
+    rt = runtime()
+    client_id = path_id("client_id", client_id)
+    params = query(request, SuggestionQuery, limits(rt.settings))
+    body, cache = answers.client_suggestions(rt.serving_model(), rt.redis, client_id, params)
+    return _answer(body, cache)
+
+
+@api_route(v1, "/cart/suggestions", "POST", Endpoint(
+    summary="What completes a basket, upsells of its items and bundle offers",
+    tag="suggestions", body=CartRequest, response=CartSuggestions, errors=(503,),
+    description="Works for anonymous carts (no client_id)."))
+def cart_suggestions() -> Response:
+    rt = runtime()
+    cart = json_body(request, CartRequest, limits(rt.settings), rt.settings.max_body_bytes)
+    body, cache = answers.cart_suggestions(rt.serving_model(), rt.redis, cart)
+    return _answer(body, cache)
+
+
+@api_route(v1, "/items/<item_id>/similar", "GET", Endpoint(
+    summary="Items similar to one item", tag="suggestions", query=SimilarQuery, response=SimilarItems,
+    errors=(404, 503)))
+def similar_items(item_id: str) -> Response:
+    rt = runtime()
+    item_id = path_id("item_id", item_id)
+    params = query(request, SimilarQuery, limits(rt.settings))
+    model = rt.serving_model()
+    try:
+        body, cache = answers.similar_items(model, rt.redis, item_id, params.limit)
+    except answers.UnknownItem:
+        raise Problem(404, "unknown-item", f"Item {item_id!r} is not in the catalogue of model version "
+                      f"{model.version}.", errors=[{"field": "item_id", "message": "unknown item"}]) from None
+    return _answer(body, cache)
+
+
+@api_route(v1, "/events", "POST", Endpoint(
+    summary="Store a batch of client events (view, cart, purchase, impression, click)", tag="events",
+    body=EventBatch, body_also_array_of=Event, response=EventsAccepted, status=202, errors=(503,),
+    description="A purchase changes the client's next answers at once."))
+def post_events() -> Response:
+    rt = runtime()
+    batch = json_body(request, EventBatch, limits(rt.settings), rt.settings.max_body_bytes, array_field="events")
+    try:
+        body = answers.record_events(rt.redis, batch)
+    except RedisUnavailable as error:
+        raise _store_unavailable(error, "Events were not stored") from None
+    return _answer(body, "off", status=202)
+
+
+@api_route(v1, "/clients/<client_id>", "DELETE", Endpoint(
+    summary="Erase a client (GDPR): events and cached answers dropped, erasure recorded for training",
+    tag="admin", auth="admin", response=Erasure, errors=(503,)))
+def erase_client(client_id: str) -> Response:
+    rt = runtime()
+    client_id = path_id("client_id", client_id)
+    try:
+        body = answers.erase_client(rt.redis, rt.settings.service_state_dir, rt.settings.tenant, client_id,
+                                    g.get("request_id"))
+    except RedisUnavailable as error:
+        raise _store_unavailable(error, "The erasure is recorded for training, but events and cached answers "
+                                 "could not be dropped yet; repeat the request") from None
+    return _answer(body, "off")
+
+
+@api_route(v1, "/admin/reload", "POST", Endpoint(
+    summary="Load the version the alias points to now", tag="admin", auth="admin", response=Reload,
+    errors=(409, 503), description="409 when the version fails its checks: the last good one keeps serving."))
+def reload_model() -> Response:
+    rt = runtime()
+    try:
+        result = rt.models.refresh("admin", force=True)
+    except RegistryUnavailable as error:
+        raise Problem(503, "registry-unavailable", str(error)) from None
+    except ModelRejected as error:
+        serving = rt.models.current
+        raise Problem(409, "model-check-failed", f"{error}"[:500],
+                      extra={"serving_version": serving.version if serving else None}) from None
+    assert result.current is not None
+    if result.changed:
+        try:  # other workers and replicas follow without waiting for their poll
+            rt.redis.publish_model_update(result.current.name, result.current.alias, result.current.version)
+        except RedisUnavailable:
+            pass
+    return _answer({"changed": result.changed, "previous_version": result.previous_version,
+                    "model_version": result.current.version, "source": result.current.source}, "off")

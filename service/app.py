@@ -1,0 +1,95 @@
+"""The application factory: reads like a table of contents of the service."""
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from flask import Flask, Response, current_app, g, request
+from flask.json.provider import DefaultJSONProvider
+
+from service.answers import json_default
+from service.api import v1
+from service.auth import authorize
+from service.config import Settings
+from service.logs import configure_logging
+from service.metrics import LATENCY, REQUESTS
+from service.model_store import ModelStore
+from service.openapi import endpoint_of
+from service.ops import ops
+from service.problems import register_error_handlers
+from service.redis_store import RedisStore
+from service.runtime import Runtime, runtime
+
+logger = logging.getLogger(__name__)
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+class JSONProvider(DefaultJSONProvider):
+    """Answers keep the model's order of keys and accept numpy numbers."""
+
+    sort_keys = False
+    default = staticmethod(json_default)  # type: ignore[assignment]
+
+
+def create_app(settings: Settings | None = None, *, model_store: ModelStore | None = None,
+               redis_store: RedisStore | None = None, watch: bool = True) -> Flask:
+    """Build the service. `watch=False` leaves the model watcher off (tests drive `refresh`)."""
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_level)
+    app = Flask(__name__)
+    app.json = JSONProvider(app)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    register_extensions(app, settings, model_store, redis_store, watch)
+    register_blueprints(app)
+    register_request_hooks(app)
+    register_error_handlers(app)
+    if not settings.auth_disabled and not settings.read_keys:
+        logger.warning("no API keys configured and AUTH_DISABLED is not true: every /v1 request is refused")
+    return app
+
+
+def register_extensions(app: Flask, settings: Settings, model_store: ModelStore | None,
+                        redis_store: RedisStore | None, watch: bool) -> None:
+    redis = redis_store or RedisStore(settings)
+    models = model_store or ModelStore(settings, subscriber=redis.subscriber if redis.configured else None)
+    app.extensions["crm"] = Runtime(settings=settings, models=models, redis=redis, watch=watch)
+
+
+def register_blueprints(app: Flask) -> None:
+    app.register_blueprint(ops)
+    app.register_blueprint(v1)
+
+
+def register_request_hooks(app: Flask) -> None:
+    app.before_request(_start_request)
+    app.after_request(_finish_request)
+
+
+def _start_request() -> None:
+    g.started = time.perf_counter()
+    presented = request.headers.get("X-Request-ID", "")
+    g.request_id = presented if _REQUEST_ID.match(presented) else uuid.uuid4().hex
+    rt = runtime()
+    if rt.watch:
+        rt.models.ensure_started()  # lazily, so each gunicorn worker follows the alias after its fork
+    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    authorize(request, endpoint_of(view), rt.settings)
+
+
+def _finish_request(response: Response) -> Response:
+    request_id = g.get("request_id") or uuid.uuid4().hex
+    response.headers["X-Request-ID"] = request_id
+    endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+    REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+    LATENCY.labels(endpoint, str(response.status_code)).observe(elapsed)
+    log: dict[str, Any] = {"method": request.method, "path": request.path, "status": response.status_code,
+                           "duration_ms": round(elapsed * 1000, 2)}
+    if "X-Cache" in response.headers:
+        log["cache"] = response.headers["X-Cache"]
+    logger.info("request", extra=log)
+    return response
+

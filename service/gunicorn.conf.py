@@ -1,0 +1,69 @@
+"""Gunicorn settings: `gunicorn -c service/gunicorn.conf.py` serves `service:create_app()`.
+
+HOST, PORT (default 127.0.0.1:8000) and WORKERS (default 2) come from the environment through
+`service.config.Settings`. The app is not preloaded: each worker builds it after the fork and
+starts its own model watcher. With several workers, Prometheus multiprocess mode is switched on
+(PROMETHEUS_MULTIPROC_DIR: a fresh temporary folder unless set).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+from service.config import Settings, apply_serving_defaults
+
+_settings = Settings.from_env()
+apply_serving_defaults()
+
+wsgi_app = "service:create_app()"
+bind = f"{_settings.host}:{_settings.port}"
+workers = _settings.workers
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+timeout = 60
+graceful_timeout = 20
+keepalive = 5
+preload_app = False
+accesslog = None  # the app logs each request as JSON with its request id
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "root": {"level": "WARNING", "handlers": []},
+    "formatters": {"json": {"()": "service.logs.JsonFormatter"}},
+    "handlers": {"json_stderr": {"class": "logging.StreamHandler", "formatter": "json",
+                                 "stream": "ext://sys.stderr"}},
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": ["json_stderr"], "propagate": False},
+        "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
+    },
+}
+
+if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="crm-prometheus-")
+_multiproc_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+
+
+def on_starting(server: object) -> None:
+    """Start from empty metric files: values of a previous run would be summed in."""
+    if _multiproc_dir:
+        shutil.rmtree(_multiproc_dir, ignore_errors=True)
+        os.makedirs(_multiproc_dir, exist_ok=True)
+
+
+def post_worker_init(worker: object) -> None:
+    """Start this worker's model watcher now, and give its first load a head start before the
+    worker accepts requests (bounded well below `timeout`, so a slow registry cannot get the
+    worker killed; it then answers 503 until the model is there)."""
+    app = getattr(worker, "wsgi", None)
+    extensions = getattr(app, "extensions", {})
+    if "crm" in extensions:
+        models = extensions["crm"].models
+        models.ensure_started()
+        models.wait_for_first_load(timeout / 2)
+
+
+def child_exit(server: object, worker: object) -> None:
+    from service.metrics import mark_worker_dead
+
+    mark_worker_dead(worker.pid)  # type: ignore[attr-defined]

@@ -1,0 +1,74 @@
+"""JSON logs: one object per line, each carrying the request id of the request that wrote it.
+
+Only the `service` logger tree gets our handler (not the root logger); gunicorn's own loggers
+use the same formatter through `gunicorn.conf.py`. API keys are never passed to a logger.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+#: LogRecord attributes that are not extras given with `logger.info(..., extra={...})`.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "request_id"}
+
+
+def current_request_id() -> str | None:
+    """The id of the request being served by this thread, if any."""
+    from flask import g, has_request_context
+
+    if has_request_context():
+        return g.get("request_id")
+    return None
+
+
+class JsonFormatter(logging.Formatter):
+    """Render a record as a single JSON line: time, level, logger, message, request id, extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = getattr(record, "request_id", None) or current_request_id()
+        if request_id:
+            entry["request_id"] = request_id
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the moment of each record (test capture included)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Give the `service` loggers one JSON handler on stderr (idempotent across app instances)."""
+    logger = logging.getLogger("service")
+    logger.setLevel(level)
+    if not any(getattr(handler, "_crm_json", False) for handler in logger.handlers):
+        handler = StderrHandler()
+        handler.setFormatter(JsonFormatter())
+        handler._crm_json = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    # Propagation stays on so pytest's caplog sees records; the root logger has no handler in
+    # gunicorn or `python -m service`, so nothing is printed twice.

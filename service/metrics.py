@@ -1,0 +1,54 @@
+"""Prometheus metrics of the service, and the /metrics exposition.
+
+The metric objects live at module level because prometheus-client registers them once per
+process. Under gunicorn with several workers, set PROMETHEUS_MULTIPROC_DIR (an empty folder,
+before the workers start): every worker then writes its values there and /metrics aggregates
+them (`gunicorn.conf.py` marks dead workers).
+"""
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+REQUESTS = Counter("crm_http_requests_total", "HTTP requests answered, by endpoint, method and status",
+                   ["endpoint", "method", "status"])
+LATENCY = Histogram("crm_http_request_duration_seconds", "Time to answer, by endpoint and status",
+                    ["endpoint", "status"],
+                    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
+CACHE = Counter("crm_cache_requests_total", "Answer cache lookups, by endpoint and result (hit, miss, off)",
+                ["endpoint", "result"])
+REDIS_FAILURES = Counter("crm_redis_failures_total", "Redis commands that failed or were skipped by the "
+                         "open circuit breaker", ["operation"])
+EVENTS = Counter("crm_events_total", "Events stored, by type", ["type"])
+MODEL_VERSION = Gauge("crm_model_version", "Registry version of the model serving (0: none)",
+                      ["name", "alias"], multiprocess_mode="liveall")
+MODEL_FROM_LOCAL_COPY = Gauge("crm_model_from_local_copy", "1 when the model serving came from the local "
+                              "copy because the registry was unreachable", ["name"],
+                              multiprocess_mode="liveall")
+RELOADS = Counter("crm_model_reloads_total", "Model loads, by result (success, failure) and trigger",
+                  ["result", "trigger"])
+ERASURES = Counter("crm_erasures_total", "Client erasures recorded")
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text exposition of every metric, aggregated over workers in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+def mark_worker_dead(pid: int) -> None:
+    """Called by gunicorn when a worker exits, so its live gauges leave the aggregate."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(pid)

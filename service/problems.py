@@ -1,0 +1,123 @@
+"""RFC 9457 problem details: every 4xx and 5xx of the service is one of these.
+
+A problem is `application/problem+json` with type, title, status, detail and, for input
+errors, `errors: [{"field", "message"}]` naming what to fix. Handlers raise `Problem`; Flask's
+own HTTP errors (404, 405, 413...) and unexpected exceptions are turned into problems by the
+two handlers registered in `register_error_handlers`.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, Response, current_app, json, request
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+#: Problem types: slug -> (title, what it means). Their URIs point into the docs page.
+PROBLEM_TYPES: dict[str, tuple[str, str]] = {
+    "invalid-parameter": ("Invalid request parameter", "A path or query parameter is malformed or out of range."),
+    "malformed-json": ("Malformed JSON body", "The body is not valid JSON (UTF-8)."),
+    "invalid-body": ("Invalid request body", "The JSON body does not match the schema of the endpoint."),
+    "unsupported-media-type": ("Unsupported media type", "Send the body as application/json."),
+    "body-too-large": ("Request body too large", "The body is larger than MAX_BODY_BYTES."),
+    "unknown-item": ("Unknown item", "The item is not in the catalogue of the model serving."),
+    "unauthenticated": ("Missing API key", "Send X-API-Key or Authorization: Bearer <key>."),
+    "forbidden": ("Key not allowed", "The key is unknown or lacks the admin scope for this path."),
+    "no-model": ("No model loaded", "No model version has been loaded yet; try again shortly."),
+    "model-check-failed": ("Model version rejected", "The new version failed its checks; the last good "
+                           "version keeps serving."),
+    "registry-unavailable": ("Model registry unavailable", "The registry could not say which version the "
+                             "alias points to; the serving model is unchanged."),
+    "store-unavailable": ("Event store unavailable", "Redis is unreachable; events cannot be stored now."),
+    "not-found": ("Not found", "No endpoint at this path; see /openapi.json."),
+    "method-not-allowed": ("Method not allowed", "The path exists but not with this method."),
+    "http-error": ("HTTP error", "A protocol-level error; the detail says which."),
+    "internal-error": ("Internal error", "Something failed on our side; the request id finds it in the logs."),
+}
+
+
+def problem_type_uri(slug: str) -> str:
+    return f"/docs#problem-{slug}"
+
+
+@dataclass(eq=False)
+class Problem(Exception):
+    """Raise from anywhere in a request to answer with this problem."""
+
+    status: int
+    slug: str
+    detail: str
+    errors: list[dict[str, str]] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.slug}: {self.detail}"
+
+
+def problem_response(problem: Problem) -> Response:
+    title = PROBLEM_TYPES.get(problem.slug, PROBLEM_TYPES["http-error"])[0]
+    body: dict[str, Any] = {"type": problem_type_uri(problem.slug), "title": title, "status": problem.status,
+                            "detail": problem.detail, "instance": request.path, **problem.extra}
+    if problem.errors:
+        body["errors"] = problem.errors
+    response = current_app.response_class(json.dumps(body), status=problem.status, mimetype=PROBLEM_JSON)
+    response.headers.update(problem.headers)
+    return response
+
+
+def field_name(location: tuple[Any, ...]) -> str:
+    """("events", 3, "item_id") -> "events[3].item_id"."""
+    name = ""
+    for part in location:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        else:
+            name += f".{part}" if name else str(part)
+    return name or "body"
+
+
+def validation_problem(error: ValidationError, status: int, slug: str, what: str) -> Problem:
+    """A pydantic error as a problem whose `errors` name each field and what is wrong with it."""
+    errors = []
+    for item in error.errors(include_url=False, include_context=False, include_input=False):
+        message = item["msg"].removeprefix("Value error, ")
+        errors.append({"field": field_name(tuple(item["loc"])), "message": message})
+    fields = ", ".join(sorted({e["field"] for e in errors}))
+    return Problem(status, slug, f"Invalid {what}: {fields}.", errors=errors)
+
+
+_HTTP_SLUGS = {404: "not-found", 405: "method-not-allowed", 413: "body-too-large", 415: "unsupported-media-type"}
+
+
+def _http_exception(error: HTTPException) -> Response:
+    status = error.code or 500
+    slug = _HTTP_SLUGS.get(status, "http-error")
+    detail = error.description or error.name
+    if status == 404:
+        detail = f"No endpoint at {request.path}."
+    elif status == 405:
+        detail = f"{request.method} is not allowed on {request.path}."
+    headers = {}
+    allow = error.get_response().headers.get("Allow")
+    if allow:
+        headers["Allow"] = allow
+    return problem_response(Problem(status, slug, detail, headers=headers))
+
+
+def _unexpected(error: Exception) -> Response:
+    logger.exception("unhandled error on %s %s", request.method, request.path)
+    return problem_response(Problem(500, "internal-error", "The request failed; the request id "
+                                    "(X-Request-ID) finds it in the service logs."))
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(Problem, problem_response)
+    app.register_error_handler(HTTPException, _http_exception)
+    app.register_error_handler(Exception, _unexpected)

@@ -1,0 +1,239 @@
+"""What the API accepts and answers, as pydantic v2 models.
+
+Request models validate every input (extra fields forbidden, ids at most 128 printable
+characters, bounded batches); response models exist for the OpenAPI document. Bounds that come
+from the settings (MAX_LIMIT, MAX_EVENTS_PER_BATCH, MAX_CART_ITEMS) are passed as validation
+context: `Model.model_validate(data, context=limits(settings))`.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+)
+
+from service.config import Settings
+
+#: Kinds a client can ask for (copied from training/scoring/contract.py: the service never imports it).
+KINDS: tuple[str, ...] = ("cross_sell", "upsell", "service_package", "replenishment")
+EVENT_TYPES: tuple[str, ...] = ("view", "cart", "purchase", "impression", "click")
+MAX_ID_LENGTH = 128
+MAX_EXCLUDE = 100
+
+
+def _printable(value: str) -> str:
+    if not value.isprintable():
+        raise ValueError("must contain printable characters only")
+    return value
+
+
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH), AfterValidator(_printable)]
+ID = TypeAdapter(Id)
+
+
+def limits(settings: Settings) -> dict[str, int]:
+    """The validation context carrying the configured bounds."""
+    return {"max_limit": settings.max_limit, "max_events": settings.max_events_per_batch,
+            "max_cart_items": settings.max_cart_items}
+
+
+def _at_most(value: Any, info: ValidationInfo, key: str, default: int) -> Any:
+    cap = (info.context or {}).get(key, default)
+    size = len(value) if isinstance(value, list) else value
+    if size > cap:
+        raise ValueError(f"must be at most {cap}" + (" items" if isinstance(value, list) else ""))
+    return value
+
+
+def _split_ids(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class _Limited(BaseModel):
+    limit: int = Field(10, ge=1, description="How many suggestions, 1 to MAX_LIMIT (default 100).")
+
+    @field_validator("limit")
+    @classmethod
+    def _limit_cap(cls, value: int, info: ValidationInfo) -> int:
+        return _at_most(value, info, "max_limit", 100)
+
+
+class SuggestionQuery(_Limited):
+    """Query of GET /v1/clients/{client_id}/suggestions."""
+
+    model_config = ConfigDict(extra="ignore")
+    kind: Literal["cross_sell", "upsell", "service_package", "replenishment", "all"] = Field(
+        "all", description="One kind, or `all` for every kind grouped by kind.")
+    category: Id | None = Field(None, description="Only items of this category.")
+    exclude: Annotated[list[Id], BeforeValidator(_split_ids)] = Field(
+        default_factory=list, max_length=MAX_EXCLUDE, description="Item ids never to suggest, comma separated.")
+
+
+class SimilarQuery(_Limited):
+    """Query of GET /v1/items/{item_id}/similar."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class CartRequest(_Limited):
+    """Body of POST /v1/cart/suggestions: a basket, known client or anonymous."""
+
+    model_config = ConfigDict(extra="forbid")
+    client_id: Id | None = Field(None, description="Omit for an anonymous cart.")
+    items: list[Id] = Field(default_factory=list, description="Item ids in the cart (at most MAX_CART_ITEMS).")
+
+    @field_validator("items")
+    @classmethod
+    def _items_cap(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        return _at_most(value, info, "max_cart_items", 100)
+
+
+class Event(BaseModel):
+    """One interaction of a client with an item."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    client_id: Id
+    item_id: Id
+    type: Literal["view", "cart", "purchase", "impression", "click"]
+    timestamp: datetime = Field(description="ISO 8601 (UTC when no offset) or epoch seconds.")
+    quantity: float | None = Field(None, gt=0, le=1_000_000)
+    price: float | None = Field(None, ge=0, le=1_000_000_000)
+
+    @field_validator("timestamp")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class EventBatch(BaseModel):
+    """Body of POST /v1/events (a bare JSON array of events is accepted too)."""
+
+    model_config = ConfigDict(extra="forbid")
+    events: list[Event] = Field(min_length=1, description="At most MAX_EVENTS_PER_BATCH events.")
+
+    @field_validator("events")
+    @classmethod
+    def _events_cap(cls, value: list[Event], info: ValidationInfo) -> list[Event]:
+        return _at_most(value, info, "max_events", 500)
+
+
+# ---- answers (documented in the OpenAPI spec; handlers return plain dicts) ----
+
+class Suggestion(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    item_id: str
+    name: str | None = None
+    kind: str
+    score: float
+    price: float | None = None
+    reason: str = Field(description="Why this item, in words a person can read.")
+
+
+class Segment(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    abc: Literal["A", "B", "C"] | None = Field(None, description="ABC class of the client by value.")
+    activity: Literal["active", "lapsing", "inactive"] | None = None
+    rfm: str | None = None
+
+
+class ClientSuggestions(BaseModel):
+    client_id: str
+    model_version: str
+    kind: str
+    segment: Segment
+    cold_start: bool = Field(description="True when the model does not know the client.")
+    suggestions: list[Suggestion] | dict[str, list[Suggestion]] = Field(
+        description="A list for one kind; for kind=all an object kind -> list.")
+
+
+class Bundle(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    bundle_id: str
+    name: str | None = None
+    items: list[str]
+    price: float | None = Field(None, description="Sum of the items' prices.")
+    bundle_price: float | None = Field(None, description="What the bundle costs.")
+    score: float
+    reason: str
+
+
+class CartSuggestions(BaseModel):
+    client_id: str | None
+    model_version: str
+    complete: list[Suggestion] = Field(description="Items that complete the basket.")
+    upsell: list[Suggestion] = Field(description="Better versions of items in the cart.")
+    bundles: list[Bundle]
+    unknown_items: list[str]
+
+
+class SimilarItems(BaseModel):
+    item_id: str
+    model_version: str
+    suggestions: list[Suggestion]
+
+
+class EventsAccepted(BaseModel):
+    accepted: int
+    purchases: int
+    ids: list[str] = Field(description="Redis stream ids of the stored events.")
+
+
+class Erasure(BaseModel):
+    client_id: str
+    erased_at: str
+    events_deleted: int
+    cached_answers_deleted: int
+    recent_purchases_deleted: int
+
+
+class Reload(BaseModel):
+    changed: bool
+    previous_version: str | None
+    model_version: str
+    source: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    alias: str
+    version: str
+    source: Literal["registry", "local-copy", "direct"]
+    loaded_at: str
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    model: ModelInfo
+    redis: Literal["up", "down", "not-configured"]
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ProblemDetails(BaseModel):
+    """RFC 9457 problem details (media type application/problem+json)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[FieldError] | None = Field(None, description="Each field in error and what is wrong.")

@@ -1,0 +1,372 @@
+"""The service against a real `mlflow server`, a real redis-server and, at the end, over real HTTP.
+
+Each test registers its own model name in the session's MLflow server (versions of the contract
+double in service_model_double.py, logged with their code), so tests do not see each other's
+aliases. Redis is flushed per test by the `redis_url` fixture.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import requests
+from conftest import ROOT, RedisServer, free_port, wait_for_port
+from flask import Flask
+from service_model_double import register_double
+
+from service.app import create_app
+from service.config import Settings
+from service.metrics import RELOADS
+from service.redis_store import MODEL_UPDATES_CHANNEL, Keys
+
+pytestmark = pytest.mark.integration
+
+READ_KEY = "integration-read-key"
+ADMIN_KEY = "integration-admin-key"
+READ = {"X-API-Key": READ_KEY}
+ADMIN = {"X-API-Key": ADMIN_KEY}
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+@pytest.fixture()
+def model_name() -> str:
+    return f"crm-test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture()
+def first_version(mlflow_server: str, model_name: str) -> str:
+    return register_double(mlflow_server, model_name, tag="first")
+
+
+@pytest.fixture()
+def service_env(tmp_path: Path, mlflow_server: str, redis_url: str, model_name: str) -> dict[str, str]:
+    return {"MLFLOW_TRACKING_URI": mlflow_server, "MODEL_NAME": model_name, "REDIS_URL": redis_url,
+            "API_KEYS": READ_KEY, "ADMIN_API_KEYS": ADMIN_KEY, "MODEL_CACHE_DIR": str(tmp_path / "model-cache"),
+            "SERVICE_STATE_DIR": str(tmp_path / "state"), "REDIS_RETRY_SECONDS": "0.2",
+            "RELOAD_POLL_SECONDS": "60", "REDIS_TIMEOUT_SECONDS": "0.2"}
+
+
+@pytest.fixture()
+def make_app(service_env: dict[str, str]) -> Iterator[Callable[..., Flask]]:
+    apps: list[Flask] = []
+
+    def make(watch: bool = False, refresh: bool = True, **overrides: str) -> Flask:
+        app = create_app(Settings.from_env({**service_env, **overrides}), watch=watch)
+        apps.append(app)
+        if refresh and not watch:
+            app.extensions["crm"].models.refresh("test")
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["crm"].models.stop()
+        app.extensions["crm"].redis.close()
+
+
+def serving_version(client: Any) -> str | None:
+    response = client.get("/readyz")
+    body = response.get_json()
+    return body["model"]["version"] if response.status_code == 200 else None
+
+
+def cross_sell_ids(client: Any, client_id: str = "c1") -> list[str]:
+    response = client.get(f"/v1/clients/{client_id}/suggestions?kind=cross_sell", headers=READ)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return [s["item_id"] for s in response.get_json()["suggestions"]]
+
+
+def test_every_endpoint_with_real_registry_and_redis(make_app: Callable[..., Flask], first_version: str) -> None:
+    client = make_app().test_client()
+    ready = client.get("/readyz").get_json()
+    assert ready["model"]["version"] == first_version and ready["model"]["source"] == "registry"
+    assert ready["redis"] == "up"
+
+    first = client.get("/v1/clients/c1/suggestions?kind=all", headers=READ)
+    again = client.get("/v1/clients/c1/suggestions?kind=all", headers=READ)
+    assert first.status_code == again.status_code == 200
+    assert (first.headers["X-Cache"], again.headers["X-Cache"]) == ("miss", "hit")
+    assert first.get_json() == again.get_json() and first.get_json()["model_version"] == first_version
+
+    cold = client.get("/v1/clients/nobody/suggestions?kind=cross_sell&limit=2", headers=READ).get_json()
+    assert cold["cold_start"] is True and len(cold["suggestions"]) == 2
+
+    cart = {"client_id": "c2", "items": ["coffee"], "limit": 3}
+    assert client.post("/v1/cart/suggestions", json=cart, headers=READ).headers["X-Cache"] == "miss"
+    cached = client.post("/v1/cart/suggestions", json=cart, headers=READ)
+    assert cached.headers["X-Cache"] == "hit" and cached.get_json()["bundles"][0]["bundle_id"] == "coffee-starter"
+    anonymous = client.post("/v1/cart/suggestions", json={"items": ["coffee"]}, headers=READ)
+    assert anonymous.status_code == 200 and anonymous.get_json()["client_id"] is None
+
+    similar = client.get("/v1/items/coffee/similar?limit=5", headers=READ)
+    assert similar.status_code == 200 and similar.get_json()["suggestions"]
+    assert client.get("/v1/items/coffee/similar?limit=5", headers=READ).headers["X-Cache"] == "hit"
+    assert client.get("/v1/items/unknown/similar", headers=READ).status_code == 404
+
+    events = [{"client_id": "c3", "item_id": "mug", "type": "view", "timestamp": "2024-05-01T10:00:00Z"},
+              {"client_id": "c3", "item_id": "mug", "type": "click", "timestamp": 1714557600, "price": 6}]
+    accepted = client.post("/v1/events", json={"events": events}, headers=READ)
+    assert accepted.status_code == 202 and accepted.get_json()["accepted"] == 2
+
+    reload = client.post("/v1/admin/reload", headers=ADMIN)
+    assert reload.status_code == 200 and reload.get_json()["changed"] is False
+    assert client.delete("/v1/clients/c3", headers=ADMIN).status_code == 200
+    assert client.get("/healthz").status_code == 200
+    assert "crm_cache_requests_total" in client.get("/metrics").get_data(as_text=True)
+    assert client.get("/openapi.json").status_code == 200 and client.get("/docs").status_code == 200
+
+
+def test_purchase_takes_item_out_of_cross_sell_at_once(make_app: Callable[..., Flask], first_version: str,
+                                                       redis_url: str) -> None:
+    client = make_app().test_client()
+    assert "filters" in cross_sell_ids(client)
+    assert client.get("/v1/clients/c1/suggestions?kind=cross_sell", headers=READ).headers["X-Cache"] == "hit"
+
+    purchase = {"client_id": "c1", "item_id": "filters", "type": "purchase", "timestamp": "2024-05-02T09:00:00Z",
+                "quantity": 2, "price": 3.0}
+    response = client.post("/v1/events", json=[purchase], headers=READ)
+    assert response.status_code == 202 and response.get_json()["purchases"] == 1
+
+    after = client.get("/v1/clients/c1/suggestions?kind=cross_sell", headers=READ)
+    assert after.headers["X-Cache"] == "miss" and "filters" not in cross_sell_ids(client)
+    keys = Keys("default")
+    with redis.Redis.from_url(redis_url, decode_responses=True) as r:
+        assert r.lrange(keys.recent("c1"), 0, -1) == ["filters"]
+        stored = r.xrange(keys.events)[-1][1]
+        assert stored["client_id"] == "c1" and stored["type"] == "purchase" and stored["quantity"] == "2.0"
+        assert r.ttl(keys.recent("c1")) > 0
+
+
+def test_erasure_drops_events_and_answers_and_is_recorded(make_app: Callable[..., Flask], first_version: str,
+                                                          redis_url: str, service_env: dict[str, str]) -> None:
+    client = make_app().test_client()
+    events = [{"client_id": cid, "item_id": "coffee", "type": kind, "timestamp": "2024-05-01T10:00:00Z"}
+              for cid in ("gone", "stays") for kind in ("view", "purchase")]
+    assert client.post("/v1/events", json=events, headers=READ).status_code == 202
+    assert client.get("/v1/clients/gone/suggestions", headers=READ).status_code == 200  # cached now
+
+    response = client.delete("/v1/clients/gone", headers=ADMIN)
+    body = response.get_json()
+    assert response.status_code == 200, body
+    assert body["events_deleted"] == 2 and body["cached_answers_deleted"] == 1
+    assert body["recent_purchases_deleted"] == 1
+
+    keys = Keys("default")
+    with redis.Redis.from_url(redis_url, decode_responses=True) as r:
+        remaining = [fields["client_id"] for _, fields in r.xrange(keys.events)]
+        assert remaining == ["stays", "stays"]
+        assert r.sismember("erasures", "gone")
+        assert not r.exists(keys.answers("gone"), keys.recent("gone"), keys.generation("gone"))
+    lines = (Path(service_env["SERVICE_STATE_DIR"]) / "erasures.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1])["client_id"] == "gone" and json.loads(lines[-1])["tenant"] == "default"
+    assert client.get("/v1/clients/gone/suggestions", headers=READ).headers["X-Cache"] == "miss"
+
+
+def test_alias_moved_is_served_without_restart(make_app: Callable[..., Flask], first_version: str,
+                                               mlflow_server: str, model_name: str, redis_url: str) -> None:
+    client = make_app(watch=True).test_client()
+    client.get("/healthz")  # the first request starts the watcher
+    wait_until(lambda: serving_version(client) == first_version)
+
+    second = register_double(mlflow_server, model_name, tag="second")
+    with redis.Redis.from_url(redis_url) as r:  # what the trainer publishes after moving the alias
+        r.publish(MODEL_UPDATES_CHANNEL, json.dumps({"name": model_name, "alias": "champion", "version": second}))
+    wait_until(lambda: serving_version(client) == second, timeout=30)
+    body = client.get("/v1/clients/c1/suggestions", headers=READ).get_json()
+    assert body["model_version"] == second
+
+
+def test_polling_follows_the_alias_without_redis(make_app: Callable[..., Flask], first_version: str,
+                                                 mlflow_server: str, model_name: str) -> None:
+    client = make_app(watch=True, REDIS_URL="", RELOAD_POLL_SECONDS="0.5").test_client()
+    client.get("/healthz")
+    wait_until(lambda: serving_version(client) == first_version)
+    second = register_double(mlflow_server, model_name, tag="second")
+    wait_until(lambda: serving_version(client) == second, timeout=30)
+    assert client.get("/readyz").get_json()["redis"] == "not-configured"
+
+
+def test_version_failing_its_smoke_check_leaves_the_old_one_serving(
+        make_app: Callable[..., Flask], first_version: str, mlflow_server: str, model_name: str) -> None:
+    app = make_app(watch=False)
+    client = app.test_client()
+    failures_before = RELOADS.labels("failure", "admin")._value.get()
+    broken = register_double(mlflow_server, model_name, tag="broken", broken=True)
+
+    response = client.post("/v1/admin/reload", headers=ADMIN)
+    assert response.status_code == 409 and response.mimetype == "application/problem+json"
+    assert response.get_json()["serving_version"] == first_version and "broken" in response.get_json()["detail"]
+    assert serving_version(client) == first_version
+    assert RELOADS.labels("failure", "admin")._value.get() == failures_before + 1
+    assert client.get("/v1/clients/c1/suggestions", headers=READ).get_json()["model_version"] == first_version
+
+    # the watcher does not retry the broken version on every poll either
+    with pytest.raises(Exception, match=f"version {broken} failed"):
+        app.extensions["crm"].models.refresh("poll")
+    fixed = register_double(mlflow_server, model_name, tag="fixed")
+    assert client.post("/v1/admin/reload", headers=ADMIN).get_json()["model_version"] == fixed
+
+
+def test_redis_stopped_mid_test_suggestions_still_answer(make_app: Callable[..., Flask], first_version: str,
+                                                         redis_server: RedisServer) -> None:
+    client = make_app().test_client()
+    event = [{"client_id": "c1", "item_id": "mug", "type": "view", "timestamp": "2024-05-01T10:00:00Z"}]
+    assert client.post("/v1/events", json=event, headers=READ).status_code == 202
+    redis_server.stop()
+    try:
+        started = time.monotonic()
+        for _ in range(20):
+            response = client.get("/v1/clients/c1/suggestions?kind=all", headers=READ)
+            assert response.status_code == 200 and response.headers["X-Cache"] == "off"
+        assert time.monotonic() - started < 5  # the breaker: no timeout paid on every request
+        assert client.post("/v1/cart/suggestions", json={"items": ["coffee"]}, headers=READ).status_code == 200
+        problem = client.post("/v1/events", json=event, headers=READ)
+        assert problem.status_code == 503 and problem.mimetype == "application/problem+json"
+        assert "Redis" in problem.get_json()["detail"] and problem.headers["Retry-After"]
+        assert client.get("/readyz").get_json()["redis"] == "down"
+    finally:
+        redis_server.start()
+    wait_until(lambda: client.post("/v1/events", json=event, headers=READ).status_code == 202, timeout=10)
+    assert client.get("/readyz").get_json()["redis"] == "up"
+
+
+def test_restart_with_registry_unreachable_serves_local_copy(
+        make_app: Callable[..., Flask], first_version: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_app()  # loads from the registry and keeps the local copy
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    dead_registry = f"http://127.0.0.1:{free_port()}"
+    client = make_app(MLFLOW_TRACKING_URI=dead_registry).test_client()
+    ready = client.get("/readyz").get_json()
+    assert ready["model"]["version"] == first_version and ready["model"]["source"] == "local-copy"
+    assert client.get("/v1/clients/c1/suggestions", headers=READ).status_code == 200
+    assert client.post("/v1/admin/reload", headers=ADMIN).status_code == 503
+
+
+def test_nothing_registered_means_503_until_a_version_appears(make_app: Callable[..., Flask],
+                                                              mlflow_server: str, model_name: str) -> None:
+    client = make_app(refresh=False).test_client()
+    with pytest.raises(Exception, match="cannot resolve"):
+        client.application.extensions["crm"].models.refresh("test")
+    assert client.get("/readyz").status_code == 503
+    assert client.get("/v1/clients/c1/suggestions", headers=READ).status_code == 503
+    version = register_double(mlflow_server, model_name)
+    assert client.post("/v1/admin/reload", headers=ADMIN).get_json()["model_version"] == version
+
+
+# ---- real processes over HTTP ----
+
+def _start(command: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT) -> subprocess.Popen:
+    return subprocess.Popen(command, cwd=cwd, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)  # our own session: gunicorn, its workers, its redis
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def _workers_serving(base: str) -> dict[str, str]:
+    """pid -> model version of every live worker, from the multiprocess crm_model_version gauge."""
+    found = {}
+    for line in requests.get(f"{base}/metrics", timeout=5).text.splitlines():
+        match = re.match(r'crm_model_version\{.*pid="(\d+)".*\} (\S+)', line)
+        if match:
+            found[match.group(1)] = str(int(float(match.group(2))))
+    return found
+
+
+def _all_workers_serve(base: str, version: str, workers: int = 2) -> bool:
+    serving = _workers_serving(base)
+    return len(serving) == workers and set(serving.values()) == {version}
+
+
+@pytest.mark.slow
+def test_gunicorn_serves_over_http_and_every_worker_follows_the_alias(
+        tmp_path: Path, service_env: dict[str, str], first_version: str, mlflow_server: str,
+        model_name: str, redis_url: str) -> None:
+    port = free_port()
+    env = {**os.environ, **service_env, "PORT": str(port), "WORKERS": "2",
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus")}
+    proc = _start([sys.executable, "-m", "gunicorn", "-c", "service/gunicorn.conf.py"], env, tmp_path / "gunicorn.log")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_port(port, timeout=60, proc=proc)
+        wait_until(lambda: _all_workers_serve(base, first_version), timeout=90, interval=0.5)
+
+        response = requests.get(f"{base}/v1/clients/c1/suggestions?kind=cross_sell", headers={**READ, "X-Request-ID": "gunicorn-1"},
+                                timeout=5)
+        assert response.status_code == 200 and response.headers["X-Request-ID"] == "gunicorn-1"
+        assert "filters" in [s["item_id"] for s in response.json()["suggestions"]]
+        purchase = [{"client_id": "c1", "item_id": "filters", "type": "purchase", "timestamp": "2024-05-02T09:00:00Z"}]
+        assert requests.post(f"{base}/v1/events", json=purchase, headers=READ, timeout=5).status_code == 202
+        for _ in range(6):  # whichever worker answers, the purchase counts
+            answer = requests.get(f"{base}/v1/clients/c1/suggestions?kind=cross_sell", headers=READ, timeout=5).json()
+            assert "filters" not in [s["item_id"] for s in answer["suggestions"]]
+        problem = requests.get(f"{base}/v1/clients/c1/suggestions?limit=0", headers=READ, timeout=5)
+        assert problem.status_code == 400 and problem.headers["Content-Type"] == "application/problem+json"
+
+        second = register_double(mlflow_server, model_name, tag="second")
+        with redis.Redis.from_url(redis_url) as r:
+            r.publish(MODEL_UPDATES_CHANNEL, json.dumps({"name": model_name, "alias": "champion", "version": second}))
+        wait_until(lambda: _all_workers_serve(base, second), timeout=60, interval=0.5)
+
+        metrics = requests.get(f"{base}/metrics", timeout=5).text
+        assert "crm_http_requests_total" in metrics and "crm_model_version" in metrics
+        assert requests.get(f"{base}/openapi.json", timeout=5).json()["openapi"] == "3.1.0"
+    finally:
+        _stop(proc)
+    log = (tmp_path / "gunicorn.log").read_text()
+    request_lines = [json.loads(line) for line in log.splitlines() if line.startswith("{") and '"request"' in line]
+    assert any(entry.get("request_id") == "gunicorn-1" for entry in request_lines)
+
+
+@pytest.mark.slow
+def test_run_demo_starts_its_own_redis_and_serves_without_keys(
+        tmp_path: Path, service_env: dict[str, str], first_version: str) -> None:
+    port = free_port()
+    env = {**os.environ, **service_env, "PORT": str(port), "WORKERS": "1", "REDIS_URL": "", "API_KEYS": "",
+           "ADMIN_API_KEYS": ""}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    workdir = tmp_path / "demo"  # run_demo keeps its redis files under ./var
+    workdir.mkdir()
+    proc = _start([sys.executable, "-m", "service.run_demo"], env, tmp_path / "demo.log", cwd=workdir)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_port(port, timeout=90, proc=proc)
+        ready = wait_until(lambda: requests.get(f"{base}/readyz", timeout=5).json().get("model"), timeout=60)
+        assert ready["version"] == first_version
+        assert requests.get(f"{base}/readyz", timeout=5).json()["redis"] == "up"
+        event = [{"client_id": "c1", "item_id": "mug", "type": "view", "timestamp": "2024-05-01T10:00:00Z"}]
+        assert requests.post(f"{base}/v1/events", json=event, timeout=5).status_code == 202
+        assert requests.get(f"{base}/v1/clients/c1/suggestions", timeout=5).status_code == 200
+    finally:
+        _stop(proc)
+    output = (tmp_path / "demo.log").read_text()
+    assert "started redis-server" in output and f"curl -s http://127.0.0.1:{port}/readyz" in output
+    assert (workdir / "var" / "redis").is_dir()
