@@ -1,0 +1,90 @@
+"""The real trained model (not a double) served by gunicorn, registered in a real `mlflow server`.
+
+Trains on the real Complete Journey slice straight into the session's MLflow server over HTTP,
+then calls every suggestion endpoint through real HTTP and checks the answers make sense.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import free_port, wait_for_port
+from test_service_integration import _start, _stop, wait_until
+
+from training.config import TrainConfig
+from training.train import train
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def registered(mlflow_server: str, slice_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
+    name = f"crm-real-{uuid.uuid4().hex[:8]}"
+    root = tmp_path_factory.mktemp("real")
+    config = replace(TrainConfig(), tracking_uri=mlflow_server, model_name=name, redis_url=None,
+                     erasures_file=str(root / "none.jsonl"), threads=1)
+    import mlflow
+
+    mlflow.set_tracking_uri(mlflow_server)
+    summary = train(slice_dir, config=config, tune=False, promote="force", max_baskets=500)
+    return name, summary
+
+
+def test_gunicorn_serves_the_real_model(tmp_path: Path, registered: tuple[str, dict], mlflow_server: str,
+                                        redis_url: str, slice_dir: Path) -> None:
+    import pandas as pd
+
+    name, summary = registered
+    tx = pd.read_parquet(slice_dir / "transactions.parquet")
+    client = tx["client_id"].value_counts().index[0]
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server, "MODEL_NAME": name, "REDIS_URL": redis_url,
+           "AUTH_DISABLED": "true", "PORT": str(port), "WORKERS": "2",
+           "MODEL_CACHE_DIR": str(tmp_path / "cache"), "SERVICE_STATE_DIR": str(tmp_path / "state"),
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
+    proc = _start([sys.executable, "-m", "gunicorn", "-c", "service/gunicorn.conf.py"], env, tmp_path / "g.log")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_port(port, timeout=90, proc=proc)
+        wait_until(lambda: requests.get(f"{base}/readyz", timeout=5).status_code == 200, timeout=120, interval=0.5)
+        ready = requests.get(f"{base}/readyz", timeout=5).json()
+        assert summary["version"] in str(ready)
+
+        for kind in ("cross_sell", "upsell", "service_package", "replenishment"):
+            answer = requests.get(f"{base}/v1/clients/{client}/suggestions", params={"kind": kind, "limit": 5},
+                                  timeout=10)
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            assert body["cold_start"] is False and body["segment"]["abc"] in {"A", "B", "C"}
+            for s in body["suggestions"]:
+                assert s["reason"] and s["item_id"]
+        cross = requests.get(f"{base}/v1/clients/{client}/suggestions?kind=cross_sell&limit=5", timeout=10).json()
+        first = cross["suggestions"][0]["item_id"]
+        bought = set(tx.loc[tx["client_id"] == client, "item_id"])
+        assert not bought & {s["item_id"] for s in cross["suggestions"]}
+
+        everything = requests.get(f"{base}/v1/clients/{client}/suggestions?kind=all&limit=3", timeout=10).json()
+        assert set(everything["suggestions"]) >= {"cross_sell", "replenishment"}
+        cold = requests.get(f"{base}/v1/clients/nobody-at-all/suggestions", timeout=10).json()
+        assert cold["cold_start"] is True and cold["suggestions"]
+
+        top_items = tx["item_id"].value_counts().index[:2].tolist()
+        cart = requests.post(f"{base}/v1/cart/suggestions", json={"items": top_items, "limit": 5}, timeout=10)
+        assert cart.status_code == 200, cart.text
+        assert cart.json()["complete"] and not set(top_items) & {s["item_id"] for s in cart.json()["complete"]}
+        similar = requests.get(f"{base}/v1/items/{top_items[0]}/similar?limit=3", timeout=10)
+        assert similar.status_code == 200 and len(similar.json()["suggestions"]) == 3
+        assert requests.get(f"{base}/v1/items/no-such-item/similar", timeout=10).status_code == 404
+
+        event = [{"client_id": client, "item_id": first, "type": "purchase", "timestamp": "2018-01-02T10:00:00Z"}]
+        assert requests.post(f"{base}/v1/events", json=event, timeout=10).status_code == 202
+        for _ in range(4):  # whichever worker answers
+            again = requests.get(f"{base}/v1/clients/{client}/suggestions?kind=cross_sell&limit=5", timeout=10).json()
+            assert first not in {s["item_id"] for s in again["suggestions"]}
+    finally:
+        _stop(proc)
