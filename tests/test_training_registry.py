@@ -39,14 +39,14 @@ def test_gate_rules() -> None:
 def test_prepare_then_evaluate_on_the_real_slice(slice_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "eval.json"
     proc = subprocess.run([sys.executable, "-m", "training", "evaluate", "--data", str(slice_dir),
-                           "--test-days", "60", "--k", "10", "--out", str(out), "--max-baskets", "1000"],
+                           "--test-days", "60", "--k", "10", "--out", str(out), "--max-baskets", "1000", "--no-tune"],
                           capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())
     assert result["data"]["clients"] == 150 and result["split"]["cutoff"]
     for task in ("cross_sell", "next_basket", "basket_completion", "upsell", "service_package"):
         entry = result["tasks"][task]
-        assert "popularity" in entry["scores"], task
+        assert {"popularity", "model"} <= set(entry["scores"]), task
         assert 0.0 <= entry["scores"]["popularity"][entry["metric"]] <= 1.0
     assert "basket_completion" in proc.stdout
 

@@ -26,19 +26,27 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default=None, help="write the result JSON here")
     parser.add_argument("--seed", type=int, default=0, help="seed of the hidden-item draws (default 0)")
     parser.add_argument("--max-baskets", type=int, default=20_000, help="basket_completion sample cap")
+    parser.add_argument("--no-model", action="store_true", help="baselines only (skip fitting the model)")
+    parser.add_argument("--no-tune", action="store_true", help="fit the model with default settings (faster)")
     parser.set_defaults(run=run_evaluate)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from training.evaluate import evaluate, format_table  # heavy imports only for this command
+    from training.baselines import default_rankers  # heavy imports only for this command
+    from training.evaluate import evaluate, format_table
 
     if args.test_days <= 0 or args.k < 1 or args.max_baskets < 1:
         print("error: --test-days must be positive, --k and --max-baskets at least 1", file=sys.stderr)
         return 2
     started = time.perf_counter()
     dataset = load_dataset(args.data)
+    rankers = {r.name: r for r in default_rankers()}
+    if not args.no_model:
+        from training.model_ranker import ModelRanker
+
+        rankers["model"] = ModelRanker(tune=not args.no_tune)
     result = evaluate(dataset, test_days=args.test_days, k=args.k, seed=args.seed,
-                      max_baskets=args.max_baskets)
+                      max_baskets=args.max_baskets, rankers=rankers)
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ import logging
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from features.schema import CLIENT, ITEM
 from training.config import TrainConfig
@@ -80,7 +81,12 @@ class ModelRanker:
                                weights=self.recommender.weights, light=True)
 
     def rank(self, queries: TaskQueries, k: int) -> np.ndarray:
-        ctx, rec = self.ctx, self._model_for(queries)
+        rec = self._model_for(queries)
+        with threadpool_limits(1, "blas"):  # per-query products are tiny: BLAS threads only cost
+            return self._rank(rec, queries, k)
+
+    def _rank(self, rec: Recommender, queries: TaskQueries, k: int) -> np.ndarray:
+        ctx = self.ctx
         out = np.full((len(queries), k), -1, dtype=np.int64)
         for row in range(len(queries)):
             client = str(ctx.clients.ids[queries.clients[row]])

@@ -28,12 +28,12 @@ log = logging.getLogger(__name__)
 GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
     "cross_sell": {"cross_sell_knn": (0.0, 1.0, 3.0), "cross_sell_cooc": (0.0, 0.5, 1.5),
                    "cross_sell_pop": (0.0, 0.3, 1.0)},
-    "next_basket": {"replenish_freq": (0.25, 0.5, 1.0), "replenish_recent": (0.0, 0.5, 1.5),
-                    "replenish_due": (0.0, 0.3), "replenish_repeat": (0.0, 1.0, 3.0)},
+    "next_basket": {"replenish_freq": (0.25, 0.5, 1.0), "replenish_recent": (0.0, 0.5),
+                    "replenish_due": (0.0, 0.3), "replenish_repeat": (0.0, 1.0, 3.0), "replenish_knn": (0.0, 0.3, 1.0)},
     "basket_completion": {"cart_personal": (0.25, 0.5, 1.0), "cart_taste": (0.0, 0.2)},
     # upsell is tuned on a light model (no trade-up table): its trade-up weight keeps its default
-    "upsell": {"upsell_subcat": (0.0, 0.5), "upsell_taste": (0.0, 0.5), "upsell_cap": (3, 10)},
-    "service_package": {"service_cooc": (0.5, 2.0, 5.0), "service_segment": (0.2, 1.0)},
+    "upsell": {"upsell_subcat": (0.0, 0.5), "upsell_taste": (0.0, 0.5), "upsell_step": (0.0, 0.3, 1.0), "upsell_cap": (3, 10)},
+    "service_package": {"service_taste": (0.0, 1.0), "service_cooc": (0.5, 2.0, 5.0), "service_segment": (0.2, 1.0)},
 }
 #: Queries per task used for tuning (a sample keeps training within its time budget).
 MAX_QUERIES = 400

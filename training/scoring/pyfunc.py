@@ -11,6 +11,7 @@ from typing import Any
 
 import mlflow.pyfunc
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from training.scoring.contract import KINDS
 from training.scoring.recommender import Recommender
@@ -27,6 +28,9 @@ class RecommenderPyfunc(mlflow.pyfunc.PythonModel):
         self.recommender: Recommender | None = None
 
     def load_context(self, context: Any) -> None:
+        # One request is one small matrix-vector product: BLAS threads only add wake-up latency
+        # (1.5 ms against 0.17 ms for 68k items x 16 factors) and fight the server's own workers.
+        threadpool_limits(1, "blas")
         self.recommender = Recommender.load(context.artifacts[ARTIFACT_KEY])
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:

@@ -54,12 +54,15 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "replenish_recent": 0.0,     # what the client bought in the last weeks
     "replenish_due": 0.3,        # boost of items whose interval has elapsed
     "replenish_repeat": 0.5,     # items people do buy again (milk) over one-off purchases (a grill)
+    "replenish_knn": 0.0,        # items bought by the same clients as the client's other regulars
     "cart_personal": 0.5,        # the known client's own frequent items in the cart widget
     "cart_taste": 0.1,           # the known client's ALS taste in the cart widget
     "upsell_subcat": 0.5,        # how much the client buys in the subcategory, against popularity (1)
     "upsell_taste": 0.3,
     "upsell_tradeup": 0.3,
-    "service_cooc": 1.0,         # co-occurrence with owned items, against ALS taste (1)
+    "upsell_step": 0.0,          # penalty per doubling of price above the client's usual: small steps sell
+    "service_taste": 1.0,        # ALS taste: what similar clients adopted
+    "service_cooc": 1.0,         # co-occurrence with owned items
     "service_segment": 0.5,      # adoption in the client's ABC segment
     "diversity_cap": 3,          # at most this many suggestions per subcategory
     "upsell_cap": 3,             # the same rule for upsell lists
@@ -241,6 +244,9 @@ class Recommender:
         base = st.hist_recency[sl] / max(float(st.hist_recency[sl].max()), 1e-9)
         base = base + w["replenish_recent"] * st.hist_recent[sl] / max(float(st.hist_recent[sl].max()), 1e-9)
         freq = np.log1p(st.hist_count[sl]) / max(float(np.log1p(st.hist_count[sl]).max()), 1e-9)
+        if w["replenish_knn"]:
+            knn = scatter_neighbours(st.knn_idx, st.knn_score, hist, self.n_items, st.hist_recency[sl])[hist]
+            base = base + w["replenish_knn"] * knn / max(float(knn.max()), 1e-9)
         score = ((base + w["replenish_freq"] * freq) * (1.0 + w["replenish_due"] * np.clip(ratio, 0.0, 1.5))
                  * (1.0 + w["replenish_repeat"] * st.item_repeat[hist]))
         keep = allowed[hist] & ~np.isin(hist, recent)
@@ -284,8 +290,11 @@ class Recommender:
         np.add.at(trade, st.upsell_idx[seeds][st.upsell_idx[seeds] >= 0],
                   st.upsell_moves[seeds][st.upsell_idx[seeds] >= 0].astype(np.float32))
         w = self.weights
+        step = np.log2(np.maximum(st.item_price / np.maximum(ceiling[np.maximum(item_sub, 0)], 1e-6), 1.0))
+        step = np.where(np.isfinite(step), step, 0.0)
         scores = (self._pop_score + w["upsell_subcat"] * minmax(np.log1p(sub_weight))[np.maximum(item_sub, 0)]
-                  + w["upsell_taste"] * taste + w["upsell_tradeup"] * minmax(np.log1p(trade)))
+                  + w["upsell_taste"] * taste + w["upsell_tradeup"] * minmax(np.log1p(trade))
+                  - w["upsell_step"] * step)
         ranked = rank_with_rules(scores, limit, allowed=cand, groups=item_sub, cap=int(w["upsell_cap"]))
         out = []
         for i in ranked:
@@ -310,7 +319,8 @@ class Recommender:
         seg = self._cold_scores(ci)
         seg = np.where(np.isfinite(seg), seg, 0.0)
         w = self.weights
-        return taste + w["service_cooc"] * cooc + w["service_segment"] * seg + 0.1 * self._pop_score, seeds
+        return (w["service_taste"] * taste + w["service_cooc"] * cooc + w["service_segment"] * seg
+                + 0.1 * self._pop_score), seeds
 
     def _service_package(self, ci: int | None, recent: np.ndarray, allowed: np.ndarray, limit: int) -> list[Suggestion]:
         st = self.state
