@@ -18,7 +18,15 @@ from typing import Any
 from training.baselines import Ranker, default_rankers
 from training.metrics import metric_names, score_rankings
 from training.split import time_split
-from training.tasks import TASKS, Skipped, TaskQueries, TrainContext, build_tasks
+from training.tasks import (
+    HOLDOUT_TASKS,
+    TASKS,
+    Skipped,
+    TaskQueries,
+    TrainContext,
+    build_tasks,
+    without_held_out,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +76,14 @@ def evaluate(
             log.log(level, "%s skipped: %s", task_name, task.reason)
             continue
         rankings: dict[str, Any] = {}
+        task_ctx, task_rankers = ctx, named
+        if task_name in HOLDOUT_TASKS:
+            task_ctx = without_held_out(ctx, task)
+            task_rankers = {name: r.refit(task_ctx) if hasattr(r, "refit") else r.fit(task_ctx)
+                            for name, r in named.items() if r.answers(task_name)}
+            log.log(level, "%s: every ranker refitted without the %d held-out items", task_name, len(task))
         results[task_name] = {"metric": f"{task.metric}@{k}",
-                              "scores": _score_task(task, named, ctx, k, level, rankings)}
+                              "scores": _score_task(task, task_rankers, task_ctx, k, level, rankings)}
         if keep is not None:
             keep.setdefault("tasks", {})[task_name] = task
             keep.setdefault("rankings", {})[task_name] = rankings

@@ -4,23 +4,21 @@ It answers each task through the very methods the service calls (`suggest`, `car
 business rules included, so the "model" row of the evaluation table is what clients would get:
 - cross_sell -> kind cross_sell;   next_basket -> kind replenishment;   upsell -> kind upsell;
 - basket_completion -> the cart widget's "complete this basket" list;
-- service_package -> kind service_package, from a model refitted without the hidden services
-  (a held-out item must be unknown to the model, or the exam leaks its answer).
+- service_package -> kind service_package; the harness refits every ranker, this one included,
+  without the hidden services (`refit`), so a held-out item is unknown to all of them.
 """
 from __future__ import annotations
 
 import logging
 
 import numpy as np
-import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from features.schema import CLIENT, ITEM
 from training.config import TrainConfig
 from training.fit import fit_recommender
 from training.models.cf import CFParams
 from training.scoring.recommender import Recommender
-from training.tasks import TaskQueries, TrainContext
+from training.tasks import HOLDOUT_TASKS, TaskQueries, TrainContext
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +32,18 @@ class ModelRanker:
     name = "model"
 
     def __init__(self, config: TrainConfig | None = None, recommender: Recommender | None = None,
-                 tune: bool = True, refit_holdout: bool = True) -> None:
+                 tune: bool = True, registered: bool = False) -> None:
+        """`registered`: a model loaded from the registry (the champion), which cannot be refitted."""
         self.config = config or TrainConfig()
-        self.refit_holdout = refit_holdout
+        self.registered = registered
         self.recommender = recommender
         self._prefit = recommender is not None
         self.tune = tune
         self.ctx: TrainContext | None = None
-        self._refits: dict[int, Recommender] = {}
 
     def answers(self, task: str) -> bool:
-        if task == "service_package" and self._prefit and not self.refit_holdout:
-            return False  # a registered model has seen the hidden services: its score would leak
+        if task in HOLDOUT_TASKS and self.registered:
+            return False  # a registered model has seen the hidden items: its score would leak
         return task in TASK_KIND or task == "basket_completion"
 
     def fit(self, ctx: TrainContext) -> ModelRanker:
@@ -56,32 +54,25 @@ class ModelRanker:
             self.recommender = fit_tuned(ctx.transactions, ctx.items_df, ctx.packages, self.config, tune=self.tune)
         return self
 
-    def _params(self) -> CFParams:
+    def cf_params(self) -> CFParams:
+        """The CF settings the fitted model uses (to refit it elsewhere with the same recipe)."""
         p = self.recommender.meta["params"]
         return CFParams(p["algorithm"], p["factors"], p["regularization"], p["alpha"], p["iterations"], p["seed"], p["threads"])
 
-    def _model_for(self, queries: TaskQueries) -> Recommender:
-        if queries.task != "service_package":
-            return self.recommender
-        key = id(queries.history)
-        if key not in self._refits:
-            self._refits = {key: self._refit_without_hidden(queries)}
-        self._refits[key].weights = self.recommender.weights
-        return self._refits[key]
-
-    def _refit_without_hidden(self, queries: TaskQueries) -> Recommender:
-        ctx = self.ctx
-        hidden = pd.DataFrame({CLIENT: np.repeat(ctx.clients.ids[queries.clients], [len(r) for r in queries.relevant]),
-                               ITEM: ctx.items.ids[np.concatenate(queries.relevant).clip(0)] if queries.relevant else []})
-        tx = ctx.transactions
-        key = pd.MultiIndex.from_frame(tx[[CLIENT, ITEM]])
-        keep = ~key.isin(pd.MultiIndex.from_frame(hidden))
-        log.info("service_package: refitting without %d hidden services (%d lines)", len(hidden), int((~keep).sum()))
-        return fit_recommender(tx[keep], ctx.items_df, ctx.packages, self.config, cf_params=self._params(),
-                               weights=self.recommender.weights, light=True)
+    def refit(self, ctx: TrainContext) -> ModelRanker:
+        """A ranker with the same recipe (CF settings, weights; no tuning) fitted on `ctx`: how the
+        harness re-trains everyone without held-out items. A registered model cannot be refitted."""
+        if self.registered:
+            raise ValueError("a registered model cannot be refitted")
+        other = ModelRanker(self.config, tune=False)
+        other.ctx = ctx
+        other.recommender = fit_recommender(ctx.transactions, ctx.items_df, ctx.packages, self.config,
+                                            cf_params=self.cf_params(), weights=self.recommender.weights,
+                                            light=True)
+        return other
 
     def rank(self, queries: TaskQueries, k: int) -> np.ndarray:
-        rec = self._model_for(queries)
+        rec = self.recommender
         with threadpool_limits(1, "blas"):  # per-query products are tiny: BLAS threads only cost
             return self._rank(rec, queries, k)
 

@@ -72,9 +72,15 @@ class TrainContext:
         items_df: pd.DataFrame | None = None,
         packages: pd.DataFrame | None = None,
         now: pd.Timestamp | None = None,
+        like: TrainContext | None = None,
     ) -> TrainContext:
-        now = train_tx[TIMESTAMP].max() if now is None else pd.Timestamp(now)
-        clients, items = IdIndex.from_ids(train_tx[CLIENT]), IdIndex.from_ids(train_tx[ITEM])
+        """`like`: keep that context's client and item indexes (and time), so task queries built
+        on it stay valid on this one (used to refit without held-out lines)."""
+        if like is not None:
+            now, clients, items = like.now, like.clients, like.items
+        else:
+            now = train_tx[TIMESTAMP].max() if now is None else pd.Timestamp(now)
+            clients, items = IdIndex.from_ids(train_tx[CLIENT]), IdIndex.from_ids(train_tx[ITEM])
         purchases, recency = _purchase_matrices(train_tx, clients, items, now)
         unit_prices = item_unit_prices(train_tx, items_df)
         subcategory_of = _subcategory_of(items_df)
@@ -130,6 +136,26 @@ class TaskQueries:
 
     def __len__(self) -> int:
         return len(self.relevant)
+
+
+def without_held_out(ctx: TrainContext, queries: TaskQueries) -> TrainContext:
+    """The training context less every line of the (client, item) pairs the queries hide.
+
+    A held-out item must be unknown to every ranker, not just hidden from its query row: counts,
+    co-occurrences and factors learnt from the client's own purchases of it would leak the answer.
+    """
+    hidden = pd.DataFrame({
+        CLIENT: np.repeat(ctx.clients.ids[queries.clients], [len(r) for r in queries.relevant]),
+        ITEM: ctx.items.ids[np.concatenate([np.asarray(r) for r in queries.relevant]).clip(0)]
+        if queries.relevant else np.empty(0, dtype=object),
+    })
+    tx = ctx.transactions
+    keep = ~pd.MultiIndex.from_frame(tx[[CLIENT, ITEM]]).isin(pd.MultiIndex.from_frame(hidden))
+    return TrainContext.build(tx[keep], ctx.items_df, ctx.packages, like=ctx)
+
+
+#: Tasks whose answers are hidden from the training part: rankers are refitted without them.
+HOLDOUT_TASKS = frozenset({"service_package"})
 
 
 @dataclass(frozen=True)

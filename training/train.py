@@ -7,6 +7,7 @@ and register it; the promotion gate decides `@champion` or `@challenger`.
 """
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import time
@@ -74,17 +75,21 @@ def train(data: str | Path, *, model_name: str | None = None, test_days: float |
     champion, champion_version = load_champion(config)
     if champion is not None:
         log.info("comparing with the champion, version %s", champion_version)
-        rankers["champion"] = ModelRanker(config, recommender=champion, refit_holdout=False)
+        rankers["champion"] = ModelRanker(config, recommender=champion, registered=True)
     result = evaluate(dataset, test_days=config.test_days, k=config.k, rankers=rankers, seed=config.seed,
                       max_baskets=max_baskets)
     result["data"]["load_report"] = dataset.report.as_dict()
     print(format_table(result))
 
-    chosen = rankers["model"].recommender
+    model_ranker = rankers.pop("model")
+    chosen, params = model_ranker.recommender, model_ranker.cf_params()
+    del rankers, model_ranker, champion  # baselines and refits hold ~1.5 GB on the full data
+    gc.collect()
     log.info("refitting on all %d lines with the chosen settings", len(dataset.transactions))
     final = fit_recommender(dataset.transactions, dataset.items, dataset.packages, config,
-                            cf_params=rankers["model"]._params(), weights=chosen.weights,
+                            cf_params=params, weights=chosen.weights,
                             fingerprint=dataset.fingerprint, tuning=chosen.meta.get("tuning"))
+    del chosen
     final.meta["evaluation"] = {t: e.get("scores", {}).get("model") for t, e in result["tasks"].items()}
     final.meta["champion_compared"] = champion_version
     final.smoke_check()

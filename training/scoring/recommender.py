@@ -47,22 +47,22 @@ ACTIVITY = ("active", "lapsing", "inactive")
 #: Blend weights per kind. Training chooses them on an inner time split (training.tuning) and
 #: stores the choice in the model's meta; these are the starting point and the fallback.
 DEFAULT_WEIGHTS: dict[str, float] = {
-    "cross_sell_cooc": 0.5,      # co-occurrence with the client's history, against ALS taste (1)
-    "cross_sell_pop": 0.2,       # popularity steadies sparse clients
+    "cross_sell_cooc": 0.0,      # co-occurrence with the client's history, against ALS taste (1)
+    "cross_sell_pop": 0.0,       # popularity steadies sparse clients
     "cross_sell_knn": 0.5,       # items bought by the same clients as the client's items
     "replenish_freq": 0.5,       # long-run frequency, against recency-weighted frequency (1)
     "replenish_recent": 0.0,     # what the client bought in the last weeks
-    "replenish_due": 0.3,        # boost of items whose interval has elapsed
-    "replenish_repeat": 0.5,     # items people do buy again (milk) over one-off purchases (a grill)
+    "replenish_due": 0.0,        # boost of items whose interval has elapsed (did not help offline)
+    "replenish_repeat": 1.0,     # items people do buy again (milk) over one-off purchases (a grill)
     "replenish_knn": 0.0,        # items bought by the same clients as the client's other regulars
-    "cart_personal": 0.5,        # the known client's own frequent items in the cart widget
-    "cart_taste": 0.1,           # the known client's ALS taste in the cart widget
-    "upsell_subcat": 0.5,        # how much the client buys in the subcategory, against popularity (1)
+    "cart_personal": 1.0,        # the known client's own frequent items in the cart widget
+    "cart_taste": 0.0,           # the known client's ALS taste in the cart widget
+    "upsell_subcat": 0.0,        # how much the client buys in the subcategory, against popularity (1)
     "upsell_taste": 0.3,
     "upsell_tradeup": 0.3,
     "upsell_step": 0.0,          # penalty per doubling of price above the client's usual: small steps sell
     "service_taste": 1.0,        # ALS taste: what similar clients adopted
-    "service_cooc": 1.0,         # co-occurrence with owned items
+    "service_cooc": 5.0,         # co-occurrence with owned items
     "service_segment": 0.5,      # adoption in the client's ABC segment
     "diversity_cap": 3,          # at most this many suggestions per subcategory
     "upsell_cap": 3,             # the same rule for upsell lists
@@ -312,10 +312,13 @@ class Recommender:
     def _service_scores(self, ci: int | None, recent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         st = self.state
         vec = self._client_vector(ci, recent)
-        hist, _ = self._history(ci)
+        hist, sl = self._history(ci)
         seeds = np.concatenate([hist, recent])
         taste = minmax(st.item_factors @ vec) if vec is not None else np.zeros(self.n_items, np.float32)
-        cooc = minmax(scatter_neighbours(st.service_idx, st.service_score, seeds, self.n_items))
+        # each owned item counts as often as the client bought it
+        counts = np.concatenate([st.hist_count[sl] if ci is not None else np.empty(0, np.float32),
+                                 np.ones(recent.size, np.float32)])
+        cooc = minmax(scatter_neighbours(st.service_idx, st.service_score, seeds, self.n_items, counts))
         seg = self._cold_scores(ci)
         seg = np.where(np.isfinite(seg), seg, 0.0)
         w = self.weights
