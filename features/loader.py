@@ -222,18 +222,23 @@ def _clean_transactions(raw: pd.DataFrame, path: Path, known_items: pd.Index | N
     return frame
 
 
+def _unique_valid_ids(raw: pd.DataFrame, column: str, rejected: Counter) -> pd.DataFrame:
+    """Rows with a usable, first-seen id in `column` (as a string); the others counted by reason."""
+    frame = raw.copy()
+    frame[column] = as_id(frame[column])
+    bad = _invalid_id(frame[column])
+    rejected["missing_or_invalid_id"] = int(bad.sum())
+    frame = frame[~bad]
+    dup = frame[column].duplicated(keep="first")
+    rejected["duplicate"] = int(dup.sum())
+    return frame[~dup].reset_index(drop=True)
+
+
 def _clean_items(raw: pd.DataFrame, path: Path, report: LoadReport) -> pd.DataFrame:
     _require(raw, path, s.ITEM_REQUIRED)
     n = len(raw)
     rejected, fixed = Counter(), Counter()
-    frame = raw.copy()
-    frame[s.ITEM] = as_id(frame[s.ITEM])
-    bad = _invalid_id(frame[s.ITEM])
-    rejected["missing_or_invalid_id"] = int(bad.sum())
-    frame = frame[~bad]
-    dup = frame[s.ITEM].duplicated(keep="first")
-    rejected["duplicate"] = int(dup.sum())
-    frame = frame[~dup].copy()
+    frame = _unique_valid_ids(raw, s.ITEM, rejected)
     for col in ("price", "margin"):
         if col in frame.columns:
             num, non_numeric = _numeric(frame[col])
@@ -265,14 +270,7 @@ def _clean_clients(raw: pd.DataFrame, path: Path, report: LoadReport) -> pd.Data
     _require(raw, path, s.CLIENT_REQUIRED)
     n = len(raw)
     rejected: Counter = Counter()
-    frame = raw.copy()
-    frame[s.CLIENT] = as_id(frame[s.CLIENT])
-    bad = _invalid_id(frame[s.CLIENT])
-    rejected["missing_or_invalid_id"] = int(bad.sum())
-    frame = frame[~bad]
-    dup = frame[s.CLIENT].duplicated(keep="first")
-    rejected["duplicate"] = int(dup.sum())
-    frame = frame[~dup].reset_index(drop=True)
+    frame = _unique_valid_ids(raw, s.CLIENT, rejected)
     report.record("clients", n, len(frame), rejected)
     return frame
 
@@ -282,11 +280,7 @@ def _clean_packages(raw: pd.DataFrame, path: Path, known_items: pd.Index | None,
     _require(raw, path, s.PACKAGE_REQUIRED)
     n = len(raw)
     rejected: Counter = Counter()
-    frame = raw.copy()
-    frame[s.PACKAGE] = as_id(frame[s.PACKAGE])
-    bad = _invalid_id(frame[s.PACKAGE])
-    rejected["missing_or_invalid_id"] = int(bad.sum())
-    frame = frame[~bad].copy()
+    frame = _unique_valid_ids(raw, s.PACKAGE, rejected)
     members = frame["items"].astype("string").fillna("").str.split("|")
     members = members.map(lambda ids: [i.strip() for i in ids if i and i.strip()])
     if known_items is not None:
@@ -302,9 +296,7 @@ def _clean_packages(raw: pd.DataFrame, path: Path, known_items: pd.Index | None,
         num, non_numeric = _numeric(frame["price"])
         rejected["bad_price"] = int(non_numeric.sum())
         frame = frame[~non_numeric].assign(price=num[~non_numeric])
-    dup = frame[s.PACKAGE].duplicated(keep="first")
-    rejected["duplicate"] = int(dup.sum())
-    frame = frame[~dup].reset_index(drop=True)
+    frame = frame.reset_index(drop=True)
     report.record("packages", n, len(frame), rejected)
     return frame
 
