@@ -143,3 +143,13 @@ def test_smoke_check_refuses_nan_factors(model, tmp_path: Path) -> None:
     broken.state.item_factors[:] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         broken.smoke_check()
+
+
+def test_strongest_seeds_picks_the_strongest_anchor_per_target() -> None:
+    from training.scoring.ranking import strongest_seeds
+
+    idx = np.array([[1, 2, -1], [2, 3, 1], [0, 0, 0], [1, 3, 2]], dtype=np.int32)
+    val = np.array([[0.9, 0.1, 0], [0.5, 0.4, 0.2], [0, 0, 0], [0.3, 0.8, 0.6]], dtype=np.float32)
+    anchors, values = strongest_seeds(idx, val, np.array([0, 1, 3]), np.array([2, 3, 1, 4]))
+    assert anchors.tolist() == [3, 3, 0, -1]
+    assert values.tolist() == pytest.approx([0.6, 0.8, 0.9, 0.0])

@@ -94,16 +94,33 @@ def scatter_neighbours(neighbour_idx: np.ndarray, neighbour_val: np.ndarray, see
     return np.bincount(idx[ok], weights=val[ok], minlength=n_items).astype(np.float32)
 
 
-def strongest_seed(neighbour_idx: np.ndarray, neighbour_val: np.ndarray, seeds: np.ndarray,
-                   target: int) -> tuple[int, float]:
-    """Which seed item contributes most to `target` and how much (for the reason text)."""
-    if seeds.size == 0:
-        return -1, 0.0
+def strongest_seeds(neighbour_idx: np.ndarray, neighbour_val: np.ndarray, seeds: np.ndarray,
+                    targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each target, the seed item that contributes most to it and how much (for reason texts).
+
+    One pass over the seeds' neighbour lists for all targets together: (anchors, values), with
+    anchor -1 and value 0 where no seed lists the target.
+    """
+    targets = np.asarray(targets, dtype=np.int64)
+    anchors = np.full(targets.size, -1, dtype=np.int64)
+    values = np.zeros(targets.size, dtype=np.float32)
+    if seeds.size == 0 or targets.size == 0:
+        return anchors, values
     rows = neighbour_idx[seeds]
-    hit = rows == target
-    vals = np.where(hit, neighbour_val[seeds], 0.0).max(axis=1)
-    best = int(np.argmax(vals))
-    return int(seeds[best]), float(vals[best])
+    hit_seed, hit_col = np.nonzero(np.isin(rows, targets))
+    if hit_seed.size == 0:
+        return anchors, values
+    target_pos = np.searchsorted(np.sort(targets), rows[hit_seed, hit_col])
+    order_of = np.argsort(targets)
+    which = order_of[target_pos]
+    vals = neighbour_val[seeds][hit_seed, hit_col]
+    best = np.lexsort((-vals, which))  # per target, the strongest first
+    first = np.ones(best.size, dtype=bool)
+    first[1:] = which[best][1:] != which[best][:-1]
+    chosen = best[first]
+    anchors[which[chosen]] = seeds[hit_seed[chosen]]
+    values[which[chosen]] = vals[chosen]
+    return anchors, values
 
 
 def als_user_solve(item_factors: np.ndarray, yty: np.ndarray, items: np.ndarray, confidence: np.ndarray,

@@ -34,7 +34,7 @@ from training.scoring.ranking import (
     minmax,
     rank_with_rules,
     scatter_neighbours,
-    strongest_seed,
+    strongest_seeds,
     top_indices,
 )
 from training.scoring.state import ModelState
@@ -81,6 +81,8 @@ class Recommender:
         self.client_ids = clients["client_id"].to_numpy(dtype=object)
         self._item_pos = {item_id: i for i, item_id in enumerate(self.item_ids.tolist())}
         self._client_pos = {cid: i for i, cid in enumerate(self.client_ids.tolist())}
+        self._segments = {name: clients[name].astype(object).where(clients[name].notna(), None).to_numpy()
+                          for name in ("abc", "activity", "rfm")}
         self._names = items["name"].fillna(items["item_id"]).astype(str).to_numpy(dtype=object)
         self._kinds = np.where(state.item_service, "service", "product")
         self._categories = items["category"].astype(object).to_numpy()
@@ -118,8 +120,7 @@ class Recommender:
         ci = self._client_pos.get(client_id)
         if ci is None:
             return {"abc": None, "activity": None, "rfm": None}
-        row = self.state.clients.iloc[ci]
-        return {"abc": row.get("abc"), "activity": row.get("activity"), "rfm": row.get("rfm")}
+        return {name: (None if values[ci] is None else str(values[ci])) for name, values in self._segments.items()}
 
     def _history(self, ci: int | None) -> tuple[np.ndarray, slice]:
         if ci is None:
@@ -215,14 +216,16 @@ class Recommender:
         allowed[seeds] = False  # never what the client already bought
         ranked = rank_with_rules(scores, limit, allowed=allowed, groups=self.state.item_subcat,
                                  cap=int(self.weights["diversity_cap"]))
+        if not self._explain:
+            return [self._suggestion(int(i), "cross_sell", scores[i], "") for i in ranked]
+        anchors, confs = strongest_seeds(self.state.cooc_idx, self.state.cooc_conf, seeds, ranked)
         return [self._suggestion(int(i), "cross_sell", scores[i],
-                                 self._cross_sell_reason(ci, seeds, int(i)) if self._explain else "")
-                for i in ranked]
+                                 self._cross_sell_reason(ci, seeds, int(i), int(a), float(c)))
+                for i, a, c in zip(ranked, anchors, confs, strict=True)]
 
-    def _cross_sell_reason(self, ci: int | None, seeds: np.ndarray, target: int) -> str:
+    def _cross_sell_reason(self, ci: int | None, seeds: np.ndarray, target: int, anchor: int, conf: float) -> str:
         if ci is None and seeds.size == 0:
             return reasons.popular(None)
-        anchor, conf = strongest_seed(self.state.cooc_idx, self.state.cooc_conf, seeds, target)
         if anchor >= 0 and conf >= 0.05:
             return reasons.bought_together(self._names[anchor], conf)
         if seeds.size == 0:
@@ -331,9 +334,9 @@ class Recommender:
         allowed = allowed & st.item_service
         allowed[seeds] = False  # a service the client already uses is not an offer
         services = []
-        for i in rank_with_rules(scores, limit, allowed=allowed):
-            i = int(i)
-            anchor, conf = strongest_seed(st.service_idx, st.service_score, seeds, i)
+        ranked = rank_with_rules(scores, limit, allowed=allowed)
+        anchors, confs = strongest_seeds(st.service_idx, st.service_score, seeds, ranked)
+        for i, anchor, conf in zip(ranked.tolist(), anchors.tolist(), confs.tolist(), strict=True):
             services.append(self._suggestion(i, "service_package", scores[i],
                                              reasons.service_affinity(self._names[anchor] if conf >= 0.05 else None)))
         offers = self._package_offers(ci, seeds, scores, st.item_in_stock, limit)
@@ -443,13 +446,12 @@ class Recommender:
         scores = self.cart_scores(basket, ci, recent)
         allowed = st.item_in_stock & self._products
         allowed[basket] = False
+        ranked = rank_with_rules(scores, limit, allowed=allowed)
+        if not explain:
+            return [self._suggestion(int(i), "cart", scores[i], "") for i in ranked]
+        anchors, confs = strongest_seeds(st.cooc_idx, st.cooc_conf, basket, ranked)
         out = []
-        for i in rank_with_rules(scores, limit, allowed=allowed):
-            i = int(i)
-            if not explain:
-                out.append(self._suggestion(i, "cart", scores[i], ""))
-                continue
-            anchor, conf = strongest_seed(st.cooc_idx, st.cooc_conf, basket, i)
+        for i, anchor, conf in zip(ranked.tolist(), anchors.tolist(), confs.tolist(), strict=True):
             reason = (reasons.bought_together(self._names[anchor], conf) if anchor >= 0 and conf > 0
                       else reasons.clients_like_you(None) if ci is not None else reasons.popular(None))
             out.append(self._suggestion(i, "cart", scores[i], reason))
