@@ -140,3 +140,52 @@ def test_no_champion_means_none(tmp_path: Path) -> None:
     client = MlflowClient(f"sqlite:///{tmp_path / 'x.db'}")
     with pytest.raises(MlflowException):
         client.get_model_version_by_alias("nothing", "champion")
+
+
+def test_a_worse_model_does_not_replace_the_champion(trained) -> None:
+    """Through the real registry: a version whose scores fall below the champion's gets @challenger."""
+    from training.registry import log_and_register
+    from training.scoring.recommender import Recommender
+
+    config, first, *_ = trained
+    client = MlflowClient(config.tracking_uri)
+    champion = str(client.get_model_version_by_alias("crm-test", "champion").version)
+    rec = mlflow.pyfunc.load_model(f"models:/crm-test/{first['version']}").unwrap_python_model().recommender
+    assert isinstance(rec, Recommender)
+    result = _result(model=0.20, popularity=0.10, champion=0.30)  # worse than the champion
+    outcome = log_and_register(rec, result, config, promote="gate")
+    assert outcome["alias"] == "challenger" and not outcome["gate"]
+    assert "below the champion" in outcome["failures"][0]
+    assert str(client.get_model_version_by_alias("crm-test", "champion").version) == champion
+    assert str(client.get_model_version_by_alias("crm-test", "challenger").version) == outcome["version"]
+
+
+def test_mlflow_models_serve_answers_with_the_registered_artifact(trained, tmp_path: Path) -> None:
+    import os
+
+    import requests
+    from conftest import free_port, wait_for_port
+
+    config, first, *_ = trained
+    port = free_port()
+    # mlflow starts `uvicorn` by name: the venv's bin/ must be on PATH, as in an activated venv
+    env = {**os.environ, "MLFLOW_TRACKING_URI": config.tracking_uri,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/crm-test/{first['version']}",
+                             "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                            env=env, stdout=open(tmp_path / "serve.log", "wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        wait_for_port(port, timeout=120, proc=proc)
+        body = {"dataframe_split": {"columns": ["client_id", "kind", "limit"], "data": [["nobody", "cross_sell", 3]]}}
+        for _ in range(60):
+            answer = requests.post(f"http://127.0.0.1:{port}/invocations", json=body, timeout=30)
+            if answer.status_code != 503:
+                break
+        assert answer.status_code == 200, answer.text[:500]
+        rows = answer.json()["predictions"]
+        assert len(rows) == 3 and {"item_id", "reason", "score"} <= set(rows[0])
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 15)
+            proc.wait(timeout=30)
