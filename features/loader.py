@@ -118,8 +118,9 @@ def read_table(path: Path) -> pd.DataFrame:
 def _require(frame: pd.DataFrame, path: Path, required: tuple[str, ...]) -> None:
     for col in required:
         if col not in frame.columns:
-            have = ", ".join(map(str, frame.columns[:12]))
-            raise DataError(f"{path}: missing required column '{col}' (columns found: {have})")
+            have = ", ".join(repr(str(c)[:40]) for c in frame.columns[:12])
+            more = f" and {len(frame.columns) - 12} more" if len(frame.columns) > 12 else ""
+            raise DataError(f"{path}: missing required column '{col}' (columns found: {have[:600]}{more})")
 
 
 def as_id(values: pd.Series) -> pd.Series:

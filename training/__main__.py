@@ -1,12 +1,13 @@
 """`python -m training evaluate --data DIR ...`: score the baselines (and later models) offline.
 
-Subcommands live in `COMMANDS`; `train` will join `evaluate` there.
+Subcommands live in `COMMANDS`: `evaluate` and `train`.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -91,12 +92,18 @@ def main(argv: list[str] | None = None) -> int:
     for add in COMMANDS:
         add(sub)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.run(args)
     except (DataError, SplitError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001 - a user gets a sentence, the log keeps the traceback
+        log.debug("training failed", exc_info=True)
+        print(f"error: {args.command} failed: {type(exc).__name__}: {str(exc)[:500]} "
+              "(nothing was registered; rerun with LOG_LEVEL=DEBUG for the traceback)", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -517,7 +517,11 @@ class Recommender:
                 raise ValueError(f"{name} holds NaN or infinite values")
         busiest = int(np.argmax(np.diff(st.hist_indptr)))
         client = str(self.client_ids[busiest])
-        for kind in ("cross_sell", "replenishment"):
+        owned = np.zeros(self.n_items, dtype=bool)
+        owned[self._history(busiest)[0]] = True
+        # cross-sell may rightly be empty for a client who already owns every product in stock
+        kinds = ("cross_sell", "replenishment") if (self._products & ~owned).any() else ("replenishment",)
+        for kind in kinds:
             got = self.suggest(client, kind, 5)
             if not got:
                 raise ValueError(f"no {kind} suggestion for the busiest known client {client}")
