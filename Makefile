@@ -42,14 +42,33 @@ run: install redis-bin sample
 test: install redis-bin
 	$(PY) -m pytest -q -p no:cacheprovider
 
+# Serving (wrk + open loop) then training figures, in one run: var/bench/results.json.
+# wrk is a system binary, installed from Debian's packages like redis-server. Quick look:
+# make bench BENCH_ARGS="--data data/sample --seconds 3 --skip-training"
 bench: install redis-bin
-	$(PY) -m training.bench
+	@command -v wrk >/dev/null 2>&1 || { \
+	  echo "wrk not found: installing it with apt-get"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	$(PY) tests/bench/run.py $(BENCH_ARGS)
 
+# Fault, fuzz and security tests at full length (make test runs them short), then a summary table;
+# the figures also land in var/reliability/summary.json (docs/reliability.md quotes them).
 reliability: install redis-bin
-	$(PY) -m pytest -q -p no:cacheprovider -m "reliability" tests
+	mkdir -p var/reliability
+	RELIABILITY_FULL=1 RELIABILITY_SUMMARY=var/reliability/summary.json \
+	  $(PY) -m pytest -q -p no:cacheprovider -m "reliability" tests
 
+# ruff, then pip-audit on the installed environment (findings fail the target; packages it could
+# not look up are counted, since then its "no known vulnerabilities" covers only the rest).
 lint: install
 	$(PY) -m ruff check features training service tests
+	@mkdir -p var
+	@status=0; $(PY) -m pip_audit --skip-editable --progress-spinner off --desc on > var/pip-audit.txt 2>&1 || status=$$?; \
+	  sed '/Skip Reason/,$$d' var/pip-audit.txt; \
+	  skipped=$$(grep -c "could not be audited" var/pip-audit.txt || true); \
+	  if [ "$$skipped" -gt 0 ]; then echo "pip-audit: $$skipped packages could not be looked up (is its vulnerability service reachable?); details in var/pip-audit.txt"; fi; \
+	  exit $$status
 
 clean:
 	rm -rf $(VENV) var data build *.egg-info .pytest_cache .ruff_cache

@@ -139,7 +139,7 @@ def _invalid_id(ids: pd.Series) -> pd.Series:
 
 
 def parse_timestamps(values: pd.Series) -> pd.Series:
-    """ISO-8601 text or epoch seconds -> naive UTC datetime64[ns]; unparseable -> NaT."""
+    """ISO-8601 text (extended or basic date) or epoch seconds -> naive UTC datetime64[ns]; unparseable -> NaT."""
     if pd.api.types.is_datetime64_any_dtype(values):
         ts = values
         if getattr(ts.dt, "tz", None) is not None:
@@ -151,10 +151,14 @@ def parse_timestamps(values: pd.Series) -> pd.Series:
     else:
         text = values.astype("string").str.strip()
     out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
-    epoch = numeric.notna() & (numeric.abs() < 1e11)
+    # eight digits are an ISO 8601 basic date (20170601), not 1970-08-23 in epoch seconds
+    basic = text.str.fullmatch(r"\d{8}").fillna(False).astype(bool)
+    if basic.any():
+        out[basic] = pd.to_datetime(text[basic], format="%Y%m%d", errors="coerce")
+    epoch = numeric.notna() & (numeric.abs() < 1e11) & ~basic
     if epoch.any():
         out[epoch] = pd.to_datetime(numeric[epoch], unit="s", errors="coerce")
-    rest = ~epoch & text.notna()
+    rest = ~epoch & ~basic & text.notna()
     if rest.any():
         parsed = pd.to_datetime(text[rest], format="ISO8601", errors="coerce", utc=True)
         out[rest] = parsed.dt.tz_localize(None)

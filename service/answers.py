@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 from datetime import datetime, timezone
@@ -40,8 +41,33 @@ def json_default(value: Any) -> Any:
 
 
 def plain(body: dict[str, Any]) -> dict[str, Any]:
-    """The answer with only JSON types, so the cached copy and the live one are identical."""
-    return json.loads(json.dumps(body, default=json_default))
+    """The answer with only JSON types, so the cached copy and the live one are identical.
+
+    NaN and infinities are not JSON: a suggestion whose score is not finite is dropped (and
+    logged), any other non-finite number becomes null. The version passed its smoke checks, so
+    this guards the odd client or item, not a broken model."""
+    text = json.dumps(body, default=json_default)
+    if "NaN" in text or "Infinity" in text:
+        cleaned = _finite(json.loads(text))
+        if cleaned != json.loads(text, parse_constant=lambda _: None):
+            logger.warning("dropped suggestions with non-finite scores", extra={"model_version": body.get("model_version")})
+        return cleaned
+    return json.loads(text)
+
+
+def _finite(node: Any) -> Any:
+    if isinstance(node, float):
+        return node if math.isfinite(node) else None
+    if isinstance(node, list):
+        return [_finite(item) for item in node if not _non_finite_score(item)]
+    if isinstance(node, dict):
+        return {key: _finite(value) for key, value in node.items()}
+    return node
+
+
+def _non_finite_score(item: Any) -> bool:
+    score = item.get("score") if isinstance(item, dict) else None
+    return isinstance(score, float) and not math.isfinite(score)
 
 
 def _client_context(store: RedisStore, client_id: str, field: str | None, endpoint: str) -> ClientContext | None:

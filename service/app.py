@@ -12,7 +12,7 @@ from flask.json.provider import DefaultJSONProvider
 
 from service.answers import json_default
 from service.api import v1
-from service.auth import authorize
+from service.auth import authorize, presented_key
 from service.config import Settings
 from service.logs import configure_logging
 from service.metrics import LATENCY, REQUESTS
@@ -20,6 +20,7 @@ from service.model_store import ModelStore
 from service.openapi import endpoint_of
 from service.ops import ops
 from service.problems import register_error_handlers
+from service.rate_limit import check_rate_limit
 from service.redis_store import RedisStore
 from service.runtime import Runtime, runtime
 
@@ -76,12 +77,18 @@ def _start_request() -> None:
     if rt.watch:
         rt.models.ensure_started()  # lazily, so each gunicorn worker follows the alias after its fork
     view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
-    authorize(request, endpoint_of(view), rt.settings)
+    endpoint = endpoint_of(view)
+    authorize(request, endpoint, rt.settings)
+    if endpoint is not None and endpoint.auth != "none":
+        g.allowance = check_rate_limit(rt.redis, rt.settings, presented_key(request), request.remote_addr)
 
 
 def _finish_request(response: Response) -> Response:
     request_id = g.get("request_id") or uuid.uuid4().hex
     response.headers["X-Request-ID"] = request_id
+    allowance = g.get("allowance")
+    if allowance is not None:
+        response.headers.update(allowance.headers())
     endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
     elapsed = time.perf_counter() - g.get("started", time.perf_counter())
     REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()

@@ -1,8 +1,9 @@
 """API keys: X-API-Key or Authorization: Bearer on every /v1 path.
 
 Read keys (API_KEYS, and ADMIN_API_KEYS too) open suggestions and events; only admin keys open
-reload and erasure. Keys are compared in constant time and never logged. AUTH_DISABLED=true
-opens everything: an explicit choice for a local demo.
+reload and erasure. A /v1 path that matches no endpoint (404, 405) asks for a read key too, so
+an anonymous caller learns nothing about which paths exist. Keys are compared in constant time
+and never logged. AUTH_DISABLED=true opens everything: an explicit choice for a local demo.
 """
 from __future__ import annotations
 
@@ -36,15 +37,22 @@ def _matches(key: str, allowed: tuple[str, ...]) -> bool:
     return found
 
 
+def _scope(request: Request, endpoint: Endpoint | None) -> str:
+    if endpoint is not None:
+        return endpoint.auth
+    return "read" if request.path == "/v1" or request.path.startswith("/v1/") else "none"
+
+
 def authorize(request: Request, endpoint: Endpoint | None, settings: Settings) -> None:
     """Raise a 401/403 problem unless the request may call `endpoint`."""
-    if endpoint is None or endpoint.auth == "none" or settings.auth_disabled:
+    scope = _scope(request, endpoint)
+    if scope == "none" or settings.auth_disabled:
         return
     key = presented_key(request)
     if key is None:
         raise Problem(401, "unauthenticated", "This path needs an API key: send X-API-Key or "
                       "Authorization: Bearer <key>.", headers=_CHALLENGE)
-    if endpoint.auth == "admin":
+    if scope == "admin":
         if _matches(key, settings.admin_api_keys):
             return
         detail = ("This path needs an admin key." if _matches(key, settings.api_keys)

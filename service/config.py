@@ -33,6 +33,17 @@ RECENT_PURCHASES_TTL_SECONDS  how long they are kept (until the next training ha
                        Default: 2592000 (30 days).
 TENANT                 namespace of every Redis key and of the event stream. Default: default.
 LOG_LEVEL              level of the service's JSON logs. Default: INFO.
+RATE_LIMIT_PER_MINUTE  requests a minute each API key may make on /v1 paths (429 with Retry-After
+                       above it); counted in Redis, so the limit holds across workers and replicas.
+                       0 switches it off; without REDIS_URL there is no limit. When Redis is down
+                       requests are let through (fail open) and counted in
+                       crm_rate_limit_fail_open_total. Default: 6000 (100 a second).
+RATE_LIMIT_WINDOW_SECONDS  length of the fixed window the requests are counted in; each window
+                       allows RATE_LIMIT_PER_MINUTE x window / 60 requests (at least 1).
+                       Default: 60.
+REQUEST_READ_TIMEOUT_SECONDS  how long a client may take to send one whole request (headers and
+                       body) before gunicorn drops the connection; see service/gunicorn.conf.py.
+                       Default: 10.
 
 Serving processes also get MLFLOW_CLIENT_DEFAULTS (below) unless those MLflow variables are set.
 """
@@ -122,6 +133,9 @@ class Settings:
     recent_purchases_ttl_seconds: int = 2_592_000
     tenant: str = "default"
     log_level: str = "INFO"
+    rate_limit_per_minute: int = 6000
+    rate_limit_window_seconds: int = 60
+    request_read_timeout_seconds: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -155,6 +169,9 @@ class Settings:
             recent_purchases_ttl_seconds=_number(env, "RECENT_PURCHASES_TTL_SECONDS", 2_592_000, int, 1),
             tenant=env.get("TENANT") or "default",
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
+            rate_limit_per_minute=_number(env, "RATE_LIMIT_PER_MINUTE", 6000, int, 0),
+            rate_limit_window_seconds=_number(env, "RATE_LIMIT_WINDOW_SECONDS", 60, int, 1),
+            request_read_timeout_seconds=_number(env, "REQUEST_READ_TIMEOUT_SECONDS", 10.0, float, 0.1),
         )
         return replace(settings, **overrides) if overrides else settings
 

@@ -4,6 +4,18 @@ HOST, PORT (default 127.0.0.1:8000) and WORKERS (default 2) come from the enviro
 `service.config.Settings`. The app is not preloaded: each worker builds it after the fork and
 starts its own model watcher. With several workers, Prometheus multiprocess mode is switched on
 (PROMETHEUS_MULTIPROC_DIR: a fresh temporary folder unless set).
+
+Slow clients, timeouts and shutdown (docs/reliability.md has the measurements):
+- worker_class `service.workers.BufferingThreadWorker`: gthread (GUNICORN_THREADS threads per
+  worker, default 4) whose event loop reads each whole request before a thread sees it, so a
+  slow or stalled client holds no thread; a request not complete within
+  REQUEST_READ_TIMEOUT_SECONDS (default 10) is answered 408 and closed, and an answer the client
+  does not read within that time is abandoned. Idle kept-alive connections close after
+  `keepalive` seconds; `worker_connections` bounds open connections (and buffered bytes).
+- `timeout`: a worker that stops heart-beating this long (stuck, not merely busy) is killed and
+  replaced; a worker killed by anything else is replaced at once.
+- `graceful_timeout`: on SIGTERM the master stops accepting and each worker finishes the requests
+  it has in flight, for up to this long, before it exits.
 """
 from __future__ import annotations
 
@@ -19,8 +31,12 @@ apply_serving_defaults()
 wsgi_app = "service:create_app()"
 bind = f"{_settings.host}:{_settings.port}"
 workers = _settings.workers
-worker_class = "gthread"
+worker_class = "service.workers.BufferingThreadWorker"
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+worker_connections = 200
+# No request-line limit of gunicorn's own (it cannot exceed 8190 bytes, less than a valid query of
+# 100 excluded ids needs): the worker caps request line and headers together at 256 KiB (431).
+limit_request_line = 0
 timeout = 60
 graceful_timeout = 20
 keepalive = 5

@@ -6,6 +6,7 @@ from typing import Any, TypeVar
 
 from flask import Request
 from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import ClientDisconnected
 
 from service.problems import Problem, validation_problem
 from service.schemas import ID
@@ -40,7 +41,13 @@ def json_body(request: Request, model: type[M], context: dict[str, Any], max_byt
                       errors=[{"field": "Content-Type", "message": "must be application/json"}])
     if request.content_length is not None and request.content_length > max_bytes:
         raise Problem(413, "body-too-large", f"The body is larger than {max_bytes} bytes.")
-    raw = request.get_data(cache=False)  # also bounded by MAX_CONTENT_LENGTH for chunked bodies
+    try:
+        raw = request.get_data(cache=False)  # bounded by MAX_CONTENT_LENGTH, chunked bodies too
+        if request.content_length is None and len(raw) >= max_bytes and request.stream.read(1):
+            raise Problem(413, "body-too-large", f"The body is larger than {max_bytes} bytes.")
+    except (OSError, ClientDisconnected):  # the read deadline passed (service.workers), or the client left
+        raise Problem(408, "request-timeout", "The body did not arrive in time.",
+                      headers={"Connection": "close"}) from None
     if len(raw) > max_bytes:
         raise Problem(413, "body-too-large", f"The body is larger than {max_bytes} bytes.")
     try:

@@ -1,18 +1,28 @@
 """JSON logs: one object per line, each carrying the request id of the request that wrote it.
 
 Only the `service` logger tree gets our handler (not the root logger); gunicorn's own loggers
-use the same formatter through `gunicorn.conf.py`. API keys are never passed to a logger.
+use the same formatter through `gunicorn.conf.py`. API keys are never passed to a logger, and no
+personal data beyond ids is written: requests are logged by path (ids only, never the query
+string, headers or bodies), and the client addresses gunicorn puts in its warnings are redacted.
 """
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
 
+#: "ip=203.0.113.7" in gunicorn's "Invalid request from ip=..." warnings.
+_CLIENT_ADDRESS = re.compile(r"\bip=\S+")
 #: LogRecord attributes that are not extras given with `logger.info(..., extra={...})`.
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "request_id"}
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "request_id", "pid"}
+
+
+def _redact(record: logging.LogRecord) -> str:
+    message = record.getMessage()
+    return _CLIENT_ADDRESS.sub("ip=<redacted>", message) if record.name.startswith("gunicorn") else message
 
 
 def current_request_id() -> str | None:
@@ -33,7 +43,8 @@ class JsonFormatter(logging.Formatter):
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": _redact(record),
+            "pid": record.process,
         }
         request_id = getattr(record, "request_id", None) or current_request_id()
         if request_id:

@@ -37,6 +37,13 @@ MODEL_FROM_LOCAL_COPY = Gauge("crm_model_from_local_copy", "1 when the model ser
 RELOADS = Counter("crm_model_reloads_total", "Model loads, by result (success, failure) and trigger",
                   ["result", "trigger"])
 ERASURES = Counter("crm_erasures_total", "Client erasures recorded")
+REGISTRY_FAILURES = Counter("crm_registry_failures_total", "Model refreshes that could not reach the registry "
+                            "(the serving model is unchanged and the refresh is retried)", ["trigger"])
+RATE_LIMITED = Counter("crm_rate_limited_total", "Requests refused with 429 by the per-key rate limit")
+RATE_LIMIT_FAIL_OPEN = Counter("crm_rate_limit_fail_open_total", "Requests let through unchecked because "
+                               "Redis, which counts them, was unavailable")
+SLOW_CLIENTS = Counter("crm_slow_clients_dropped_total", "Connections closed because the client took longer "
+                       "than REQUEST_READ_TIMEOUT_SECONDS to send its request", ["stage"])
 
 
 def exposition() -> tuple[bytes, str]:

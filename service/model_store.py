@@ -8,8 +8,12 @@ counted in crm_model_reloads_total{result="failure"}.
 
 A watcher thread (one per process, started after gunicorn forks) follows MODEL_NAME@MODEL_ALIAS:
 it listens on the Redis channel `crm-recommender:model-updates` and, as a backstop, asks the
-registry every RELOAD_POLL_SECONDS. Each good version is kept in MODEL_CACHE_DIR with a
-`last_good.json`, so a restart while the registry is unreachable serves the local copy.
+registry every RELOAD_POLL_SECONDS. When the registry cannot be reached (resolving the alias or
+downloading the version) the serving model stays, the failure is counted in
+crm_registry_failures_total, and the watcher tries again after 1 s, 2 s, 4 s... up to
+RELOAD_POLL_SECONDS; such a version is not marked as failed. Each good version is kept in
+MODEL_CACHE_DIR with a `last_good.json`, so a restart while the registry is unreachable serves
+the local copy (and /readyz says `source: local-copy`); without one the service stays unready.
 """
 from __future__ import annotations
 
@@ -29,16 +33,23 @@ from pathlib import Path
 from typing import Any
 
 from service.config import Settings
-from service.metrics import MODEL_FROM_LOCAL_COPY, MODEL_VERSION, RELOADS
+from service.metrics import MODEL_FROM_LOCAL_COPY, MODEL_VERSION, REGISTRY_FAILURES, RELOADS
 from service.schemas import KINDS
 
 logger = logging.getLogger(__name__)
 
 CONTRACT_METHODS = ("knows_client", "knows_item", "segment", "suggest", "cart", "similar", "smoke_check")
 SMOKE_CLIENT = "__smoke-check-unknown-client__"
+SMOKE_LIMIT = 3
 _KEEP_VERSIONS = 3
 #: A version that failed its checks is not downloaded again before this many poll periods.
 _FAILED_RETRY_POLLS = 10
+#: First pause before asking an unreachable registry again; it doubles up to RELOAD_POLL_SECONDS.
+_FIRST_RETRY_SECONDS = 1.0
+#: Words of the errors MLflow and requests raise when the registry or artifact store is unreachable.
+_UNREACHABLE_WORDS = ("max retries exceeded", "connection refused", "connection reset", "connection aborted",
+                      "timed out", "name or service not known", "remote end closed", "error code 50",
+                      "status code 50", "too many 50")
 
 
 class ModelRejected(Exception):
@@ -72,26 +83,62 @@ class RefreshResult:
     current: LoadedModel | None
 
 
+def _check_suggestions(where: str, answer: Any, limit: int, id_field: str = "item_id") -> None:
+    if not isinstance(answer, list):
+        raise ModelRejected(f"{where} did not answer a list")
+    if len(answer) > limit:
+        raise ModelRejected(f"{where} answered {len(answer)} suggestions when asked for {limit}")
+    for item in answer:
+        score = item.get("score") if isinstance(item, dict) else None
+        if (not isinstance(score, numbers.Real) or isinstance(score, bool) or not math.isfinite(score)
+                or not isinstance(item.get(id_field), str) or not item[id_field]
+                or not isinstance(item.get("reason", ""), str)):
+            raise ModelRejected(f"{where} answered an invalid suggestion: {item!r}"[:300])
+
+
 def check_recommender(recommender: Any) -> None:
-    """Raise ModelRejected unless `recommender` implements the contract and answers sanely."""
+    """Raise ModelRejected unless `recommender` implements the contract and answers its smoke
+    requests sanely: lists within the limit, finite scores, string ids, cold-start suggestions
+    for a client it cannot know, a cart with its three lists."""
     missing = [name for name in CONTRACT_METHODS if not callable(getattr(recommender, name, None))]
     if missing:
         raise ModelRejected(f"the recommender lacks {', '.join(missing)}")
     try:
         recommender.smoke_check()
-        answers = [recommender.suggest(SMOKE_CLIENT, kind, 3) for kind in KINDS]
-        cart = recommender.cart([], None, 3)
+        answers = {kind: recommender.suggest(SMOKE_CLIENT, kind, SMOKE_LIMIT) for kind in KINDS}
+        cart = recommender.cart([], None, SMOKE_LIMIT)
+        knows = recommender.knows_client(SMOKE_CLIENT)
+        segment = recommender.segment(SMOKE_CLIENT)
     except Exception as error:
         raise ModelRejected(f"smoke check failed: {type(error).__name__}: {error}") from error
-    for answer in answers:
-        if not isinstance(answer, list):
-            raise ModelRejected("suggest() did not answer a list")
-        for item in answer:
-            score = item.get("score") if isinstance(item, dict) else None
-            if not isinstance(score, numbers.Real) or not math.isfinite(score) or not item.get("item_id"):
-                raise ModelRejected(f"suggest() answered an invalid suggestion: {item!r}"[:300])
+    for kind, answer in answers.items():
+        _check_suggestions(f"suggest({kind})", answer, SMOKE_LIMIT)
+    if not answers["cross_sell"]:
+        raise ModelRejected("suggest(cross_sell) answered nothing for an unknown client (no cold start)")
+    if bool(knows) or not isinstance(segment, dict):
+        raise ModelRejected("knows_client() or segment() answered wrongly for an unknown client")
     if not isinstance(cart, dict) or not {"complete", "upsell", "bundles"} <= set(cart):
         raise ModelRejected("cart() did not answer complete, upsell and bundles")
+    for part, id_field in (("complete", "item_id"), ("upsell", "item_id"), ("bundles", "bundle_id")):
+        _check_suggestions(f"cart().{part}", cart[part], SMOKE_LIMIT, id_field)
+
+
+def _unreachable(error: BaseException) -> bool:
+    """True when `error` (or what caused it) says the registry could not be reached, as opposed
+    to a version that is itself broken."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionError | TimeoutError):
+            return True
+        if type(current).__module__.startswith(("requests", "urllib3")) and (
+                "ConnectionError" in type(current).__name__ or "Timeout" in type(current).__name__):
+            return True
+        if any(word in str(current).lower() for word in _UNREACHABLE_WORDS):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _now() -> str:
@@ -120,6 +167,7 @@ class ModelStore:
         self._start_lock = threading.Lock()
         self._stop = threading.Event()
         self._first_attempt = threading.Event()
+        self._retry_pause = 0.0
         self._client: Any = None
         self.cache_dir = settings.model_cache_dir / settings.model_name
 
@@ -169,6 +217,7 @@ class ModelStore:
             try:
                 version = self._alias_version()
             except Exception as error:
+                REGISTRY_FAILURES.labels(trigger).inc()
                 if previous is None and self._serve_local_copy(trigger):
                     return RefreshResult(True, None, self._current)
                 raise RegistryUnavailable(f"cannot resolve {self.settings.model_uri}: "
@@ -176,6 +225,8 @@ class ModelStore:
             if previous is not None and previous.version == version:
                 if previous.source == "local-copy":
                     self._swap(replace(previous, source="registry"))
+                    logger.info("registry reachable again: the local copy is the alias's version",
+                                extra={"model_version": version})
                 return RefreshResult(False, version, self._current)
             failed_at = self._failed.get(version)
             retry_after = _FAILED_RETRY_POLLS * self.settings.reload_poll_seconds
@@ -183,6 +234,11 @@ class ModelStore:
                 raise ModelRejected(f"version {version} failed its checks recently")
             try:
                 loaded = self._load_version(version)
+            except RegistryUnavailable:
+                REGISTRY_FAILURES.labels(trigger).inc()
+                if previous is None and self._serve_local_copy(trigger):
+                    return RefreshResult(True, None, self._current)
+                raise
             except Exception as error:
                 self._failed[version] = time.monotonic()
                 RELOADS.labels("failure", trigger).inc()
@@ -214,7 +270,13 @@ class ModelStore:
                                                                self.settings.model_alias).version)
 
     def _load_version(self, version: str) -> LoadedModel:
-        model_dir = self._download(version)
+        try:
+            model_dir = self._download(version)
+        except Exception as error:
+            if _unreachable(error):
+                raise RegistryUnavailable(f"cannot download version {version}: "
+                                          f"{type(error).__name__}: {error}"[:500]) from error
+            raise ModelRejected(f"version {version} cannot be downloaded: {type(error).__name__}: {error}") from error
         try:
             recommender = load_recommender(model_dir)
         except Exception as error:
@@ -303,14 +365,25 @@ class ModelStore:
 
     # ---- the watcher thread ----
 
-    def _refresh_quietly(self, trigger: str) -> None:
+    def _refresh_quietly(self, trigger: str) -> float:
+        """Refresh, log what kept the serving model, and return when to ask the registry next
+        (sooner, with a doubling pause, while it is unreachable)."""
+        poll = self.settings.reload_poll_seconds
         try:
             self.refresh(trigger)
-        except (RegistryUnavailable, ModelRejected) as error:
+        except RegistryUnavailable as error:
+            self._retry_pause = min(poll, self._retry_pause * 2 if self._retry_pause else _FIRST_RETRY_SECONDS)
+            logger.warning("registry unreachable; the serving model is unchanged, retrying",
+                           extra={"trigger": trigger, "retry_in_seconds": self._retry_pause,
+                                  "reason": str(error)[:500]})
+            return time.monotonic() + self._retry_pause
+        except ModelRejected as error:
             logger.warning("model refresh did not change the serving model",
                            extra={"trigger": trigger, "reason": str(error)[:500]})
         except Exception:
             logger.exception("model refresh failed", extra={"trigger": trigger})
+        self._retry_pause = 0.0
+        return time.monotonic() + poll
 
     def _is_for_us(self, raw: Any) -> bool:
         try:
@@ -326,11 +399,11 @@ class ModelStore:
 
     def _watch(self) -> None:
         poll = self.settings.reload_poll_seconds
+        self._retry_pause = 0.0
         try:
-            self._refresh_quietly("startup")
+            next_poll = self._refresh_quietly("startup")
         finally:
             self._first_attempt.set()
-        next_poll = time.monotonic() + poll
         next_subscribe = 0.0
         pubsub = None
         while not self._stop.is_set():
@@ -338,7 +411,8 @@ class ModelStore:
             if pubsub is None and self._subscriber is not None and now >= next_subscribe:
                 try:
                     pubsub = self._subscriber()
-                    self._refresh_quietly("resubscribe")  # a message may have passed while unsubscribed
+                    # a message may have passed while unsubscribed
+                    next_poll = min(next_poll, self._refresh_quietly("resubscribe"))
                 except Exception as error:
                     logger.debug("model-updates channel unavailable: %s", type(error).__name__)
                     next_subscribe = now + min(poll, 5.0)
@@ -351,12 +425,11 @@ class ModelStore:
                     next_subscribe = time.monotonic() + min(poll, 5.0)
                     continue
                 if message and message.get("type") == "message" and self._is_for_us(message.get("data")):
-                    self._refresh_quietly("pubsub")
+                    next_poll = min(next_poll, self._refresh_quietly("pubsub"))
             else:
                 self._stop.wait(wait)
             if time.monotonic() >= next_poll:
-                self._refresh_quietly("poll")
-                next_poll = time.monotonic() + poll
+                next_poll = self._refresh_quietly("retry" if self._retry_pause else "poll")
         if pubsub is not None:
             self._close(pubsub)
 

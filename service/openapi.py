@@ -20,16 +20,21 @@ from pydantic.json_schema import models_json_schema
 
 from service.config import Settings
 from service.problems import PROBLEM_TYPES, problem_type_uri
-from service.schemas import MAX_ID_LENGTH, ProblemDetails
+from service.schemas import ID_PATTERN, MAX_ID_LENGTH, ProblemDetails
 
 Scope = Literal["none", "read", "admin"]
 REF = "#/components/schemas/{model}"
 
 _ERROR_TEXT = {
     400: "Invalid parameter or malformed JSON", 401: "Missing API key", 403: "Key unknown or not allowed",
-    404: "Not found", 409: "The new version failed its checks; the last good one keeps serving", 405: "Method not allowed", 413: "Body too large", 415: "Body is not application/json",
-    422: "Body does not match the schema", 500: "Internal error", 503: "Not available now",
+    404: "Not found", 405: "Method not allowed", 408: "The body did not arrive within REQUEST_READ_TIMEOUT_SECONDS",
+    409: "The new version failed its checks; the last good one keeps serving", 413: "Body too large",
+    415: "Body is not application/json", 422: "Body does not match the schema",
+    429: "This API key made too many requests; retry after Retry-After seconds", 500: "Internal error",
+    503: "Not available now",
 }
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again.", "required": True,
+                                "schema": {"type": "integer", "minimum": 1}}}
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,8 @@ def _models(app: Flask) -> list[tuple[type[BaseModel], Literal["validation", "se
 def _parameters(meta: Endpoint, path_names: list[str], settings: Settings) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True,
-         "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}} for name in path_names]
+         "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH, "pattern": ID_PATTERN}}
+        for name in path_names]
     if meta.query is None:
         return params
     schema = meta.query.model_json_schema(ref_template=REF)
@@ -125,19 +131,21 @@ def _operation(meta: Endpoint, path_names: list[str], refs: dict, settings: Sett
         operation["responses"][str(status)] = {"description": text}
     statuses = set(meta.errors) | {500}
     if meta.body is not None:
-        statuses |= {400, 413, 415, 422}
+        statuses |= {400, 408, 413, 415, 422}
     if meta.query is not None or path_names:
         statuses.add(400)
     if meta.auth != "none":
-        statuses |= {401, 403}
+        statuses |= {401, 403, 429}
         operation["security"] = [{"ApiKeyHeader": []}, {"BearerAuth": []}]
         operation["x-required-scope"] = meta.auth
     else:
         operation["security"] = []
     problem = {"application/problem+json": {"schema": refs[(ProblemDetails, "serialization")]}}
     for status in sorted(statuses):
-        operation["responses"].setdefault(str(status), {"description": _ERROR_TEXT.get(status, "Error"),
-                                                        "content": problem})
+        answer = {"description": _ERROR_TEXT.get(status, "Error"), "content": problem}
+        if status == 429:
+            answer["headers"] = _RETRY_AFTER
+        operation["responses"].setdefault(str(status), answer)
     return operation
 
 

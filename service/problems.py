@@ -35,6 +35,9 @@ PROBLEM_TYPES: dict[str, tuple[str, str]] = {
     "registry-unavailable": ("Model registry unavailable", "The registry could not say which version the "
                              "alias points to; the serving model is unchanged."),
     "store-unavailable": ("Event store unavailable", "Redis is unreachable; events cannot be stored now."),
+    "request-timeout": ("Request timeout", "The request did not arrive within REQUEST_READ_TIMEOUT_SECONDS."),
+    "rate-limited": ("Too many requests", "This API key used up its RATE_LIMIT_PER_MINUTE allowance; "
+                     "retry after Retry-After seconds."),
     "not-found": ("Not found", "No endpoint at this path; see /openapi.json."),
     "method-not-allowed": ("Method not allowed", "The path exists but not with this method."),
     "http-error": ("HTTP error", "A protocol-level error; the detail says which."),

@@ -7,13 +7,15 @@ Keys (TENANT namespaces all but the erasure set, which the trainer reads):
   crm:{tenant}:gen:{client}      generation of the client's answers; +1 on each purchase
   crm:{tenant}:answers:{client}  hash "{model_version}|{endpoint}|{params digest}" -> cached answer
   crm:{tenant}:shared:{model_version}:{digest}  cached answers that belong to no client
+  crm:{tenant}:rate:{key digest}  requests of one API key in the current rate-limit window (TTL)
   erasures (erasures:{tenant} for other tenants)  set of erased client ids
 
 A cached client answer is written only if the client's generation is still the one read before
 computing it (a small Lua compare-and-set), so an answer computed while a purchase arrived is
 never cached. Every command has a short socket timeout; after a connection failure the circuit
 breaker skips Redis for REDIS_RETRY_SECONDS, so a dead Redis costs one timeout, not one per
-request. redis-py reconnects on the next command once the breaker lets it through.
+request. redis-py reconnects on the next command once the breaker lets it through; a timed-out
+command is not retried, so a slow Redis costs a request at most REDIS_TIMEOUT_SECONDS.
 """
 from __future__ import annotations
 
@@ -45,6 +47,17 @@ if current ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 return 1
+"""
+
+#: Fixed-window counter: INCR, and EXPIRE when the window opens (or the TTL got lost), in one step.
+_COUNT_IN_WINDOW = """
+local count = redis.call('INCR', KEYS[1])
+local ttl = redis.call('TTL', KEYS[1])
+if count == 1 or ttl < 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {count, ttl}
 """
 
 
@@ -94,6 +107,9 @@ class Keys:
     def shared(self, model_version: str, digest: str) -> str:
         return f"crm:{self.tenant}:shared:{model_version}:{digest}"
 
+    def rate(self, identity_digest: str) -> str:
+        return f"crm:{self.tenant}:rate:{identity_digest}"
+
 
 def digest(params: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:24]
@@ -122,14 +138,17 @@ class RedisStore:
         self.breaker = CircuitBreaker(settings.redis_retry_seconds)
         self._client: redis.Redis | None = None
         self._store_if_generation = None
+        self._count_in_window = None
         if settings.redis_url:
             self._client = redis.Redis.from_url(
                 settings.redis_url, decode_responses=True,
                 socket_timeout=settings.redis_timeout_seconds,
                 socket_connect_timeout=settings.redis_timeout_seconds,
-                # One immediate retry reconnects a pooled socket that a Redis restart closed.
-                retry=Retry(NoBackoff(), 1))
+                # One immediate retry reconnects a pooled socket that a Redis restart closed; a
+                # timeout is not retried (a slow Redis would cost twice the timeout).
+                retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)))
             self._store_if_generation = self._client.register_script(_STORE_IF_GENERATION)
+            self._count_in_window = self._client.register_script(_COUNT_IN_WINDOW)
 
     @property
     def configured(self) -> bool:
@@ -280,6 +299,15 @@ class RedisStore:
 
     def is_erased(self, client_id: str) -> bool:
         return bool(self._run("is_erased", lambda r: r.sismember(self.keys.erasures, client_id)))
+
+    # ---- rate limiting ----
+
+    def count_request(self, identity_digest: str, window_seconds: int) -> tuple[int, int]:
+        """Count one request of `identity_digest` in its fixed window: (requests so far, seconds left)."""
+        key = self.keys.rate(identity_digest)
+        count, ttl = self._run("rate_limit", lambda r: self._count_in_window(keys=[key], args=[window_seconds],
+                                                                             client=r))
+        return int(count), max(1, int(ttl))
 
     # ---- model updates ----
 

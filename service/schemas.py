@@ -1,13 +1,19 @@
 """What the API accepts and answers, as pydantic v2 models.
 
-Request models validate every input (extra fields forbidden, ids at most 128 printable
-characters, bounded batches); response models exist for the OpenAPI document. Bounds that come
-from the settings (MAX_LIMIT, MAX_EVENTS_PER_BATCH, MAX_CART_ITEMS) are passed as validation
-context: `Model.model_validate(data, context=limits(settings))`.
+Request models validate every input (extra fields forbidden, ids of 1 to 128 characters without
+control characters, bounded batches); response models exist for the OpenAPI document. Bounds
+that come from the settings (MAX_LIMIT, MAX_EVENTS_PER_BATCH, MAX_CART_ITEMS) are passed as
+validation context: `Model.model_validate(data, context=limits(settings))`.
+
+Bodies are checked as JSON Schema reads them, so the published spec and the code agree exactly
+(the OpenAPI fuzz test holds them to it): a number is never a string or a boolean, an integer may
+be written 3.0, a timestamp is an RFC 3339 date-time with its offset or epoch seconds.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import math
+import re
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -18,6 +24,7 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
 )
 
@@ -28,16 +35,61 @@ KINDS: tuple[str, ...] = ("cross_sell", "upsell", "service_package", "replenishm
 EVENT_TYPES: tuple[str, ...] = ("view", "cart", "purchase", "impression", "click")
 MAX_ID_LENGTH = 128
 MAX_EXCLUDE = 100
+#: An id: 1 to 128 characters, none a control character (C0, DEL, C1) or a line or paragraph
+#: separator (they break logs and Redis keys). The OpenAPI document publishes this pattern; the
+#: code also refuses lone surrogates, which are not Unicode text at all (no JSON Schema engine
+#: can express them, nor encode them as UTF-8).
+ID_PATTERN = r"^[^\u0000-\u001f\u007f-\u009f\u2028\u2029]{1,128}$"
+_ID = re.compile(r"^[^\u0000-\u001f\u007f-\u009f\u2028\u2029\ud800-\udfff]{1,128}$")
+#: Epoch seconds a timestamp may be: 1970-01-01 to 9999-12-31.
+MAX_EPOCH_SECONDS = 253_402_300_799
+_RFC3339 = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:([Zz])|([+-])(\d{2}):(\d{2}))$")
 
 
-def _printable(value: str) -> str:
-    if not value.isprintable():
-        raise ValueError("must contain printable characters only")
+def _id_characters(value: str) -> str:
+    if not _ID.fullmatch(value):
+        raise ValueError("must be 1 to 128 characters, none of them a control character")
     return value
 
 
-Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH), AfterValidator(_printable)]
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, json_schema_extra={"pattern": ID_PATTERN}),
+               AfterValidator(_id_characters)]
 ID = TypeAdapter(Id)
+
+
+def _json_integer(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be an integer")
+    return value
+
+
+def _timestamp(value: Any) -> datetime:
+    """An RFC 3339 date-time with its offset, or epoch seconds, as an aware datetime."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value) or not 0 <= value <= MAX_EPOCH_SECONDS:
+            raise ValueError(f"epoch seconds must be between 0 and {MAX_EPOCH_SECONDS}")
+        return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=value)
+    match = _RFC3339.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError("must be an RFC 3339 date-time with an offset (2024-05-01T10:00:00Z) or epoch seconds")
+    year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
+    fraction = match.group(7)
+    try:
+        offset = timezone.utc if match.group(8) else timezone(
+            (1 if match.group(9) == "+" else -1) * timedelta(hours=int(match.group(10)), minutes=int(match.group(11))))
+        return datetime(year, month, day, hour, minute, min(second, 59),
+                        int(float(fraction) * 1_000_000) if fraction else 0, tzinfo=offset)
+    except ValueError as error:
+        raise ValueError(f"not a real date-time: {error}") from None
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+Timestamp = Annotated[datetime, BeforeValidator(_timestamp), WithJsonSchema({"anyOf": [
+    {"type": "string", "format": "date-time"},
+    {"type": "number", "minimum": 0, "maximum": MAX_EPOCH_SECONDS}],
+    "description": "RFC 3339 date-time with its offset, or epoch seconds."})]
 
 
 def limits(settings: Settings) -> dict[str, int]:
@@ -86,10 +138,11 @@ class SimilarQuery(_Limited):
     model_config = ConfigDict(extra="ignore")
 
 
-class CartRequest(_Limited):
+class CartRequest(BaseModel):
     """Body of POST /v1/cart/suggestions: a basket, known client or anonymous."""
 
     model_config = ConfigDict(extra="forbid")
+    limit: JsonInt = Field(10, ge=1, description="How many suggestions per list, 1 to MAX_LIMIT (default 100).")
     client_id: Id | None = Field(None, description="Omit for an anonymous cart.")
     items: list[Id] = Field(default_factory=list, description="Item ids in the cart (at most MAX_CART_ITEMS).")
 
@@ -97,6 +150,11 @@ class CartRequest(_Limited):
     @classmethod
     def _items_cap(cls, value: list[str], info: ValidationInfo) -> list[str]:
         return _at_most(value, info, "max_cart_items", 100)
+
+    @field_validator("limit")
+    @classmethod
+    def _limit_cap(cls, value: int, info: ValidationInfo) -> int:
+        return _at_most(value, info, "max_limit", 100)
 
 
 class Event(BaseModel):
@@ -106,9 +164,9 @@ class Event(BaseModel):
     client_id: Id
     item_id: Id
     type: Literal["view", "cart", "purchase", "impression", "click"]
-    timestamp: datetime = Field(description="ISO 8601 (UTC when no offset) or epoch seconds.")
-    quantity: float | None = Field(None, gt=0, le=1_000_000)
-    price: float | None = Field(None, ge=0, le=1_000_000_000)
+    timestamp: Timestamp
+    quantity: Annotated[float, Field(strict=True, gt=0, le=1_000_000)] | None = None
+    price: Annotated[float, Field(strict=True, ge=0, le=1_000_000_000)] | None = None
 
     @field_validator("timestamp")
     @classmethod

@@ -33,6 +33,12 @@ def test_valid_csv_loads_with_canonical_types(tmp_path: Path) -> None:
     assert ds.fingerprint["transactions"] == 2 and ds.fingerprint["first"].startswith("2024-01-01")
 
 
+def test_compact_iso_dates_are_dates_not_epoch_seconds(tmp_path: Path) -> None:
+    write(tmp_path, "transactions.csv", "client_id,item_id,timestamp\n1,2,20170601\n1,3,1496275200\n")
+    tx = load_dataset(tmp_path).transactions
+    assert tx["timestamp"].tolist() == [pd.Timestamp("2017-06-01"), pd.Timestamp("2017-06-01")]
+
+
 def test_optional_columns_default(tmp_path: Path) -> None:
     write(tmp_path, "transactions.csv", "client_id,item_id,timestamp\n7,9,2024-02-01\n")
     tx = load_dataset(tmp_path).transactions
