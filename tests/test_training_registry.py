@@ -189,3 +189,10 @@ def test_mlflow_models_serve_answers_with_the_registered_artifact(trained, tmp_p
         if proc.poll() is None:
             os.killpg(proc.pid, 15)
             proc.wait(timeout=30)
+
+
+def test_artifacts_live_next_to_the_sqlite_store(trained) -> None:
+    config, first, *_ = trained
+    run = MlflowClient(config.tracking_uri).get_run(first["run_id"])
+    database = Path(config.tracking_uri.removeprefix("sqlite:///"))
+    assert run.info.artifact_uri.startswith((database.parent / "mlartifacts").resolve().as_uri())

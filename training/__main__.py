@@ -1,4 +1,4 @@
-"""`python -m training evaluate --data DIR ...`: score the baselines (and later models) offline.
+"""`python -m training evaluate|train --data DIR ...`: score baselines and the model offline, or train and register.
 
 Subcommands live in `COMMANDS`: `evaluate` and `train`.
 """

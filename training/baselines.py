@@ -34,7 +34,7 @@ BATCH_SIZE = 256
 
 @runtime_checkable
 class Ranker(Protocol):
-    """What the evaluation harness (and later the service) needs from any recommender."""
+    """What the evaluation harness needs from any recommender (baselines, the model, the champion)."""
 
     name: str
 

@@ -66,6 +66,16 @@ def gate(result: dict[str, Any], tolerance: float) -> GateDecision:
     return decision
 
 
+def ensure_experiment(config: TrainConfig) -> None:
+    """Use the configured experiment; a new one on a local sqlite store keeps its artifacts next to
+    the database (MLflow's default would be ./mlruns under whatever directory training ran in)."""
+    if mlflow.get_experiment_by_name(config.experiment) is None and config.tracking_uri.startswith("sqlite:///"):
+        database = Path(config.tracking_uri.removeprefix("sqlite:///"))
+        mlflow.create_experiment(config.experiment,
+                                 artifact_location=(database.parent / "mlartifacts").resolve().as_uri())
+    mlflow.set_experiment(config.experiment)
+
+
 def load_champion(config: TrainConfig) -> tuple[Recommender | None, str | None]:
     """The current champion's scoring model and version, or (None, None) when there is none."""
     client = MlflowClient(tracking_uri=config.tracking_uri)
@@ -95,7 +105,7 @@ def log_and_register(rec: Recommender, result: dict[str, Any], config: TrainConf
     an empty registry becomes champion anyway: there is no good model it could replace).
     """
     mlflow.set_tracking_uri(config.tracking_uri)
-    mlflow.set_experiment(config.experiment)
+    ensure_experiment(config)
     client = MlflowClient(tracking_uri=config.tracking_uri)
     decision = gate(result, config.promotion_tolerance)
     had_champion = "champion" in {t for e in result["tasks"].values() for t in e.get("scores", {})}
