@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from features.baskets import basket_matrix
 from features.matrix import IdIndex, confidence_matrix
@@ -245,9 +244,3 @@ def _packages(packages: pd.DataFrame | None, items: IdIndex) -> tuple[np.ndarray
     price = pd.to_numeric(packages["price"], errors="coerce").to_numpy(np.float32) if "price" in packages else np.full(len(packages), np.nan, np.float32)
     table = pd.DataFrame({"package_id": packages["package_id"].astype(str), "name": packages["name"].astype(str)})
     return arr, tier, price, table
-
-
-def sparse_history(rec: Recommender) -> sp.csr_matrix:
-    """The model's client x item purchase counts as a CSR matrix (for evaluation and tests)."""
-    st = rec.state
-    return sp.csr_matrix((st.hist_count, st.hist_indices, st.hist_indptr), shape=(len(rec.client_ids), rec.n_items))

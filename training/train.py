@@ -15,8 +15,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from features.loader import Dataset, load_dataset
 from features.schema import CLIENT
 from training.baselines import default_rankers
@@ -108,10 +106,3 @@ def train(data: str | Path, *, model_name: str | None = None, test_days: float |
     print(f"registered {config.model_name} version {registered['version']} as @{registered['alias']} "
           f"(run {registered['run_id']}, {registered['seconds']}s)")
     return registered
-
-
-def scores_frame(result: dict[str, Any]) -> pd.DataFrame:
-    """The evaluation as a long table (task, ranker, metric, value), for notebooks."""
-    rows = [{"task": t, "ranker": r, "metric": m, "value": v}
-            for t, e in result["tasks"].items() for r, s in e.get("scores", {}).items() for m, v in s.items()]
-    return pd.DataFrame(rows)

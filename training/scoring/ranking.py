@@ -110,9 +110,8 @@ def strongest_seeds(neighbour_idx: np.ndarray, neighbour_val: np.ndarray, seeds:
     hit_seed, hit_col = np.nonzero(np.isin(rows, targets))
     if hit_seed.size == 0:
         return anchors, values
-    target_pos = np.searchsorted(np.sort(targets), rows[hit_seed, hit_col])
     order_of = np.argsort(targets)
-    which = order_of[target_pos]
+    which = order_of[np.searchsorted(targets[order_of], rows[hit_seed, hit_col])]
     vals = neighbour_val[seeds][hit_seed, hit_col]
     best = np.lexsort((-vals, which))  # per target, the strongest first
     first = np.ones(best.size, dtype=bool)

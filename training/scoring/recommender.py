@@ -96,7 +96,6 @@ class Recommender:
         self._packages = state.packages
         self._bundles = state.bundles
         self.reg = float(state.meta.get("params", {}).get("regularization", 0.01))
-        self._explain = True  # reasons are skipped only inside `suggest(explain=False)`
 
     # ----- persistence -------------------------------------------------------------------------
     @classmethod
@@ -176,12 +175,7 @@ class Recommender:
         ci = self._client_pos.get(client_id)
         recent = self.item_index(recent_purchases)
         allowed = self._allowed(category=category, exclude=exclude)
-        method = getattr(self, f"_{kind}")
-        self._explain = explain
-        try:
-            return method(ci, recent, allowed, limit)
-        finally:
-            self._explain = True
+        return getattr(self, f"_{kind}")(ci, recent, allowed, limit, explain)
 
     def _cross_sell_scores(self, ci: int | None, recent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         vec = self._client_vector(ci, recent)
@@ -210,13 +204,14 @@ class Recommender:
         scores[ranked] = np.linspace(1.0, 0.5, ranked.size, dtype=np.float32)
         return scores
 
-    def _cross_sell(self, ci: int | None, recent: np.ndarray, allowed: np.ndarray, limit: int) -> list[Suggestion]:
+    def _cross_sell(self, ci: int | None, recent: np.ndarray, allowed: np.ndarray, limit: int,
+                   explain: bool = True) -> list[Suggestion]:
         scores, seeds = self._cross_sell_scores(ci, recent)
         allowed = allowed & self._products
         allowed[seeds] = False  # never what the client already bought
         ranked = rank_with_rules(scores, limit, allowed=allowed, groups=self.state.item_subcat,
                                  cap=int(self.weights["diversity_cap"]))
-        if not self._explain:
+        if not explain:
             return [self._suggestion(int(i), "cross_sell", scores[i], "") for i in ranked]
         anchors, confs = strongest_seeds(self.state.cooc_idx, self.state.cooc_conf, seeds, ranked)
         return [self._suggestion(int(i), "cross_sell", scores[i],
@@ -236,7 +231,8 @@ class Recommender:
     def segment_label(self, ci: int | None) -> str | None:
         return None if ci is None else ABC[int(self.state.client_abc[ci])]
 
-    def _replenishment(self, ci: int | None, recent: np.ndarray, allowed: np.ndarray, limit: int) -> list[Suggestion]:
+    def _replenishment(self, ci: int | None, recent: np.ndarray, allowed: np.ndarray, limit: int,
+                      explain: bool = True) -> list[Suggestion]:
         hist, sl = self._history(ci)
         if hist.size == 0:
             return []
@@ -264,7 +260,8 @@ class Recommender:
             out.append(self._suggestion(i, "replenishment", score[pos], reason, due=is_due, due_in_days=days_left))
         return out
 
-    def _upsell(self, ci: int | None, recent: np.ndarray, allowed: np.ndarray, limit: int) -> list[Suggestion]:
+    def _upsell(self, ci: int | None, recent: np.ndarray, allowed: np.ndarray, limit: int,
+               explain: bool = True) -> list[Suggestion]:
         hist, sl = self._history(ci)
         seeds = np.concatenate([hist, recent])
         if seeds.size == 0:
@@ -289,9 +286,7 @@ class Recommender:
             return []
         vec = self._client_vector(ci, recent)
         taste = minmax(st.item_factors @ vec) if vec is not None else np.zeros(self.n_items, np.float32)
-        trade = np.zeros(self.n_items, dtype=np.float32)
-        np.add.at(trade, st.upsell_idx[seeds][st.upsell_idx[seeds] >= 0],
-                  st.upsell_moves[seeds][st.upsell_idx[seeds] >= 0].astype(np.float32))
+        trade = scatter_neighbours(st.upsell_idx, st.upsell_moves, seeds, self.n_items)
         w = self.weights
         step = np.log2(np.maximum(st.item_price / np.maximum(ceiling[np.maximum(item_sub, 0)], 1e-6), 1.0))
         step = np.where(np.isfinite(step), step, 0.0)
@@ -328,7 +323,8 @@ class Recommender:
         return (w["service_taste"] * taste + w["service_cooc"] * cooc + w["service_segment"] * seg
                 + 0.1 * self._pop_score), seeds
 
-    def _service_package(self, ci: int | None, recent: np.ndarray, allowed: np.ndarray, limit: int) -> list[Suggestion]:
+    def _service_package(self, ci: int | None, recent: np.ndarray, allowed: np.ndarray, limit: int,
+                        explain: bool = True) -> list[Suggestion]:
         st = self.state
         scores, seeds = self._service_scores(ci, recent)
         allowed = allowed & st.item_service
