@@ -35,6 +35,13 @@ def registered(mlflow_server: str, slice_dir: Path, tmp_path_factory: pytest.Tem
     return name, summary
 
 
+def _status(url: str) -> int | None:
+    try:
+        return requests.get(url, timeout=5).status_code
+    except requests.RequestException:
+        return None
+
+
 def test_gunicorn_serves_the_real_model(tmp_path: Path, registered: tuple[str, dict], mlflow_server: str,
                                         redis_url: str, slice_dir: Path) -> None:
     import pandas as pd
@@ -51,7 +58,8 @@ def test_gunicorn_serves_the_real_model(tmp_path: Path, registered: tuple[str, d
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for_port(port, timeout=90, proc=proc)
-        wait_until(lambda: requests.get(f"{base}/readyz", timeout=5).status_code == 200, timeout=120, interval=0.5)
+        # a worker gives its first load a head start before it accepts: the first poll may wait
+        wait_until(lambda: _status(f"{base}/readyz") == 200, timeout=120, interval=0.5)
         ready = requests.get(f"{base}/readyz", timeout=5).json()
         assert summary["version"] in str(ready)
 

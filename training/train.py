@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 from features.loader import Dataset, load_dataset
 from features.schema import CLIENT
 from training.baselines import default_rankers
+from training.candidates import precompute as precompute_candidates
 from training.config import TrainConfig
 from training.evaluate import evaluate, format_table
 from training.fit import fit_recommender
@@ -88,6 +90,7 @@ def train(data: str | Path, *, model_name: str | None = None, test_days: float |
                             cf_params=params, weights=chosen.weights,
                             fingerprint=dataset.fingerprint, tuning=chosen.meta.get("tuning"))
     del chosen
+    precompute_candidates(final, workers=config.threads or os.cpu_count() or 1)
     final.meta["evaluation"] = {t: e.get("scores", {}).get("model") for t, e in result["tasks"].items()}
     final.meta["champion_compared"] = champion_version
     final.smoke_check()

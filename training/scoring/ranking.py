@@ -16,8 +16,13 @@ def top_indices(scores: np.ndarray, n: int) -> np.ndarray:
     if finite.size == 0 or n <= 0:
         return np.empty(0, dtype=np.int64)
     if finite.size > n:
-        part = np.argpartition(-scores[finite], n - 1)[:n]
-        finite = finite[part]
+        values = scores[finite]
+        kth = values[np.argpartition(-values, n - 1)[n - 1]]
+        # argpartition splits a tie at the boundary arbitrarily; taking the tied items by index keeps
+        # the top-n a prefix of the top-(n+m), so a list precomputed deeper answers shorter ones
+        above = finite[values > kth]
+        tied = finite[values == kth]
+        finite = np.concatenate([above, tied[: n - above.size]])
     order = np.lexsort((finite, -scores[finite]))
     return finite[order]
 
@@ -94,6 +99,33 @@ def scatter_neighbours(neighbour_idx: np.ndarray, neighbour_val: np.ndarray, see
     return np.bincount(idx[ok], weights=val[ok], minlength=n_items).astype(np.float32)
 
 
+def member_of(values: np.ndarray, members: np.ndarray, n_items: int) -> np.ndarray:
+    """`np.isin(values, members)` for item indices in [0, n_items) with -1 padding (never a member).
+
+    A lookup table: five times faster than `np.isin`'s sort for the seeds-by-neighbours blocks
+    of a single answer (350 x 100 against 10 targets: 0.1 ms instead of 0.5 ms).
+    """
+    table = np.zeros(n_items + 1, dtype=bool)  # the extra last slot is where -1 lands
+    table[np.asarray(members, dtype=np.int64)] = True
+    table[n_items] = False
+    return table[values]
+
+
+def neighbour_sums(neighbour_idx: np.ndarray, neighbour_val: np.ndarray, seeds: np.ndarray,
+                   targets: np.ndarray) -> np.ndarray:
+    """`scatter_neighbours(...)[targets]` for distinct `targets`, without the dense pass over all
+    items: an answer's few items (for their reasons) read the seeds' rows once, nothing else."""
+    targets = np.asarray(targets, dtype=np.int64)
+    if seeds.size == 0 or targets.size == 0:
+        return np.zeros(targets.size, dtype=np.float32)
+    rows = neighbour_idx[seeds]
+    hit_seed, hit_col = np.nonzero(member_of(rows, targets, neighbour_idx.shape[0]))
+    order = np.argsort(targets)
+    pos = order[np.searchsorted(targets[order], rows[hit_seed, hit_col])]
+    vals = neighbour_val[seeds[hit_seed], hit_col]
+    return np.bincount(pos, weights=vals, minlength=targets.size).astype(np.float32)
+
+
 def strongest_seeds(neighbour_idx: np.ndarray, neighbour_val: np.ndarray, seeds: np.ndarray,
                     targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each target, the seed item that contributes most to it and how much (for reason texts).
@@ -107,16 +139,17 @@ def strongest_seeds(neighbour_idx: np.ndarray, neighbour_val: np.ndarray, seeds:
     if seeds.size == 0 or targets.size == 0:
         return anchors, values
     rows = neighbour_idx[seeds]
-    hit_seed, hit_col = np.nonzero(np.isin(rows, targets))
+    hit_seed, hit_col = np.nonzero(member_of(rows, targets, neighbour_idx.shape[0]))
     if hit_seed.size == 0:
         return anchors, values
     order_of = np.argsort(targets)
     which = order_of[np.searchsorted(targets[order_of], rows[hit_seed, hit_col])]
-    vals = neighbour_val[seeds][hit_seed, hit_col]
-    best = np.lexsort((-vals, which))  # per target, the strongest first
-    first = np.ones(best.size, dtype=bool)
-    first[1:] = which[best][1:] != which[best][:-1]
-    chosen = best[first]
+    vals = neighbour_val[seeds[hit_seed], hit_col]
+    strongest = np.full(targets.size, -np.inf, dtype=np.float32)
+    np.maximum.at(strongest, which, vals)
+    tops = np.flatnonzero(vals == strongest[which])  # few: the best hit(s) of each target
+    _, first = np.unique(which[tops], return_index=True)  # ties: the earliest seed
+    chosen = tops[first]
     anchors[which[chosen]] = seeds[hit_seed[chosen]]
     values[which[chosen]] = vals[chosen]
     return anchors, values

@@ -19,19 +19,23 @@ Signals, by kind:
 """
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from training.scoring import reasons
 from training.scoring.contract import KINDS, Suggestion
 from training.scoring.ranking import (
     NEG,
     als_user_solve,
+    member_of,
     minmax,
+    neighbour_sums,
     rank_with_rules,
     scatter_neighbours,
     strongest_seeds,
@@ -43,6 +47,10 @@ log = logging.getLogger(__name__)
 
 ABC = ("A", "B", "C")
 ACTIVITY = ("active", "lapsing", "inactive")
+
+#: Kinds whose ranking for each known client is computed at training time, and how deep.
+CANDIDATE_KINDS = ("cross_sell", "upsell", "service_package")
+CANDIDATES = 50
 
 #: Blend weights per kind. Training chooses them on an inner time split (training.tuning) and
 #: stores the choice in the model's meta; these are the starting point and the fallback.
@@ -95,7 +103,13 @@ class Recommender:
         self._products = ~state.item_service & state.item_in_stock
         self._packages = state.packages
         self._bundles = state.bundles
+        # plain arrays: a pandas row lookup costs ~0.1 ms, ten of them per answer was most of its time
+        self._bundle_ids = state.bundles["bundle_id"].astype(str).to_numpy(dtype=object) if len(state.bundles) else np.empty(0, object)
+        self._bundle_names = state.bundles["name"].astype(str).to_numpy(dtype=object) if len(state.bundles) else np.empty(0, object)
+        self._package_ids = state.packages["package_id"].astype(str).to_numpy(dtype=object) if len(state.packages) else np.empty(0, object)
+        self._package_names = state.packages["name"].astype(str).to_numpy(dtype=object) if len(state.packages) else np.empty(0, object)
         self.reg = float(state.meta.get("params", {}).get("regularization", 0.01))
+        self._load_candidates()
 
     # ----- persistence -------------------------------------------------------------------------
     @classmethod
@@ -174,8 +188,95 @@ class Recommender:
             raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
         ci = self._client_pos.get(client_id)
         recent = self.item_index(recent_purchases)
+        if kind in CANDIDATE_KINDS:
+            fast = self._from_candidates(kind, ci, recent, category, exclude, limit)
+            if fast is not None:
+                return self._answers(kind, ci, recent, *fast, explain=explain, limit=limit)
         allowed = self._allowed(category=category, exclude=exclude)
-        return getattr(self, f"_{kind}")(ci, recent, allowed, limit, explain)
+        if kind == "replenishment":
+            return self._replenishment(ci, recent, allowed, limit, explain)
+        ranked, values, dense = self._rank(kind, ci, recent, allowed, limit)
+        return self._answers(kind, ci, recent, ranked, values, dense, explain=explain, limit=limit)
+
+    # ----- precomputed candidates ------------------------------------------------------------
+    def _rank(self, kind: str, ci: int | None, recent: np.ndarray, allowed: np.ndarray,
+              limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Exact ranking over every item: (ranked item indices, their scores, dense scores)."""
+        return getattr(self, f"_rank_{kind}")(ci, recent, allowed, limit)
+
+    def _answers(self, kind: str, ci: int | None, recent: np.ndarray, ranked: np.ndarray, values: np.ndarray,
+                 dense: np.ndarray | None, *, explain: bool, limit: int | None = None) -> list[Suggestion]:
+        return getattr(self, f"_{kind}_answers")(ci, recent, ranked, values, dense,
+                                                 explain=explain, limit=limit or len(ranked))
+
+    def rank_candidates(self, clients: range, size: int = CANDIDATES) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The exact `size`-deep rankings of `clients` for every kind answered from candidates:
+        {kind: (item indices -1 padded, scores)}. Training calls it (`training.candidates`)."""
+        st = self.state
+        empty = np.empty(0, dtype=np.int64)
+        out = {k: (np.full((len(clients), size), -1, dtype=np.int32), np.zeros((len(clients), size), dtype=np.float32))
+               for k in self.candidate_kinds()}
+        with threadpool_limits(1, "blas"):  # one small product per client: threads only cost
+            for row, ci in enumerate(clients):
+                for kind, (idx, val) in out.items():
+                    ranked, values, _ = self._rank(kind, ci, empty, st.item_in_stock.copy(), size)
+                    idx[row, : ranked.size] = ranked
+                    val[row, : ranked.size] = values
+        return out
+
+    def candidate_kinds(self) -> list[str]:
+        # business packages are scored from their members' dense scores: exact path only
+        return [k for k in CANDIDATE_KINDS if k != "service_package" or len(self._packages) == 0]
+
+    def set_candidates(self, ranked: dict[str, tuple[np.ndarray, np.ndarray]], size: int) -> None:
+        """Keep precomputed rankings (one row per known client) in the model's arrays.
+
+        Why: a client's answer then needs no pass over the catalogue. The request only drops what
+        it excludes from the stored list (`_from_candidates`); the exact path remains for what
+        was not precomputed: unknown clients, just-bought items, a category filter, long lists.
+        """
+        for kind, (idx, val) in ranked.items():
+            if idx.shape != (len(self.client_ids), size):
+                raise ValueError(f"{kind} candidates have shape {idx.shape}, expected {(len(self.client_ids), size)}")
+            self.state.extras[f"cand_{kind}"] = idx
+            self.state.extras[f"cand_{kind}_score"] = val
+        self.meta["candidates"] = {"size": size, "kinds": sorted(ranked)}
+        self._load_candidates()
+
+    def without_candidates(self) -> Recommender:
+        """A view of this model (arrays shared) that answers every request by the exact path:
+        what the candidates are measured against."""
+        exact = copy.copy(self)
+        exact._candidates = {}
+        return exact
+
+    def _load_candidates(self) -> None:
+        self._candidates = {kind: (self.state.extras[f"cand_{kind}"], self.state.extras[f"cand_{kind}_score"])
+                            for kind in self.meta.get("candidates", {}).get("kinds", [])
+                            if f"cand_{kind}" in self.state.extras}
+        self._candidate_size = int(self.meta.get("candidates", {}).get("size", 0))
+
+    def _from_candidates(self, kind: str, ci: int | None, recent: np.ndarray, category: str | None,
+                         exclude: Sequence[str], limit: int) -> tuple[np.ndarray, np.ndarray, None] | None:
+        """The stored ranking less the excluded items, or None where only the exact path is right.
+
+        Dropping items keeps a capped list capped, so the answer equals the exact one except when
+        an excluded item had pushed another of its subcategory past the diversity cap; the
+        benchmark measures that loss (`training.candidates.candidate_recall`).
+        """
+        stored = self._candidates.get(kind)
+        if stored is None or ci is None or recent.size or category:
+            return None
+        row, values = stored[0][ci], stored[1][ci]
+        valid = row >= 0
+        full = bool(valid.all())  # a short list means the exact ranking had no more to give
+        row, values = row[valid], values[valid]
+        if exclude:
+            keep = ~np.isin(row, self.item_index(exclude))
+            row, values = row[keep], values[keep]
+        if row.size < limit and full:
+            return None
+        return row[:limit].astype(np.int64), values[:limit], None
 
     def _cross_sell_scores(self, ci: int | None, recent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         vec = self._client_vector(ci, recent)
@@ -204,19 +305,26 @@ class Recommender:
         scores[ranked] = np.linspace(1.0, 0.5, ranked.size, dtype=np.float32)
         return scores
 
-    def _cross_sell(self, ci: int | None, recent: np.ndarray, allowed: np.ndarray, limit: int,
-                   explain: bool = True) -> list[Suggestion]:
+    def _rank_cross_sell(self, ci: int | None, recent: np.ndarray, allowed: np.ndarray,
+                         limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         scores, seeds = self._cross_sell_scores(ci, recent)
         allowed = allowed & self._products
         allowed[seeds] = False  # never what the client already bought
         ranked = rank_with_rules(scores, limit, allowed=allowed, groups=self.state.item_subcat,
                                  cap=int(self.weights["diversity_cap"]))
+        return ranked, scores[ranked], scores
+
+    def _seeds(self, ci: int | None, recent: np.ndarray) -> np.ndarray:
+        return np.concatenate([self._history(ci)[0], recent])
+
+    def _cross_sell_answers(self, ci: int | None, recent: np.ndarray, ranked: np.ndarray, values: np.ndarray,
+                            dense: np.ndarray | None, *, explain: bool, limit: int) -> list[Suggestion]:
         if not explain:
-            return [self._suggestion(int(i), "cross_sell", scores[i], "") for i in ranked]
+            return [self._suggestion(int(i), "cross_sell", v, "") for i, v in zip(ranked, values, strict=True)]
+        seeds = self._seeds(ci, recent)
         anchors, confs = strongest_seeds(self.state.cooc_idx, self.state.cooc_conf, seeds, ranked)
-        return [self._suggestion(int(i), "cross_sell", scores[i],
-                                 self._cross_sell_reason(ci, seeds, int(i), int(a), float(c)))
-                for i, a, c in zip(ranked, anchors, confs, strict=True)]
+        return [self._suggestion(int(i), "cross_sell", v, self._cross_sell_reason(ci, seeds, int(i), int(a), float(c)))
+                for i, v, a, c in zip(ranked, values, anchors, confs, strict=True)]
 
     def _cross_sell_reason(self, ci: int | None, seeds: np.ndarray, target: int, anchor: int, conf: float) -> str:
         if ci is None and seeds.size == 0:
@@ -260,19 +368,24 @@ class Recommender:
             out.append(self._suggestion(i, "replenishment", score[pos], reason, due=is_due, due_in_days=days_left))
         return out
 
-    def _upsell(self, ci: int | None, recent: np.ndarray, allowed: np.ndarray, limit: int,
-               explain: bool = True) -> list[Suggestion]:
+    def _upsell_seeds(self, ci: int | None, recent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The client's items (history, then just bought) and how often each was bought."""
         hist, sl = self._history(ci)
-        seeds = np.concatenate([hist, recent])
+        counts = self.state.hist_count[sl] if ci is not None else np.empty(0, np.float32)
+        return np.concatenate([hist, recent]), np.concatenate([counts, np.ones(recent.size, np.float32)])
+
+    def _rank_upsell(self, ci: int | None, recent: np.ndarray, allowed: np.ndarray,
+                     limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        seeds, weight = self._upsell_seeds(ci, recent)
+        nothing = (np.empty(0, np.int64), np.empty(0, np.float32), None)
         if seeds.size == 0:
-            return []
+            return nothing
         st = self.state
-        weight = np.concatenate([st.hist_count[sl], np.ones(recent.size, np.float32)]) if ci is not None else np.ones(recent.size, np.float32)
         sub = st.item_subcat[seeds]
         price = st.item_price[seeds]
         known = (sub >= 0) & ~np.isnan(price)
         if not known.any():
-            return []
+            return nothing
         n_sub = int(st.item_subcat.max()) + 1
         sub_weight = np.bincount(sub[known], weights=weight[known], minlength=n_sub).astype(np.float32)
         ceiling = np.full(n_sub, np.inf, dtype=np.float32)  # no upsell where the client never bought
@@ -283,7 +396,7 @@ class Recommender:
         cand &= np.where(item_sub >= 0, st.item_price > ceiling[np.maximum(item_sub, 0)] * 1.0001, False)
         cand[seeds] = False
         if not cand.any():
-            return []
+            return nothing
         vec = self._client_vector(ci, recent)
         taste = minmax(st.item_factors @ vec) if vec is not None else np.zeros(self.n_items, np.float32)
         trade = scatter_neighbours(st.upsell_idx, st.upsell_moves, seeds, self.n_items)
@@ -294,15 +407,24 @@ class Recommender:
                   + w["upsell_taste"] * taste + w["upsell_tradeup"] * minmax(np.log1p(trade))
                   - w["upsell_step"] * step)
         ranked = rank_with_rules(scores, limit, allowed=cand, groups=item_sub, cap=int(w["upsell_cap"]))
+        return ranked, scores[ranked], scores
+
+    def _upsell_answers(self, ci: int | None, recent: np.ndarray, ranked: np.ndarray, values: np.ndarray,
+                        dense: np.ndarray | None, *, explain: bool, limit: int) -> list[Suggestion]:
+        """Each upsell names what it replaces (the client's most bought item of that subcategory)
+        and the price step; the trade-up count makes the reason when clients did move that way."""
+        st = self.state
+        seeds, weight = self._upsell_seeds(ci, recent)
+        sub = st.item_subcat[seeds]
+        trade = neighbour_sums(st.upsell_idx, st.upsell_moves, seeds, ranked)
         out = []
-        for i in ranked:
-            i = int(i)
-            mine = seeds[sub == item_sub[i]]
-            current = int(mine[np.argmax(weight[sub == item_sub[i]])]) if mine.size else -1
+        for i, value, moves in zip(ranked.tolist(), values.tolist(), trade.tolist(), strict=True):
+            mine = sub == st.item_subcat[i]
+            current = int(seeds[mine][np.argmax(weight[mine])]) if mine.any() else -1
             diff = float(st.item_price[i] - st.item_price[current]) if current >= 0 else float("nan")
-            reason = (reasons.traded_up(int(trade[i]), self._names[current]) if trade[i] >= 2 and current >= 0
+            reason = (reasons.traded_up(int(moves), self._names[current]) if moves >= 2 and current >= 0
                       else reasons.upgrade(self._names[current] if current >= 0 else "what you buy", diff))
-            out.append(self._suggestion(i, "upsell", scores[i], reason,
+            out.append(self._suggestion(i, "upsell", value, reason,
                                         price_difference=None if np.isnan(diff) else round(diff, 2),
                                         upgrade_from=str(self.item_ids[current]) if current >= 0 else None))
         return out
@@ -323,19 +445,26 @@ class Recommender:
         return (w["service_taste"] * taste + w["service_cooc"] * cooc + w["service_segment"] * seg
                 + 0.1 * self._pop_score), seeds
 
-    def _service_package(self, ci: int | None, recent: np.ndarray, allowed: np.ndarray, limit: int,
-                        explain: bool = True) -> list[Suggestion]:
-        st = self.state
+    def _rank_service_package(self, ci: int | None, recent: np.ndarray, allowed: np.ndarray,
+                              limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         scores, seeds = self._service_scores(ci, recent)
-        allowed = allowed & st.item_service
+        allowed = allowed & self.state.item_service
         allowed[seeds] = False  # a service the client already uses is not an offer
-        services = []
         ranked = rank_with_rules(scores, limit, allowed=allowed)
+        return ranked, scores[ranked], scores
+
+    def _service_package_answers(self, ci: int | None, recent: np.ndarray, ranked: np.ndarray, values: np.ndarray,
+                                 dense: np.ndarray | None, *, explain: bool, limit: int) -> list[Suggestion]:
+        """Services, then package offers. Business packages are scored from their members' dense
+        scores, so they are never answered from candidates (`dense` is then always given)."""
+        st = self.state
+        seeds = self._seeds(ci, recent)
+        services = []
         anchors, confs = strongest_seeds(st.service_idx, st.service_score, seeds, ranked)
-        for i, anchor, conf in zip(ranked.tolist(), anchors.tolist(), confs.tolist(), strict=True):
-            services.append(self._suggestion(i, "service_package", scores[i],
+        for i, value, anchor, conf in zip(ranked.tolist(), values.tolist(), anchors.tolist(), confs.tolist(), strict=True):
+            services.append(self._suggestion(i, "service_package", value,
                                              reasons.service_affinity(self._names[anchor] if conf >= 0.05 else None)))
-        offers = self._package_offers(ci, seeds, scores, st.item_in_stock, limit)
+        offers = self._package_offers(ci, seeds, dense, st.item_in_stock, limit)
         if len(self._packages):
             # business packages are scored on the services' scale: one ranking
             return sorted(services + offers, key=lambda s: -s["score"])[:limit]
@@ -372,14 +501,13 @@ class Recommender:
                 line = [r for r in range(len(self._packages)) if tier[r] > held_tier[q] and np.isin(
                     st.item_subcat[safe[r][valid[r]]], st.item_subcat[safe[q][valid[q]]]).any()]
                 if line and tier[p] == min(tier[r] for r in line):
-                    bonus, reason = 2.0, reasons.next_tier(str(self._packages.iloc[q]["name"]))
+                    bonus, reason = 2.0, reasons.next_tier(self._package_names[q])
                 elif tier[p] <= held_tier[q]:
                     continue  # never offer a lower or equal tier of what the client holds
             elif abc == "A" and tier[p] > 0:
                 bonus, reason = 0.25 * tier[p], reasons.premium_first(abc)
-            row = self._packages.iloc[p]
             price = float(st.package_price[p])
-            out.append({"item_id": str(row["package_id"]), "name": str(row["name"]), "kind": "service_package",
+            out.append({"item_id": self._package_ids[p], "name": self._package_names[p], "kind": "service_package",
                         "score": round(float(mean[p] + bonus), 6),
                         "price": None if np.isnan(price) else round(price, 2), "reason": reason,
                         "items": [str(self.item_ids[i]) for i in safe[p][valid[p]]],
@@ -395,7 +523,7 @@ class Recommender:
             return []
         valid = members >= 0
         safe = np.where(valid, members, 0)
-        has = (np.isin(safe, seeds) & valid).sum(1)
+        has = (member_of(safe, seeds, self.n_items) & valid).sum(1)
         lacks = valid.sum(1) - has
         ok = (has > 0) & (lacks > 0) & np.all(np.where(valid, allowed[safe], True), axis=1)
         order = np.flatnonzero(ok)
@@ -404,8 +532,8 @@ class Recommender:
         out = []
         for b in order:
             ids = [str(self.item_ids[i]) for i in safe[b][valid[b]]]
-            out.append({"bundle_id": str(self._bundles.iloc[b]["bundle_id"]), "item_id": str(self._bundles.iloc[b]["bundle_id"]),
-                        "name": str(self._bundles.iloc[b]["name"]), "kind": kind, "items": ids,
+            out.append({"bundle_id": self._bundle_ids[b], "item_id": self._bundle_ids[b],
+                        "name": self._bundle_names[b], "kind": kind, "items": ids,
                         "score": round(float(np.log1p(st.bundle_lift[b]) * has[b] / valid[b].sum()), 6),
                         "price": round(float(st.bundle_full_price[b]), 2),
                         "bundle_price": round(float(st.bundle_price[b]), 2),

@@ -1,8 +1,13 @@
 """The fitted model as plain arrays and tables: what is saved into the MLflow artifact.
 
-Numbers live in one `.npz` (loaded with `allow_pickle=False`), strings in Parquet tables, the
-rest in `meta.json`. Nothing is pickled, so a model file can be inspected, diffed and loaded by
-any later version of the scoring code that knows `MODEL_FORMAT`.
+Numbers live in one uncompressed `.npy` file per array (loaded with `allow_pickle=False`),
+strings in Parquet tables, the rest in `meta.json`. Nothing is pickled, so a model file can be
+inspected, diffed and loaded by any later version of the scoring code that knows `MODEL_FORMAT`.
+
+Why one `.npy` per array: the service maps them (`mmap_mode="c"`) instead of reading them, so the
+gunicorn workers that load the same version share one copy of the pages through the page cache
+(copy-on-write: a process that writes to an array gets a private page, the file never changes).
+Format 1 (one `.npz`, read into each process) still loads.
 """
 from __future__ import annotations
 
@@ -14,7 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-MODEL_FORMAT = 1
+MODEL_FORMAT = 2
+READABLE_FORMATS = (1, 2)
 
 
 @dataclass
@@ -85,19 +91,27 @@ class ModelState:
         arrays = {f.name: getattr(self, f.name) for f in fields(self)
                   if f.name not in (*self.TABLES, "meta", "extras")}
         arrays.update({f"extra__{k}": v for k, v in self.extras.items()})
-        np.savez(folder / "arrays.npz", **arrays)
+        (folder / "arrays").mkdir(exist_ok=True)
+        for name, array in arrays.items():
+            np.save(folder / "arrays" / f"{name}.npy", np.asarray(array), allow_pickle=False)
         for name in self.TABLES:
             getattr(self, name).to_parquet(folder / f"{name}.parquet", index=False)
         (folder / "meta.json").write_text(json.dumps({**self.meta, "model_format": MODEL_FORMAT}, indent=2, default=str))
 
     @classmethod
-    def load(cls, folder: str | Path) -> ModelState:
+    def load(cls, folder: str | Path, mmap: bool = True) -> ModelState:
+        """`mmap`: map the arrays copy-on-write instead of reading them (see the module docstring)."""
         folder = Path(folder)
         meta = json.loads((folder / "meta.json").read_text())
-        if meta.get("model_format") != MODEL_FORMAT:
-            raise ValueError(f"model format {meta.get('model_format')} is not {MODEL_FORMAT}: retrain the model")
-        with np.load(folder / "arrays.npz", allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
+        if meta.get("model_format") not in READABLE_FORMATS:
+            raise ValueError(f"model format {meta.get('model_format')} is not one of {READABLE_FORMATS}: "
+                             "retrain the model")
+        if meta["model_format"] == 1:
+            with np.load(folder / "arrays.npz", allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        else:
+            arrays = {path.stem: np.load(path, mmap_mode="c" if mmap else None, allow_pickle=False).view(np.ndarray)
+                      for path in sorted((folder / "arrays").glob("*.npy"))}
         extras = {k.removeprefix("extra__"): arrays.pop(k) for k in list(arrays) if k.startswith("extra__")}
         tables = {name: pd.read_parquet(folder / f"{name}.parquet") for name in cls.TABLES}
         return cls(**tables, meta=meta, extras=extras, **arrays)
