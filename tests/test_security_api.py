@@ -143,6 +143,29 @@ def test_keys_are_compared_in_constant_time() -> None:
             assert "key" not in text.lower() or "None" in text, f"non-constant-time comparison: {text}"
 
 
+def test_every_key_is_compared_whichever_matches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same check at run time: a key matching the first configured key, the last, or none
+    makes exactly as many `hmac.compare_digest` calls, each over the full presented key."""
+    import hmac
+
+    from service import auth
+
+    calls: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(auth.hmac, "compare_digest", spy)
+    keys = ("first-key-0123456789", "second-key-0123456789", "third-key-0123456789")
+    for presented, expected in ((keys[0], True), (keys[2], True), ("nobody-0123456789", False), ("", False)):
+        calls.clear()
+        assert auth._matches(presented, keys) is expected
+        assert len(calls) == len(keys)
+        assert all(a == presented.encode() for a, _ in calls)
+
+
 def test_keys_and_personal_data_never_reach_logs_or_redis(secured: Secured, figures: Figures) -> None:
     base = secured.service.base
     key, admin = KEYS["logs-read"], ADMIN_KEYS["matrix-admin"]
