@@ -40,19 +40,22 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def plain(body: dict[str, Any]) -> dict[str, Any]:
-    """The answer with only JSON types, so the cached copy and the live one are identical.
+def encode(body: dict[str, Any]) -> str:
+    """The answer as JSON text, encoded once: the response body and the cached copy are this text.
 
+    Why text and not a dict: a cache hit then returns the stored bytes as they are, and a miss
+    encodes once, instead of encoding, decoding and encoding again on every request.
     NaN and infinities are not JSON: a suggestion whose score is not finite is dropped (and
     logged), any other non-finite number becomes null. The version passed its smoke checks, so
     this guards the odd client or item, not a broken model."""
     text = json.dumps(body, default=json_default)
     if "NaN" in text or "Infinity" in text:
-        cleaned = _finite(json.loads(text))
+        parsed = json.loads(text)
+        cleaned = _finite(parsed)
         if cleaned != json.loads(text, parse_constant=lambda _: None):
             logger.warning("dropped suggestions with non-finite scores", extra={"model_version": body.get("model_version")})
-        return cleaned
-    return json.loads(text)
+        return json.dumps(cleaned)
+    return text
 
 
 def _finite(node: Any) -> Any:
@@ -80,7 +83,7 @@ def _client_context(store: RedisStore, client_id: str, field: str | None, endpoi
     return context
 
 
-def _remember(store: RedisStore, client_id: str, field: str, body: dict[str, Any], context: ClientContext) -> None:
+def _remember(store: RedisStore, client_id: str, field: str, body: str, context: ClientContext) -> None:
     try:
         store.store_client_answer(client_id, field, body, context.generation)
     except RedisUnavailable:
@@ -88,8 +91,9 @@ def _remember(store: RedisStore, client_id: str, field: str, body: dict[str, Any
 
 
 def client_suggestions(model: LoadedModel, store: RedisStore, client_id: str,
-                       query: SuggestionQuery) -> tuple[dict[str, Any], str]:
-    """The client's suggestions of one kind (or all kinds grouped) and whether the cache answered."""
+                       query: SuggestionQuery) -> tuple[str, str]:
+    """The client's suggestions of one kind (or all kinds grouped), as JSON text, and whether the
+    cache answered."""
     field = answer_field(model.version, "suggestions", query.model_dump(mode="json"))
     context = _client_context(store, client_id, field, "client_suggestions")
     if context is not None and context.cached is not None:
@@ -99,7 +103,7 @@ def client_suggestions(model: LoadedModel, store: RedisStore, client_id: str,
     kinds = KINDS if query.kind == "all" else (query.kind,)
     by_kind = {kind: recommender.suggest(client_id, kind, query.limit, category=query.category,
                                          exclude=query.exclude, recent_purchases=recent) for kind in kinds}
-    body = plain({
+    body = encode({
         "client_id": client_id,
         "model_version": model.version,
         "kind": query.kind,
@@ -112,7 +116,7 @@ def client_suggestions(model: LoadedModel, store: RedisStore, client_id: str,
     return body, "miss" if context is not None else "off"
 
 
-def cart_suggestions(model: LoadedModel, store: RedisStore, cart: CartRequest) -> tuple[dict[str, Any], str]:
+def cart_suggestions(model: LoadedModel, store: RedisStore, cart: CartRequest) -> tuple[str, str]:
     """What completes the basket, upsells of its items and bundle offers (known or anonymous client)."""
     params = {"endpoint": "cart", "items": cart.items, "limit": cart.limit}
     recent: list[str] = []
@@ -135,7 +139,7 @@ def cart_suggestions(model: LoadedModel, store: RedisStore, cart: CartRequest) -
             if cached is not None:
                 return cached, "hit"
     answer = model.recommender.cart(cart.items, cart.client_id, cart.limit, recent_purchases=recent)
-    body = plain({
+    body = encode({
         "client_id": cart.client_id,
         "model_version": model.version,
         "complete": answer.get("complete", []),
@@ -152,7 +156,7 @@ def cart_suggestions(model: LoadedModel, store: RedisStore, cart: CartRequest) -
     return body, "off"
 
 
-def similar_items(model: LoadedModel, store: RedisStore, item_id: str, limit: int) -> tuple[dict[str, Any], str]:
+def similar_items(model: LoadedModel, store: RedisStore, item_id: str, limit: int) -> tuple[str, str]:
     """Items like `item_id`; UnknownItem when the model does not know it."""
     recommender = model.recommender
     if not recommender.knows_item(item_id):
@@ -171,14 +175,14 @@ def similar_items(model: LoadedModel, store: RedisStore, item_id: str, limit: in
         suggestions = recommender.similar(item_id, limit)
     except KeyError as error:
         raise UnknownItem(item_id) from error
-    body = plain({"item_id": item_id, "model_version": model.version, "suggestions": suggestions})
+    body = encode({"item_id": item_id, "model_version": model.version, "suggestions": suggestions})
     if key is not None:
         _store_shared(store, key, body)
         return body, "miss"
     return body, "off"
 
 
-def _store_shared(store: RedisStore, key: str, body: dict[str, Any]) -> None:
+def _store_shared(store: RedisStore, key: str, body: str) -> None:
     try:
         store.store_shared_answer(key, body)
     except RedisUnavailable:

@@ -30,8 +30,10 @@ from service.schemas import (
 v1 = Blueprint("v1", __name__, url_prefix="/v1")
 
 
-def _answer(body: dict[str, Any], cache: str, status: int = 200) -> Response:
-    response = jsonify(body)
+def _answer(body: dict[str, Any] | str, cache: str, status: int = 200) -> Response:
+    """A JSON response; `body` may be JSON text already (answers and cache hits are)."""
+    response = (Response(body, status=status, mimetype="application/json") if isinstance(body, str)
+                else jsonify(body))
     response.status_code = status
     response.headers["X-Cache"] = cache
     return response

@@ -120,11 +120,16 @@ def answer_field(model_version: str, endpoint: str, params: dict[str, Any]) -> s
     return f"{model_version}|{endpoint}|{digest(params)}"
 
 
+def _cache_entry(body: str) -> str:
+    """A cached answer: the time it was written, a space, its JSON text (kept as is)."""
+    return f"{time.time():.3f} {body}"
+
+
 @dataclass(frozen=True)
 class ClientContext:
     """What one round trip tells about a client: a cached answer, recent purchases, generation."""
 
-    cached: dict[str, Any] | None
+    cached: str | None  # the answer's JSON text
     recent_purchases: list[str]
     generation: str
 
@@ -205,30 +210,37 @@ class RedisStore:
         return ClientContext(cached=self._fresh(cached[0] if cached else None),
                              recent_purchases=list(dict.fromkeys(recent)), generation=generation or "0")
 
-    def store_client_answer(self, client_id: str, field: str, body: dict[str, Any], generation: str) -> bool:
-        """Cache a client's answer unless a purchase changed the client since `generation` was read."""
-        value = json.dumps({"at": time.time(), "body": body})
+    def store_client_answer(self, client_id: str, field: str, body: str, generation: str) -> bool:
+        """Cache a client's answer (JSON text) unless a purchase changed the client since
+        `generation` was read."""
+        value = _cache_entry(body)
         keys = [self.keys.generation(client_id), self.keys.answers(client_id)]
         args = [generation, field, value, max(1, self.settings.cache_ttl_seconds)]
         stored = self._run("store_answer", lambda r: self._store_if_generation(keys=keys, args=args, client=r))
         return bool(stored)
 
-    def shared_answer(self, model_version: str, params: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    def shared_answer(self, model_version: str, params: dict[str, Any]) -> tuple[str, str | None]:
         """(key, cached answer) of an answer that belongs to no client (anonymous cart, similar items)."""
         key = self.keys.shared(model_version, digest(params))
         return key, self._fresh(self._run("shared_answer", lambda r: r.get(key)))
 
-    def store_shared_answer(self, key: str, body: dict[str, Any]) -> None:
-        value = json.dumps({"at": time.time(), "body": body})
+    def store_shared_answer(self, key: str, body: str) -> None:
+        value = _cache_entry(body)
         self._run("store_shared", lambda r: r.set(key, value, ex=max(1, self.settings.cache_ttl_seconds)))
 
-    def _fresh(self, raw: str | None) -> dict[str, Any] | None:
+    def _fresh(self, raw: str | None) -> str | None:
+        """The cached answer's JSON text if it is younger than the TTL; the text is not parsed."""
         if raw is None or self.settings.cache_ttl_seconds <= 0:
             return None
-        entry = json.loads(raw)
-        if time.time() - entry["at"] > self.settings.cache_ttl_seconds:
+        if raw.startswith("{"):  # written by an earlier version: {"at": ..., "body": {...}}
+            entry = json.loads(raw)
+            at, body = float(entry["at"]), json.dumps(entry["body"])
+        else:
+            stamp, _, body = raw.partition(" ")
+            at = float(stamp)
+        if time.time() - at > self.settings.cache_ttl_seconds:
             return None
-        return entry["body"]
+        return body
 
     # ---- events ----
 

@@ -289,9 +289,13 @@ class Recommender:
         if ci is not None and hist.size:
             w = self.state.hist_recency[sl]
             weights = np.concatenate([w / max(w.max(), 1e-9), np.ones(recent.size, np.float32)])
-        cooc = scatter_neighbours(self.state.cooc_idx, self.state.cooc_score, seeds, self.n_items, weights)
         w = self.weights
-        scores = taste + w["cross_sell_cooc"] * minmax(cooc) + w["cross_sell_pop"] * self._pop_score
+        scores = taste  # signals weighted 0 (the tuning may drop one) are not computed
+        if w["cross_sell_cooc"]:
+            cooc = scatter_neighbours(self.state.cooc_idx, self.state.cooc_score, seeds, self.n_items, weights)
+            scores = scores + w["cross_sell_cooc"] * minmax(cooc)
+        if w["cross_sell_pop"]:
+            scores = scores + w["cross_sell_pop"] * self._pop_score
         if w["cross_sell_knn"]:
             knn = scatter_neighbours(self.state.knn_idx, self.state.knn_score, seeds, self.n_items, weights)
             scores += w["cross_sell_knn"] * minmax(knn)
@@ -567,19 +571,56 @@ class Recommender:
                       explain: bool = True) -> list[Suggestion]:
         """What completes this basket: the ranking the cart widget shows and the evaluation scores."""
         st = self.state
-        scores = self.cart_scores(basket, ci, recent)
-        allowed = st.item_in_stock & self._products
-        allowed[basket] = False
-        ranked = rank_with_rules(scores, limit, allowed=allowed)
+        sparse = self._cart_sparse(basket, ci, recent, limit)
+        if sparse is not None:
+            ranked, values = sparse
+        else:
+            scores = self.cart_scores(basket, ci, recent)
+            allowed = st.item_in_stock & self._products
+            allowed[basket] = False
+            ranked = rank_with_rules(scores, limit, allowed=allowed)
+            values = scores[ranked]
         if not explain:
-            return [self._suggestion(int(i), "cart", scores[i], "") for i in ranked]
+            return [self._suggestion(int(i), "cart", v, "") for i, v in zip(ranked, values, strict=True)]
         anchors, confs = strongest_seeds(st.cooc_idx, st.cooc_conf, basket, ranked)
         out = []
-        for i, anchor, conf in zip(ranked.tolist(), anchors.tolist(), confs.tolist(), strict=True):
+        for i, v, anchor, conf in zip(ranked.tolist(), values.tolist(), anchors.tolist(), confs.tolist(), strict=True):
             reason = (reasons.bought_together(self._names[anchor], conf) if anchor >= 0 and conf > 0
                       else reasons.clients_like_you(None) if ci is not None else reasons.popular(None))
-            out.append(self._suggestion(i, "cart", scores[i], reason))
+            out.append(self._suggestion(i, "cart", v, reason))
         return out
+
+    def _cart_sparse(self, basket: np.ndarray, ci: int | None, recent: np.ndarray,
+                     limit: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """`cart_scores` and the rules over the items with evidence only: the basket's neighbours
+        and the client's history. Every other item scores exactly 0 there, so the answer is the
+        same whenever `limit` items with evidence score above 0; otherwise (or with a taste
+        weight, which scores every item) None, and the dense path answers."""
+        st = self.state
+        if basket.size == 0 or (ci is not None and self.weights["cart_taste"]):
+            return None
+        rows = st.cooc_idx[basket]
+        hist, sl = self._history(ci)
+        cand = np.unique(np.concatenate([rows[rows >= 0], hist]))
+        if cand.size >= self.n_items:
+            return None
+        cooc = neighbour_sums(st.cooc_idx, st.cooc_score, basket, cand)
+        top = float(cooc.max(initial=0.0))
+        if not top > 0:
+            return None  # no co-occurrence evidence: the dense path falls back to categories
+        scores = cooc / np.float32(top)  # minmax over all items: the minimum is an untouched 0
+        if hist.size:
+            personal = np.zeros(cand.size, dtype=np.float32)
+            personal[np.searchsorted(cand, hist)] = st.hist_recency[sl]
+            most = float(personal.max())
+            if not most > 0:
+                return None
+            scores = scores + self.weights["cart_personal"] * (personal / np.float32(most))
+        allowed = st.item_in_stock[cand] & self._products[cand] & ~member_of(cand, basket, self.n_items)
+        pos = top_indices(np.where(allowed, scores, NEG), limit)
+        if pos.size < limit or not scores[pos[-1]] > 0:
+            return None
+        return cand[pos], scores[pos]
 
     def cart_scores(self, basket: np.ndarray, ci: int | None, recent: np.ndarray) -> np.ndarray:
         """Dense scores over items for completing `basket`, personalised when `ci` is known."""
@@ -597,7 +638,7 @@ class Recommender:
             personal = np.zeros(self.n_items, dtype=np.float32)
             personal[hist] = st.hist_recency[sl]
             scores = scores + self.weights["cart_personal"] * minmax(personal)
-            vec = self._client_vector(ci, recent)
+            vec = self._client_vector(ci, recent) if self.weights["cart_taste"] else None
             if vec is not None:
                 scores = scores + self.weights["cart_taste"] * minmax(st.item_factors @ vec)
         return scores
