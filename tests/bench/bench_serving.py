@@ -23,8 +23,10 @@ How it measures, and why:
   ratio is printed so you can check.
 - The per-key rate limit is set far above any rate reached here (RATE_LIMIT_PER_MINUTE=1e9):
   requests still pay its Redis round trip, none is refused.
-- Memory: RSS and PSS (/proc/<pid>/smaps_rollup) of the master and each worker. Workers load the
-  model after the fork (the app is not preloaded), so their model arrays are private copies.
+- Memory: RSS and PSS (/proc/<pid>/smaps_rollup) of the master and each worker, and the pages each
+  worker maps from the model's files (/proc/<pid>/smaps). Workers load the model after the fork
+  (the app is not preloaded) but map its arrays copy-on-write from the same local copy, so the
+  page cache holds them once.
 - Swap: a new version of the same model is registered, `@champion` moves to it and the notice
   goes out on Redis; we time how long until every worker's `crm_model_version` gauge shows it,
   while a fixed-rate load runs, and count the requests that failed meanwhile.
@@ -496,13 +498,20 @@ def bench_endpoint(stack: Stack, ep: Endpoint, pools: Pools, pools_file: Path, a
         warm_up(stack.base, ep, pools)
     script = stack.work / f"wrk-{n:02d}.lua"
     script.write_text(lua_script(ep, pools, seed=random.randrange(1 << 20)))
+    floor_rps = None
+    if ep.group != "floor":
+        # the floor again, just before: the neighbours' load changes within a run, and a ratio
+        # is only fair between two figures measured under the same load
+        floor_script = stack.work / "wrk-floor.lua"
+        floor_script.write_text(lua_script(Endpoint("floor"), pools, seed=0))
+        floor_rps = run_wrk(stack.base, floor_script, max(2.0, args.seconds / 2), args.connections)["rps"]
     saturation = run_wrk(stack.base, script, args.seconds, args.connections)
     time.sleep(0.5)
     half = open_loop(stack.base, ep, pools_file, max(1.0, saturation["rps"] / 2), args.seconds, stack.work,
                      f"{n:02d}")
     time.sleep(0.5)
     row = {"endpoint": ep.name, "group": ep.group, "suggestion": ep.is_suggestion, "saturation": saturation,
-           "half_rate": half}
+           "half_rate": half, "floor_rps": floor_rps}
     print(f"  {ep.name:<28} {saturation['rps']:8.1f} rps   p99 {half['p99_ms']} ms at {half['rate']:.0f}/s"
           f"   errors {saturation['errors']}/{half['errors']}", flush=True)
     return row
@@ -531,25 +540,46 @@ def _rollup(pid: int) -> dict[str, float]:
             "private_mb": round(private, 1)}
 
 
+def _model_mappings(pid: int, folder: Path) -> dict[str, float]:
+    """RSS, PSS and shared MB of the pages `pid` maps from files under `folder` (the model's arrays)."""
+    totals = {"Rss": 0.0, "Pss": 0.0, "Shared_Clean": 0.0, "Shared_Dirty": 0.0}
+    inside = False
+    prefix = str(folder.resolve())
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split()
+        if head and "-" in head[0] and len(head) >= 5 and ":" in head[3]:  # a mapping's header line
+            inside = len(head) >= 6 and head[5].startswith(prefix)
+        elif inside and head and head[0].rstrip(":") in totals:
+            totals[head[0].rstrip(":")] += int(head[1]) / 1024
+    return {"rss_mb": round(totals["Rss"], 1), "pss_mb": round(totals["Pss"], 1),
+            "shared_mb": round(totals["Shared_Clean"] + totals["Shared_Dirty"], 1)}
+
+
 def memory(stack: Stack) -> dict[str, Any]:
-    """RSS/PSS of the master and each worker, and whether the workers share their model pages."""
+    """RSS/PSS of the master and each worker, and how much of the model's mapped arrays they share."""
     assert stack.gunicorn is not None
     master = _rollup(stack.gunicorn.pid)
     workers = [_rollup(pid) for pid in _proc_children(stack.gunicorn.pid)]
     if not workers:
         raise RuntimeError("gunicorn has no workers")
-    copies = [f.parent for f in (stack.work / "model-cache").rglob("MLmodel")]  # one folder per version
+    cache = stack.work / "model-cache"
+    for w in workers:
+        w["model_mapped"] = _model_mappings(w["pid"], cache)
+    copies = [f.parent for f in cache.rglob("MLmodel")]  # one folder per version
     model_mb = max((sum(f.stat().st_size for f in d.rglob("*") if f.is_file()) for d in copies), default=0) / 2**20
     total_rss = master["rss_mb"] + sum(w["rss_mb"] for w in workers)
     total_pss = master["pss_mb"] + sum(w["pss_mb"] for w in workers)
     private = [w["private_mb"] for w in workers]
-    shares = min(private) < 0.5 * min(w["rss_mb"] for w in workers)
-    verdict = (f"no sharing of the model: each worker has {min(private):.0f}-{max(private):.0f} MB private "
+    mapped = [w["model_mapped"] for w in workers]
+    shares = all(m["rss_mb"] > 0 and m["shared_mb"] >= 0.5 * m["rss_mb"] for m in mapped) and len(workers) > 1
+    verdict = (f"the model's arrays are mapped from one file copy: each worker maps "
+               f"{min(m['rss_mb'] for m in mapped):.0f}-{max(m['rss_mb'] for m in mapped):.0f} MB of them, of which "
+               f"{min(m['shared_mb'] for m in mapped):.0f}+ MB shared (PSS {max(m['pss_mb'] for m in mapped):.0f} MB "
+               f"per worker); private memory per worker {min(private):.0f}-{max(private):.0f} MB (heap, libraries, "
+               f"lookup tables built at load).") if shares else (
+               f"no sharing of the model: each worker has {min(private):.0f}-{max(private):.0f} MB private "
                f"(its heap, imported libraries' data and its own copy of the model, {model_mb:.0f} MB on disk), "
-               f"PSS/RSS {total_pss / total_rss:.2f} overall; only code pages are shared. The model loads after "
-               f"the fork, so N workers hold N copies.") if not shares else (
-               f"workers share most pages: private {min(private):.0f}-{max(private):.0f} MB of "
-               f"{min(w['rss_mb'] for w in workers):.0f}+ MB RSS each.")
+               f"PSS/RSS {total_pss / total_rss:.2f} overall.")
     return {"master": master, "workers": workers, "total_rss_mb": round(total_rss, 1),
             "total_pss_mb": round(total_pss, 1), "model_artifacts_mb": round(model_mb, 1),
             "workers_share_model": shares, "verdict": verdict}
@@ -605,6 +635,8 @@ def measure_swap(stack: Stack, pools_file: Path, rate: float, restore: bool, tim
 # ---- report ----
 
 def ratio(row: dict[str, Any], floor: float) -> float:
+    """Throughput against the floor measured just before this endpoint (else the run's first)."""
+    floor = row.get("floor_rps") or floor
     return row["saturation"]["rps"] / floor if floor else float("nan")
 
 
@@ -642,13 +674,15 @@ def _cell(value: Any, digits: int = 1) -> str:
 def format_table(result: dict[str, Any]) -> str:
     rows = result["endpoints"]
     floor = rows[0]["saturation"]["rps"]
-    head = ("endpoint", "rps", "x floor", "p50 ms", "p95 ms", "p99 ms", "at rps", "hit %", "errors", "gen lag p99")
+    head = ("endpoint", "rps", "floor rps", "x floor", "p50 ms", "p95 ms", "p99 ms", "at rps", "hit %", "errors",
+            "gen lag p99")
     body = []
     for row in rows:
         sat, half = row["saturation"], row["half_rate"]
         hit = half["cache_hit_ratio"]
         p99 = _cell(half["p99_ms"]) + ("*" if generator_bound(half) else "")
-        body.append((row["endpoint"], _cell(sat["rps"]), _cell(ratio(row, floor), 2), _cell(half["p50_ms"]),
+        body.append((row["endpoint"], _cell(sat["rps"]), _cell(row.get("floor_rps") or floor),
+                     _cell(ratio(row, floor), 2), _cell(half["p50_ms"]),
                      _cell(half["p95_ms"]), p99, _cell(half["rate"], 0),
                      "-" if hit is None else f"{100 * hit:.0f}", f"{sat['errors']}/{half['errors']}",
                      _cell(half["send_lag_p99_ms"])))
@@ -657,7 +691,8 @@ def format_table(result: dict[str, Any]) -> str:
     out = [line(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(head, widths, strict=True))),
            line("-" * w for w in widths)]
     out += [line(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))) for r in body]
-    out.append("rps: wrk saturation (1 thread, {c} connections); latency: open loop at half that rate; "
+    out.append("rps: wrk saturation (1 thread, {c} connections); floor rps: /healthz measured just before; "
+               "latency: open loop at half that rate; "
                "errors: saturation/half-rate non-2xx + socket errors".format(c=result["settings"]["connections"]))
     if any(generator_bound(row["half_rate"]) for row in rows):
         out.append("* the generator fell behind its schedule (send lag p99 >= half the p99): that latency is "
