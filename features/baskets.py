@@ -5,6 +5,7 @@ and its numbers (support, confidence, lift) are ones a sales manager can check b
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,18 +55,15 @@ class Cooccurrence:
 
     def support(self) -> sp.csr_matrix:
         """counts / n_baskets: how common the pair is overall."""
-        return self._scaled(np.full(self.counts.nnz, 1.0 / max(self.n_baskets, 1)))
+        return self._scaled(lambda rows, cols: np.full(len(rows), 1.0 / max(self.n_baskets, 1)))
 
     def confidence(self) -> sp.csr_matrix:
         """Row i: P(j in basket | i in basket) = counts[i, j] / item_baskets[i]."""
-        rows = self._entry_rows()
-        return self._scaled(1.0 / self.item_baskets[rows])
+        return self._scaled(lambda rows, cols: 1.0 / self.item_baskets[rows])
 
     def lift(self) -> sp.csr_matrix:
         """confidence[i, j] / (item_baskets[j] / n_baskets): how much i raises the odds of j (1 = independent)."""
-        rows = self._entry_rows()
-        cols = self.counts.indices
-        return self._scaled(self.n_baskets / (self.item_baskets[rows] * self.item_baskets[cols]))
+        return self._scaled(lambda rows, cols: self.n_baskets / (self.item_baskets[rows] * self.item_baskets[cols]))
 
     def shrunk_confidence(self, shrinkage: float = 10.0) -> sp.csr_matrix:
         """counts[i, j] / (item_baskets[i] + shrinkage): rare antecedents do not dominate.
@@ -79,17 +77,26 @@ class Cooccurrence:
         """
         if shrinkage < 0:
             raise ValueError("shrinkage must be non-negative")
-        rows = self._entry_rows()
-        return self._scaled(1.0 / (self.item_baskets[rows] + shrinkage))
+        return self._scaled(lambda rows, cols: 1.0 / (self.item_baskets[rows] + shrinkage))
 
-    def _entry_rows(self) -> np.ndarray:
-        return np.repeat(np.arange(self.counts.shape[0]), np.diff(self.counts.indptr))
+    def _scaled(self, factor: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> sp.csr_matrix:
+        """A copy of counts with every stored entry multiplied by factor(rows, cols) of its row and
+        column (float64), `SCALE_CHUNK` entries at a time: with tens of millions of pairs, whole
+        row, factor and product arrays took more memory than the matrix itself."""
+        counts = self.counts
+        data = np.empty(counts.nnz, dtype=np.float32)
+        for lo in range(0, counts.nnz, SCALE_CHUNK):
+            hi = min(lo + SCALE_CHUNK, counts.nnz)
+            first, last = np.searchsorted(counts.indptr, [lo, hi - 1], side="right") - 1
+            starts = np.clip(counts.indptr[first:last + 1], lo, hi)
+            ends = np.clip(counts.indptr[first + 1:last + 2], lo, hi)
+            rows = np.repeat(np.arange(first, last + 1), ends - starts)
+            data[lo:hi] = counts.data[lo:hi] * factor(rows, counts.indices[lo:hi])
+        return sp.csr_matrix((data, counts.indices.copy(), counts.indptr.copy()), shape=counts.shape)
 
-    def _scaled(self, factor: np.ndarray) -> sp.csr_matrix:
-        """A copy of counts with every stored entry multiplied by the matching factor."""
-        scaled = self.counts.astype(np.float32, copy=True)
-        scaled.data = (self.counts.data * factor).astype(np.float32)
-        return scaled
+
+#: Entries `Cooccurrence._scaled` computes at once (about 100 MB of temporaries).
+SCALE_CHUNK = 1 << 22
 
 
 def cooccurrence(baskets: sp.csr_matrix, min_count: int = 1) -> Cooccurrence:
@@ -108,11 +115,13 @@ def cooccurrence(baskets: sp.csr_matrix, min_count: int = 1) -> Cooccurrence:
 
     together = (binary.T.tocsr() @ binary).tocsr()
     together.sort_indices()
-    rows = np.repeat(np.arange(together.shape[0]), np.diff(together.indptr))
+    # int32 rows (items fit): this array and its masked copy are as long as the pair list
+    rows = np.repeat(np.arange(together.shape[0], dtype=np.int32), np.diff(together.indptr))
     keep = (together.indices != rows) & (together.data >= min_count)
     indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[keep], minlength=together.shape[0]))])
+    del rows
     counts = sp.csr_matrix(
-        (together.data[keep].astype(np.float32), together.indices[keep], indptr), shape=together.shape
+        (together.data[keep].astype(np.float32, copy=False), together.indices[keep], indptr), shape=together.shape
     )
     return Cooccurrence(counts=counts, item_baskets=item_baskets, n_baskets=int(binary.shape[0]))
 

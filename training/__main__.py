@@ -34,6 +34,7 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from training.baselines import default_rankers  # heavy imports only for this command
+    from training.config import TrainConfig
     from training.evaluate import evaluate, format_table
 
     if args.test_days <= 0 or args.k < 1 or args.max_baskets < 1:
@@ -47,7 +48,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
         rankers["model"] = ModelRanker(tune=not args.no_tune)
     result = evaluate(dataset, test_days=args.test_days, k=args.k, seed=args.seed,
-                      max_baskets=args.max_baskets, rankers=rankers)
+                      max_baskets=args.max_baskets, rankers=rankers, workers=TrainConfig().workers)
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ class TrainConfig:
     model_name: str = field(default_factory=lambda: _env("MODEL_NAME", "crm-recommender"))
     #: MLFLOW_EXPERIMENT: the experiment runs are logged under.
     experiment: str = field(default_factory=lambda: _env("MLFLOW_EXPERIMENT", "crm-recommender"))
-    #: TRAIN_THREADS: threads for implicit and BLAS (0 = all cores).
+    #: TRAIN_THREADS: threads for implicit and BLAS, and rankers evaluated at once (0 = all cores).
     threads: int = field(default_factory=lambda: int(_env("TRAIN_THREADS", "0")))
     #: TRAIN_SEED: one seed for every random choice (ALS init, held-out items).
     seed: int = field(default_factory=lambda: int(_env("TRAIN_SEED", "0")))
@@ -72,3 +72,8 @@ class TrainConfig:
     updates_channel: str = field(default_factory=lambda: _env("MODEL_UPDATES_CHANNEL", "crm-recommender:model-updates"))
     #: ERASURES_FILE: clients erased on request (JSON lines with client_id), excluded from training.
     erasures_file: str = field(default_factory=lambda: _env("ERASURES_FILE", "var/service-state/erasures.jsonl"))
+
+    @property
+    def workers(self) -> int:
+        """Jobs the trainer runs at once (TRAIN_THREADS, 0 = one per core)."""
+        return self.threads or os.cpu_count() or 1

@@ -6,14 +6,22 @@
 The result says what it was measured on (`split`, `data` fingerprint) next to the figures, so a
 number in a report can always be traced back. A trained model joins by being passed in
 `rankers` next to (or instead of) the baselines: anything with `name`, `answers`, `fit` and
-`rank` (see `training.baselines.Ranker`).
+`rank` (see `training.baselines.Ranker`), optionally `refit` (how it is re-trained without a
+hold-out task's hidden items; `fit` otherwise) and `heavy` (True: it takes far longer than the
+baselines, so parallel evaluation starts it first).
 """
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from functools import partial
 from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
 
 from training.baselines import Ranker, default_rankers
 from training.metrics import metric_names, score_rankings
@@ -40,6 +48,7 @@ def evaluate(
     progress: bool = True,
     max_baskets: int = 20_000,
     keep: dict[str, Any] | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """{"split", "data", "tasks": {task: {"metric", "scores": {ranker: metrics}} | {"skipped": why}}}.
 
@@ -48,6 +57,10 @@ def evaluate(
     A ranker that does not answer a task is left out of that task's scores.
     `keep`, when given, receives the context, the task queries and every ranking (for breakdowns
     such as `training.breakdown.by_segment`).
+    `workers` > 1 evaluates that many rankers at once, in threads. Rankers share nothing but the
+    read-only context and queries, so the figures do not change; the time does, because the
+    model's Python-heavy fitting and scoring leave a core free that the baselines' numpy and
+    scipy work (which releases the GIL) can use.
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
@@ -63,10 +76,13 @@ def evaluate(
     log.log(level, "tasks built in %.1fs: %s", time.perf_counter() - started,
             ", ".join(f"{name}={_size(task)}" for name, task in tasks.items()))
 
-    for name, ranker in named.items():
-        tick = time.perf_counter()
-        ranker.fit(ctx)
-        log.log(level, "fitted %s in %.1fs", name, time.perf_counter() - tick)
+    held_out = _HeldOut(ctx, tasks, level)
+    jobs = {name: partial(_evaluate_ranker, name, ranker, ctx, tasks, held_out, k, level)
+            for name, ranker in named.items()}
+    if workers > 1 and len(jobs) > 1:
+        per_ranker = _in_parallel(jobs, named, workers)
+    else:
+        per_ranker = {name: job() for name, job in jobs.items()}
 
     results: dict[str, Any] = {}
     for task_name in TASKS:
@@ -75,38 +91,79 @@ def evaluate(
             results[task_name] = {"skipped": task.reason}
             log.log(level, "%s skipped: %s", task_name, task.reason)
             continue
-        rankings: dict[str, Any] = {}
-        task_ctx, task_rankers = ctx, named
-        if task_name in HOLDOUT_TASKS:
-            task_ctx = without_held_out(ctx, task)
-            task_rankers = {name: r.refit(task_ctx) if hasattr(r, "refit") else r.fit(task_ctx)
-                            for name, r in named.items() if r.answers(task_name)}
-            log.log(level, "%s: every ranker refitted without the %d held-out items", task_name, len(task))
+        answered = [name for name in named if task_name in per_ranker[name]]
         results[task_name] = {"metric": f"{task.metric}@{k}",
-                              "scores": _score_task(task, task_rankers, task_ctx, k, level, rankings)}
+                              "scores": {name: per_ranker[name][task_name][0] for name in answered}}
         if keep is not None:
             keep.setdefault("tasks", {})[task_name] = task
-            keep.setdefault("rankings", {})[task_name] = rankings
+            keep.setdefault("rankings", {})[task_name] = {name: per_ranker[name][task_name][1] for name in answered}
             keep["ctx"] = ctx
     log.log(level, "evaluation done in %.1fs", time.perf_counter() - started)
     return {"split": split_info, "data": dict(dataset.fingerprint), "tasks": results}
 
 
-def _score_task(
-    task: TaskQueries, rankers: Mapping[str, Ranker], ctx: TrainContext, k: int, level: int,
-    rankings: dict[str, Any],
-) -> dict[str, dict[str, float | int]]:
-    scores = {}
-    for name, ranker in rankers.items():
-        if not ranker.answers(task.task):
+def _in_parallel(jobs: Mapping[str, Callable[[], Any]], named: Mapping[str, Ranker], workers: int) -> dict[str, Any]:
+    """Each ranker's job on a pool of `workers` threads, the longest first (rankers flagged `heavy`
+    fit a whole model), so that none starts last. BLAS is held to one thread meanwhile: the jobs
+    already fill the cores, and none of them changes the setting under another."""
+    first = sorted(jobs, key=lambda name: not getattr(named[name], "heavy", False))
+    with threadpool_limits(1, "blas"), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="evaluate") as pool:
+        futures = {name: pool.submit(jobs[name]) for name in first}
+        try:
+            for future in as_completed(futures.values()):
+                future.result()  # the first failure stops what has not started yet
+        except BaseException:
+            for future in futures.values():
+                future.cancel()
+            raise
+    return {name: futures[name].result() for name in named}
+
+
+class _HeldOut:
+    """The training context less each hold-out task's hidden pairs, built once, when a ranker first
+    needs it (several rankers may ask at once)."""
+
+    def __init__(self, ctx: TrainContext, tasks: Mapping[str, TaskQueries | Skipped], level: int) -> None:
+        self.ctx, self.tasks, self.level = ctx, tasks, level
+        self._built: dict[str, TrainContext] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, task_name: str) -> TrainContext:
+        with self._lock:
+            if task_name not in self._built:
+                task = self.tasks[task_name]
+                self._built[task_name] = without_held_out(self.ctx, task)
+                log.log(self.level, "%s: every ranker is refitted without the %d held-out items", task_name, len(task))
+            return self._built[task_name]
+
+
+def _evaluate_ranker(
+    name: str, ranker: Ranker, ctx: TrainContext, tasks: Mapping[str, TaskQueries | Skipped], held_out: _HeldOut,
+    k: int, level: int,
+) -> dict[str, tuple[dict[str, float | int], np.ndarray]]:
+    """{task: (metrics, rankings)} for one ranker: fitted on `ctx`, then refitted without the
+    hidden items for each hold-out task (HOLDOUT_TASKS come last in TASKS)."""
+    tick = time.perf_counter()
+    ranker.fit(ctx)
+    log.log(level, "fitted %s in %.1fs", name, time.perf_counter() - tick)
+    out = {}
+    for task_name in TASKS:
+        task = tasks[task_name]
+        if isinstance(task, Skipped) or not ranker.answers(task_name):
             continue
+        scorer, task_ctx = ranker, ctx
+        if task_name in HOLDOUT_TASKS:
+            task_ctx = held_out(task_name)
+            scorer = ranker.refit(task_ctx) if hasattr(ranker, "refit") else ranker.fit(task_ctx)
+            if not scorer.answers(task_name):
+                continue
         tick = time.perf_counter()
-        recommendations = ranker.rank(task, k)
-        rankings[name] = recommendations
-        scores[name] = score_rankings(recommendations, task.relevant, n_items=len(ctx.items), k=k)
+        recommendations = scorer.rank(task, k)
+        scores = score_rankings(recommendations, task.relevant, n_items=len(task_ctx.items), k=k)
         log.log(level, "%s / %s: %s@%d=%.4f (%d queries, %.1fs)", task.task, name, task.metric, k,
-                scores[name][f"{task.metric}@{k}"], len(task), time.perf_counter() - tick)
-    return scores
+                scores[f"{task.metric}@{k}"], len(task), time.perf_counter() - tick)
+        out[task_name] = (scores, recommendations)
+    return out
 
 
 def _named(rankers: Sequence[Ranker] | Mapping[str, Ranker]) -> dict[str, Ranker]:

@@ -77,7 +77,7 @@ def train(data: str | Path, *, model_name: str | None = None, test_days: float |
         log.info("comparing with the champion, version %s", champion_version)
         rankers["champion"] = ModelRanker(config, recommender=champion, registered=True)
     result = evaluate(dataset, test_days=config.test_days, k=config.k, rankers=rankers, seed=config.seed,
-                      max_baskets=max_baskets)
+                      max_baskets=max_baskets, workers=config.workers)
     result["data"]["load_report"] = dataset.report.as_dict()
     print(format_table(result))
 

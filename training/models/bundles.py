@@ -24,15 +24,35 @@ class Neighbours:
     score: np.ndarray   # float32 shrunk confidence
     conf: np.ndarray    # float32 plain confidence, for the reason text
 
+    @classmethod
+    def empty(cls, n_items: int) -> Neighbours:
+        """No neighbour for any item (a model that answers no kind reading them)."""
+        return cls(np.full((n_items, 1), -1, dtype=np.int32), np.zeros((n_items, 1), dtype=np.float32),
+                   np.zeros((n_items, 1), dtype=np.float32))
+
+
+#: Baskets a pair must share to count as bought together at all.
+MIN_PAIR_BASKETS = 2
+
+
+def pair_counts(baskets: sp.csr_matrix) -> Cooccurrence:
+    """Co-occurrence of item pairs seen in at least MIN_PAIR_BASKETS baskets."""
+    return cooccurrence(baskets, min_count=MIN_PAIR_BASKETS)
+
 
 def bought_together(baskets: sp.csr_matrix, neighbours: int, shrinkage: float) -> tuple[Neighbours, Cooccurrence]:
     """Top `neighbours` items per item by shrunk confidence, with their plain confidence."""
-    co = cooccurrence(baskets, min_count=2)
+    co = pair_counts(baskets)
+    return neighbour_lists(co, neighbours, shrinkage), co
+
+
+def neighbour_lists(co: Cooccurrence, neighbours: int, shrinkage: float) -> Neighbours:
+    """`bought_together`'s lists from counts already made."""
     idx, score = top_k_per_row(co.shrunk_confidence(shrinkage), neighbours)
     rows = np.repeat(np.arange(idx.shape[0]), idx.shape[1]).reshape(idx.shape)
     n_i = co.item_baskets[rows].astype(np.float32)
     conf = np.where(idx >= 0, score * (n_i + shrinkage) / np.maximum(n_i, 1), 0.0).astype(np.float32)
-    return Neighbours(idx, score.astype(np.float32), conf), co
+    return Neighbours(idx, score.astype(np.float32), conf)
 
 
 def bought_with_services(co: Cooccurrence, is_service: np.ndarray, neighbours: int,
