@@ -48,7 +48,7 @@ class TrainConfig:
     #: ALS_ITERATIONS: ALS sweeps.
     als_iterations: int = field(default_factory=lambda: int(_env("ALS_ITERATIONS", "15")))
     #: ALS_ALPHA: confidence scaling of the BM25-weighted evidence.
-    als_alpha: float = field(default_factory=lambda: float(_env("ALS_ALPHA", "2.0")))
+    als_alpha: float = field(default_factory=lambda: float(_env("ALS_ALPHA", "0.5")))
     #: CF_ALGORITHM: "als" (default) or "bpr".
     cf_algorithm: str = field(default_factory=lambda: _env("CF_ALGORITHM", "als"))
     #: RECENCY_HALF_LIFE_DAYS: half-life of a purchase's weight in replenishment scores.

@@ -7,17 +7,22 @@ weights touch only its own ranking). The chosen weights travel in the model's me
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from training.config import TrainConfig
 from training.fit import fit_recommender
 from training.metrics import score_rankings
 from training.model_ranker import ModelRanker
 from training.models.cf import CFParams
+from training.models.learnt import as_weights, fit_logistic
+from training.scoring import learnt
+from training.scoring.ranking import rank_with_rules
 from training.scoring.recommender import DEFAULT_WEIGHTS
 from training.split import SplitError, time_split
 from training.tasks import HOLDOUT_TASKS, Skipped, TaskQueries, TrainContext, build_tasks, without_held_out
@@ -26,7 +31,8 @@ log = logging.getLogger(__name__)
 
 #: Per task: the weights it searches and the values tried.
 GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
-    "cross_sell": {"cross_sell_knn": (0.0, 0.5, 1.5), "cross_sell_cooc": (0.0, 0.5), "cross_sell_pop": (0.0, 0.3)},
+    "cross_sell": {"cross_sell_knn": (0.0, 0.5, 1.5), "cross_sell_cooc": (0.0, 0.5), "cross_sell_pop": (0.0, 0.3),
+                   "cross_sell_recent": (0.0, 0.5)},
     "next_basket": {"replenish_freq": (0.25, 0.5, 1.0), "replenish_repeat": (0.0, 1.0, 3.0)},
     "basket_completion": {"cart_personal": (0.5, 1.0, 2.0), "cart_taste": (0.0, 0.2)},
     # upsell is tuned on a light model (no trade-up table): its trade-up weight keeps its default
@@ -37,15 +43,14 @@ GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
 #: training fast: replenish_recent, replenish_due, replenish_knn, upsell_subcat, upsell_step.
 #: Queries per task used for tuning (a sample keeps training within its time budget).
 MAX_QUERIES = 250
+#: Queries whose candidates train the learnt cross-sell ranking (the replenishment one uses all).
+MAX_LEARN_QUERIES = 2500
 
 
 def _subsample(task: TaskQueries, n: int, seed: int) -> TaskQueries:
     if len(task) <= n:
         return task
-    rows = np.sort(np.random.default_rng(seed).choice(len(task), size=n, replace=False))
-    return replace(task, clients=task.clients[rows], history=task.history[rows],
-                   relevant=[task.relevant[r] for r in rows],
-                   exclude=None if task.exclude is None else task.exclude[rows])
+    return _rows(task, np.sort(np.random.default_rng(seed).choice(len(task), size=n, replace=False)))
 
 
 def tune_weights(tx: pd.DataFrame, items_df: pd.DataFrame | None, packages: pd.DataFrame | None,
@@ -90,4 +95,110 @@ def tune_weights(tx: pd.DataFrame, items_df: pd.DataFrame | None, packages: pd.D
                     best, best_value = candidate, value
         weights.update(best)
         log.info("weights for %s: %s (inner %s %.4f)", task_name, best, metric, best_value)
+        if task_name == "next_basket":
+            weights.update(learn_replenishment(scorer, tasks[task_name], weights, config.k, trials))
+        elif task_name == "cross_sell":
+            weights.update(learn_cross_sell(scorer, tasks[task_name], weights, config.k, trials, config.seed))
     return weights, trials
+
+
+def learn_replenishment(scorer: ModelRanker, task: TaskQueries, weights: dict[str, float], k: int,
+                        trials: list[dict[str, Any]]) -> dict[str, float]:
+    """The replenishment coefficients learnt on the inner split, or {} when the hand blend ranks better.
+
+    The choice is cross-fitted: the regression fitted on half the clients ranks the other half
+    and vice versa, and that NDCG is compared with the blend's on the same clients, so the
+    regression is not judged on the answers it was fitted to."""
+    rec = scorer.recommender
+    x, y, rows = replenishment_pairs(scorer, task)
+    if y.sum() < 10:
+        return {}
+    metric = f"{task.metric}@{k}"
+    folds = np.arange(len(task)) % 2
+    rec.weights = dict(weights)
+    blend = score_rankings(scorer.rank(task, k), task.relevant, len(scorer.ctx.items), k)[metric]
+    ranked = np.full((len(task), k), -1, dtype=np.int64)
+    for fold in (0, 1):
+        fit = fit_logistic(x[folds[rows] != fold], y[folds[rows] != fold])
+        rec.weights = {**weights, **as_weights(learnt.REPLENISH_PREFIX, learnt.REPLENISH_FEATURES, *fit)}
+        ranked[folds == fold] = scorer.rank(_rows(task, np.flatnonzero(folds == fold)), k)
+    value = score_rankings(ranked, task.relevant, len(scorer.ctx.items), k)[metric]
+    rec.weights = dict(weights)
+    return _choose("next_basket", metric, blend, value, trials,
+                   lambda: as_weights(learnt.REPLENISH_PREFIX, learnt.REPLENISH_FEATURES, *fit_logistic(x, y)))
+
+
+def replenishment_pairs(scorer: ModelRanker, task: TaskQueries) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features, bought again in the window, query row) for every item of every query client's history."""
+    rec, ctx = scorer.recommender, scorer.ctx
+    to_ctx = ctx.items.index_of(rec.item_ids)
+    xs, ys, rows = [], [], []
+    for row in range(len(task)):
+        ci = rec._client_pos.get(str(ctx.clients.ids[task.clients[row]]))
+        if ci is None:
+            continue
+        lo, hi = rec.state.hist_indptr[ci], rec.state.hist_indptr[ci + 1]
+        hist = rec.state.hist_indices[lo:hi].astype(np.int64)
+        xs.append(learnt.replenishment_features(rec.state, slice(lo, hi), hist))
+        ys.append(np.isin(to_ctx[hist], task.relevant[row]))
+        rows.append(np.full(hist.size, row))
+    if not xs:
+        return np.empty((0, len(learnt.REPLENISH_FEATURES))), np.empty(0), np.empty(0, np.int64)
+    return np.vstack(xs), np.concatenate(ys).astype(np.float64), np.concatenate(rows)
+
+
+def learn_cross_sell(scorer: ModelRanker, task: TaskQueries, weights: dict[str, float], k: int,
+                     trials: list[dict[str, Any]], seed: int) -> dict[str, float]:
+    """The cross-sell re-ranking coefficients learnt on the inner split, or {} when the blend ranks
+    better. Cross-fitted like `learn_replenishment`; both rankings order the same pools (the
+    blend's top items, `Recommender.cross_sell_pool`) under the same diversity cap."""
+    rec, ctx = scorer.recommender, scorer.ctx
+    rec.weights = dict(weights)
+    task = _subsample(task, MAX_LEARN_QUERIES, seed)
+    to_ctx = ctx.items.index_of(rec.item_ids)
+    pools, xs, ys = [], [], []
+    with threadpool_limits(1, "blas"):
+        for row in range(len(task)):
+            ci = rec._client_pos.get(str(ctx.clients.ids[task.clients[row]]))
+            got = rec.cross_sell_pool(ci, np.empty(0, np.int64), rec.state.item_in_stock.copy()) if ci is not None else None
+            if got is None:  # a cold client: the segment's list answers, nothing to learn from
+                got = (np.empty(0, np.int64), np.empty((0, len(learnt.CROSS_SELL_FEATURES))), None)
+            pools.append(got[0])
+            xs.append(got[1])
+            ys.append(np.isin(to_ctx[got[0]], task.relevant[row]))
+    blends = [x[:, learnt.CROSS_SELL_FEATURES.index("blend")] for x in xs]
+    x, y = np.vstack(xs), np.concatenate(ys).astype(np.float64)
+    if y.sum() < 10:
+        return {}
+    rows = np.concatenate([np.full(len(p), r) for r, p in enumerate(pools)])
+    folds = np.arange(len(task)) % 2
+    cap = int(weights["diversity_cap"])
+    metric = f"{task.metric}@{k}"
+
+    def ndcg(scores_of: list[np.ndarray]) -> float:
+        ranked = np.full((len(task), k), -1, dtype=np.int64)
+        for r, pool in enumerate(pools):
+            top = rank_with_rules(scores_of[r].astype(np.float32), k, groups=rec.state.item_subcat[pool], cap=cap)
+            ranked[r, : top.size] = to_ctx[pool[top]]
+        return score_rankings(ranked, task.relevant, len(ctx.items), k)[metric]
+
+    learnt_scores = [np.empty(0)] * len(task)
+    for fold in (0, 1):
+        model = fit_logistic(x[folds[rows] != fold], y[folds[rows] != fold])
+        for r in np.flatnonzero(folds == fold):
+            learnt_scores[r] = learnt.probability(xs[r], model)
+    return _choose("cross_sell", metric, ndcg(blends), ndcg(learnt_scores), trials,
+                   lambda: as_weights(learnt.CROSS_SELL_PREFIX, learnt.CROSS_SELL_FEATURES, *fit_logistic(x, y)))
+
+
+def _choose(task_name: str, metric: str, blend: float, value: float, trials: list[dict[str, Any]],
+            fit_all: Callable[[], dict[str, float]]) -> dict[str, float]:
+    trials.append({"task": task_name, "blend": round(blend, 5), "learnt": round(value, 5)})
+    log.info("%s on the inner split: blend %s %.4f, learnt (cross-fitted) %.4f", task_name, metric, blend, value)
+    return fit_all() if value > blend else {}
+
+
+def _rows(task: TaskQueries, rows: np.ndarray) -> TaskQueries:
+    return replace(task, clients=task.clients[rows], history=task.history[rows],
+                   relevant=[task.relevant[r] for r in rows],
+                   exclude=None if task.exclude is None else task.exclude[rows])

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from training.scoring import reasons
+from training.scoring import learnt, reasons
 from training.scoring.contract import KINDS, Suggestion
 from training.scoring.ranking import (
     NEG,
@@ -57,6 +57,7 @@ CANDIDATES = 50
 DEFAULT_WEIGHTS: dict[str, float] = {
     "cross_sell_cooc": 0.0,      # co-occurrence with the client's history, against ALS taste (1)
     "cross_sell_pop": 0.0,       # popularity steadies sparse clients
+    "cross_sell_recent": 0.0,    # what many clients bought in the last 30 days (season, novelties)
     "cross_sell_knn": 0.5,       # items bought by the same clients as the client's items
     "replenish_freq": 0.5,       # long-run frequency, against recency-weighted frequency (1)
     "replenish_recent": 0.0,     # what the client bought in the last weeks
@@ -100,6 +101,7 @@ class Recommender:
         self._unit_factors = np.divide(state.item_factors, norms, out=np.zeros_like(state.item_factors),
                                        where=norms > 0)
         self._pop_score = minmax(np.log1p(state.item_pop))
+        self._recent_pop_score = minmax(np.log1p(state.item_recent_pop))
         self._products = ~state.item_service & state.item_in_stock
         self._packages = state.packages
         self._bundles = state.bundles
@@ -278,28 +280,57 @@ class Recommender:
             return None
         return row[:limit].astype(np.int64), values[:limit], None
 
-    def _cross_sell_scores(self, ci: int | None, recent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _cross_sell_scores(self, ci: int | None, recent: np.ndarray,
+                           parts: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(dense blend scores, seeds). `parts`, when given, receives the raw signals (taste, knn,
+        cooc) whatever their weight, for the learnt re-ranking; it stays empty for a cold client."""
         vec = self._client_vector(ci, recent)
         hist, sl = self._history(ci)
         seeds = np.concatenate([hist, recent])
         if vec is None:
             return self._cold_scores(ci), seeds
-        taste = minmax(self.state.item_factors @ vec)
+        raw_taste = self.state.item_factors @ vec
+        taste = minmax(raw_taste)
         weights = None
         if ci is not None and hist.size:
             w = self.state.hist_recency[sl]
             weights = np.concatenate([w / max(w.max(), 1e-9), np.ones(recent.size, np.float32)])
         w = self.weights
+        every = parts is not None
         scores = taste  # signals weighted 0 (the tuning may drop one) are not computed
-        if w["cross_sell_cooc"]:
+        if w["cross_sell_cooc"] or every:
             cooc = scatter_neighbours(self.state.cooc_idx, self.state.cooc_score, seeds, self.n_items, weights)
             scores = scores + w["cross_sell_cooc"] * minmax(cooc)
         if w["cross_sell_pop"]:
             scores = scores + w["cross_sell_pop"] * self._pop_score
-        if w["cross_sell_knn"]:
+        if w["cross_sell_recent"]:
+            scores = scores + w["cross_sell_recent"] * self._recent_pop_score
+        if w["cross_sell_knn"] or every:
             knn = scatter_neighbours(self.state.knn_idx, self.state.knn_score, seeds, self.n_items, weights)
-            scores += w["cross_sell_knn"] * minmax(knn)
+            scores = scores + w["cross_sell_knn"] * minmax(knn)
+        if every:
+            parts.update(taste=raw_taste, knn=knn, cooc=cooc)
         return scores, seeds
+
+    def cross_sell_pool(self, ci: int | None, recent: np.ndarray,
+                        allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(the blend's top `CROSS_SELL_POOL` allowed items, their learnt features, the dense blend
+        with every item that may not be suggested at NEG), or None for a cold client (no taste:
+        the segment's list answers)."""
+        parts: dict[str, np.ndarray] = {}
+        scores, seeds = self._cross_sell_scores(ci, recent, parts)
+        if not parts:
+            return None
+        allowed = allowed & self._products
+        allowed[seeds] = False  # never what the client already bought
+        scores = np.where(allowed, scores, NEG)
+        pool = top_indices(scores, learnt.CROSS_SELL_POOL)
+        _, sl = self._history(ci)
+        counts = np.concatenate([self.state.hist_count[sl] if ci is not None else np.empty(0, np.float32),
+                                 np.ones(recent.size, np.float32)])
+        x = learnt.cross_sell_features(self.state, pool, scores, parts["taste"], parts["knn"], parts["cooc"],
+                                       seeds, counts)
+        return pool, x, scores
 
     def _cold_scores(self, ci: int | None) -> np.ndarray:
         """Unknown client: what their segment buys (or what everyone buys lately)."""
@@ -311,9 +342,19 @@ class Recommender:
 
     def _rank_cross_sell(self, ci: int | None, recent: np.ndarray, allowed: np.ndarray,
                          limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        scores, seeds = self._cross_sell_scores(ci, recent)
-        allowed = allowed & self._products
-        allowed[seeds] = False  # never what the client already bought
+        model = learnt.coefficients(self.weights, learnt.CROSS_SELL_PREFIX, learnt.CROSS_SELL_FEATURES)
+        pooled = self.cross_sell_pool(ci, recent, allowed) if model is not None else None
+        if pooled is not None:
+            # the blend finds the candidates and the learnt chance of a first purchase orders them;
+            # the rest follow in the blend's order, below every probability, so a list never runs short
+            pool, x, blend = pooled
+            scores = np.where(np.isfinite(blend), minmax(blend) - np.float32(2.0), NEG)
+            scores[pool] = learnt.probability(x, model)
+            allowed = np.isfinite(scores)
+        else:
+            scores, seeds = self._cross_sell_scores(ci, recent)
+            allowed = allowed & self._products
+            allowed[seeds] = False  # never what the client already bought
         ranked = rank_with_rules(scores, limit, allowed=allowed, groups=self.state.item_subcat,
                                  cap=int(self.weights["diversity_cap"]))
         return ranked, scores[ranked], scores
@@ -358,8 +399,12 @@ class Recommender:
         if w["replenish_knn"]:
             knn = scatter_neighbours(st.knn_idx, st.knn_score, hist, self.n_items, st.hist_recency[sl])[hist]
             base = base + w["replenish_knn"] * knn / max(float(knn.max()), 1e-9)
-        score = ((base + w["replenish_freq"] * freq) * (1.0 + w["replenish_due"] * np.clip(ratio, 0.0, 1.5))
-                 * (1.0 + w["replenish_repeat"] * st.item_repeat[hist]))
+        model = learnt.coefficients(w, learnt.REPLENISH_PREFIX, learnt.REPLENISH_FEATURES)
+        if model is not None:  # the chance of buying it again, learnt on the inner split
+            score = learnt.probability(learnt.replenishment_features(st, sl, hist), model)
+        else:
+            score = ((base + w["replenish_freq"] * freq) * (1.0 + w["replenish_due"] * np.clip(ratio, 0.0, 1.5))
+                     * (1.0 + w["replenish_repeat"] * st.item_repeat[hist]))
         keep = allowed[hist] & ~np.isin(hist, recent)
         score = np.where(keep, score, NEG)
         out = []

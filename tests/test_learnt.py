@@ -1,0 +1,101 @@
+"""Learnt rankings (replenishment, cross-sell re-ranking): the fit, and the rules they keep."""
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from factories import make_shop
+
+from training.candidates import precompute
+from training.config import TrainConfig
+from training.fit import fit_recommender
+from training.models.learnt import as_weights, fit_logistic
+from training.scoring import learnt
+from training.scoring.recommender import Recommender
+
+CONFIG = replace(TrainConfig(), als_factors=(8,), als_iterations=10, bundle_min_baskets=5, bundle_min_lift=1.5,
+                 threads=1)
+
+
+@pytest.fixture(scope="module")
+def shop():
+    return make_shop()
+
+
+@pytest.fixture(scope="module")
+def model(shop) -> Recommender:
+    tx, items, packages = shop
+    return fit_recommender(tx, items, packages, CONFIG)
+
+
+def with_weights(model: Recommender, weights: dict[str, float]) -> Recommender:
+    other = copy.copy(model)
+    other.weights = {**model.weights, **weights}
+    return other
+
+
+def test_logistic_fit_recovers_the_signal() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20_000, 3))
+    y = (rng.random(20_000) < 1 / (1 + np.exp(-(2.0 * x[:, 0] - 1.0 * x[:, 1] - 0.5)))).astype(float)
+    intercept, coef = fit_logistic(x, y, l2=0.0)
+    assert coef == pytest.approx([2.0, -1.0, 0.0], abs=0.1)
+    assert intercept == pytest.approx(-0.5, abs=0.1)
+    weights = as_weights("p.", ("a", "b", "c"), intercept, coef)
+    assert set(weights) == {"p.intercept", "p.a", "p.b", "p.c"}
+    assert learnt.coefficients(weights, "p.", ("a", "b", "c"))[1] == pytest.approx(coef)
+
+
+def test_no_coefficients_means_the_hand_blend(model) -> None:
+    assert learnt.coefficients(model.weights, learnt.REPLENISH_PREFIX, learnt.REPLENISH_FEATURES) is None
+    assert learnt.coefficients(model.weights, learnt.CROSS_SELL_PREFIX, learnt.CROSS_SELL_FEATURES) is None
+
+
+def test_learnt_replenishment_orders_by_its_coefficients(model) -> None:
+    by_count = as_weights(learnt.REPLENISH_PREFIX, learnt.REPLENISH_FEATURES, -1.0,
+                          np.eye(len(learnt.REPLENISH_FEATURES))[learnt.REPLENISH_FEATURES.index("log_count")])
+    learnt_model = with_weights(model, by_count)
+    got = learnt_model.suggest("due", "replenishment", 5)
+    counts = [learnt_model.state.hist_count[learnt_model.state.hist_indptr[learnt_model._client_pos["due"]]
+                                            + np.searchsorted(learnt_model._history(learnt_model._client_pos["due"])[0],
+                                                              learnt_model._item_pos[s["item_id"]])] for s in got]
+    assert counts == sorted(counts, reverse=True)
+    assert all(0.0 < s["score"] < 1.0 for s in got), "the score is a probability"
+    milk = next(s for s in got if s["item_id"] == "milk")
+    assert milk["due"] is True and milk["reason"].startswith("due: usually every 7 days")
+
+
+@pytest.fixture(scope="module")
+def learnt_cross_sell(model) -> Recommender:
+    coef = np.zeros(len(learnt.CROSS_SELL_FEATURES))
+    coef[learnt.CROSS_SELL_FEATURES.index("log_item_pop")] = -1.0  # the opposite of the blend's order
+    coef[learnt.CROSS_SELL_FEATURES.index("subcat_share")] = 2.0
+    return with_weights(model, as_weights(learnt.CROSS_SELL_PREFIX, learnt.CROSS_SELL_FEATURES, 0.0, coef))
+
+
+def test_learnt_cross_sell_keeps_the_rules(learnt_cross_sell, shop) -> None:
+    tx, _, _ = shop
+    for client in ("c00", "c31", "due"):
+        bought = set(tx.loc[tx["client_id"] == client, "item_id"])
+        got = [s["item_id"] for s in learnt_cross_sell.suggest(client, "cross_sell", 10)]
+        assert got, client
+        assert not bought & set(got), "never suggest what the client bought"
+        assert "discontinued" not in got
+        assert not {"care_basic", "care_premium"} & set(got)
+    scores = [s["score"] for s in learnt_cross_sell.suggest("c31", "cross_sell", 10)]
+    assert all(0.0 < v < 1.0 for v in scores), "the learnt chance orders the list, not the blend"
+    assert scores == sorted(scores, reverse=True)
+    first = learnt_cross_sell.suggest("c59", "cross_sell", 3)[0]["item_id"]
+    assert first not in [s["item_id"] for s in learnt_cross_sell.suggest("c59", "cross_sell", 3,
+                                                                         recent_purchases=[first])]
+    assert learnt_cross_sell.suggest("__nobody__", "cross_sell", 3), "a cold client still gets the segment's list"
+
+
+def test_learnt_cross_sell_candidates_equal_the_exact_answers(learnt_cross_sell) -> None:
+    served = copy.deepcopy(learnt_cross_sell)
+    precompute(served, size=20)
+    exact = served.without_candidates()
+    for client in served.client_ids[:40]:
+        assert served.suggest(str(client), "cross_sell", 10) == exact.suggest(str(client), "cross_sell", 10)
