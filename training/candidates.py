@@ -27,7 +27,7 @@ _shared: Recommender | None = None  # the model a forked worker ranks (inherited
 _shared_size = CANDIDATES
 
 
-def _rank_chunk(bounds: tuple[int, int]) -> tuple[int, dict[str, tuple[np.ndarray, np.ndarray]], int]:
+def _rank_chunk(bounds: tuple[int, int]) -> tuple[int, dict[str, dict[str, np.ndarray]], int]:
     assert _shared is not None
     return bounds[0], _shared.rank_candidates(range(*bounds), _shared_size), bounds[1] - bounds[0]
 
@@ -42,7 +42,9 @@ def precompute(rec: Recommender, size: int = CANDIDATES, workers: int = 1) -> fl
     started = time.perf_counter()
     n = len(rec.client_ids)
     kinds = rec.candidate_kinds()
-    merged = {k: (np.full((n, size), -1, dtype=np.int32), np.zeros((n, size), dtype=np.float32)) for k in kinds}
+    shapes = rec.rank_candidates(range(0), size)  # the arrays each kind stores, empty
+    merged = {k: {name: np.full((n, size), -1 if a.dtype.kind == "i" else 0, dtype=a.dtype) for name, a in arrays.items()}
+              for k, arrays in shapes.items()}
     chunks = [(lo, min(lo + CHUNK, n)) for lo in range(0, n, CHUNK)]
     bar = tqdm(total=n, desc="candidates", unit="client", mininterval=2.0, leave=False)
     _shared, _shared_size = rec, size
@@ -62,11 +64,11 @@ def precompute(rec: Recommender, size: int = CANDIDATES, workers: int = 1) -> fl
     return seconds
 
 
-def _merge(results: Any, merged: dict[str, tuple[np.ndarray, np.ndarray]], bar: tqdm) -> None:
+def _merge(results: Any, merged: dict[str, dict[str, np.ndarray]], bar: tqdm) -> None:
     for lo, part, count in results:
-        for kind, (idx, val) in part.items():
-            merged[kind][0][lo: lo + count] = idx
-            merged[kind][1][lo: lo + count] = val
+        for kind, arrays in part.items():
+            for name, array in arrays.items():
+                merged[kind][name][lo: lo + count] = array
         bar.update(count)
 
 

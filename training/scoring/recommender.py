@@ -23,7 +23,7 @@ import copy
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -51,6 +51,9 @@ ACTIVITY = ("active", "lapsing", "inactive")
 #: Kinds whose ranking for each known client is computed at training time, and how deep.
 CANDIDATE_KINDS = ("cross_sell", "upsell", "service_package")
 CANDIDATES = 50
+#: Neighbour lists a kind's reasons name their anchor from ("bought together with X"): the
+#: anchors of the stored lists are stored too, since finding them costs more than the ranking.
+REASON_LISTS = {"cross_sell": ("cooc_idx", "cooc_conf"), "service_package": ("service_idx", "service_score")}
 
 #: Blend weights per kind. Training chooses them on an inner time split (training.tuning) and
 #: stores the choice in the model's meta; these are the starting point and the fallback.
@@ -76,6 +79,14 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "diversity_cap": 3,          # at most this many suggestions per subcategory
     "upsell_cap": 3,             # the same rule for upsell lists
 }
+
+
+class Stored(NamedTuple):
+    """A client's answer read from the candidate lists: items, scores, reason anchors (if stored)."""
+
+    items: np.ndarray
+    scores: np.ndarray
+    anchors: tuple[np.ndarray, np.ndarray] | None
 
 
 class Recommender:
@@ -193,7 +204,8 @@ class Recommender:
         if kind in CANDIDATE_KINDS:
             fast = self._from_candidates(kind, ci, recent, category, exclude, limit)
             if fast is not None:
-                return self._answers(kind, ci, recent, *fast, explain=explain, limit=limit)
+                return self._answers(kind, ci, recent, fast.items, fast.scores, None, explain=explain, limit=limit,
+                                     anchors=fast.anchors)
         allowed = self._allowed(category=category, exclude=exclude)
         if kind == "replenishment":
             return self._replenishment(ci, recent, allowed, limit, explain)
@@ -207,41 +219,55 @@ class Recommender:
         return getattr(self, f"_rank_{kind}")(ci, recent, allowed, limit)
 
     def _answers(self, kind: str, ci: int | None, recent: np.ndarray, ranked: np.ndarray, values: np.ndarray,
-                 dense: np.ndarray | None, *, explain: bool, limit: int | None = None) -> list[Suggestion]:
-        return getattr(self, f"_{kind}_answers")(ci, recent, ranked, values, dense,
-                                                 explain=explain, limit=limit or len(ranked))
+                 dense: np.ndarray | None, *, explain: bool, limit: int | None = None,
+                 anchors: tuple[np.ndarray, np.ndarray] | None = None) -> list[Suggestion]:
+        """`anchors`: the reason anchors stored with the candidates (else found here)."""
+        return getattr(self, f"_{kind}_answers")(ci, recent, ranked, values, dense, explain=explain,
+                                                 limit=limit or len(ranked), anchors=anchors)
 
-    def rank_candidates(self, clients: range, size: int = CANDIDATES) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    def rank_candidates(self, clients: range, size: int = CANDIDATES) -> dict[str, dict[str, np.ndarray]]:
         """The exact `size`-deep rankings of `clients` for every kind answered from candidates:
-        {kind: (item indices -1 padded, scores)}. Training calls it (`training.candidates`)."""
+        {kind: {"items": indices -1 padded, "score": ..., and for kinds in REASON_LISTS "anchor",
+        "conf": each item's reason anchor}}. Training calls it (`training.candidates`)."""
         st = self.state
         empty = np.empty(0, dtype=np.int64)
-        out = {k: (np.full((len(clients), size), -1, dtype=np.int32), np.zeros((len(clients), size), dtype=np.float32))
-               for k in self.candidate_kinds()}
+        n = len(clients)
+        out: dict[str, dict[str, np.ndarray]] = {}
+        for kind in self.candidate_kinds():
+            out[kind] = {"items": np.full((n, size), -1, dtype=np.int32), "score": np.zeros((n, size), dtype=np.float32)}
+            if kind in REASON_LISTS:
+                out[kind].update(anchor=np.full((n, size), -1, dtype=np.int32), conf=np.zeros((n, size), dtype=np.float32))
         with threadpool_limits(1, "blas"):  # one small product per client: threads only cost
             for row, ci in enumerate(clients):
-                for kind, (idx, val) in out.items():
+                for kind, arrays in out.items():
                     ranked, values, _ = self._rank(kind, ci, empty, st.item_in_stock.copy(), size)
-                    idx[row, : ranked.size] = ranked
-                    val[row, : ranked.size] = values
+                    arrays["items"][row, : ranked.size] = ranked
+                    arrays["score"][row, : ranked.size] = values
+                    if kind in REASON_LISTS:
+                        idx_name, val_name = REASON_LISTS[kind]
+                        anchors, confs = strongest_seeds(getattr(st, idx_name), getattr(st, val_name),
+                                                         self._seeds(ci, empty), ranked)
+                        arrays["anchor"][row, : ranked.size] = anchors
+                        arrays["conf"][row, : ranked.size] = confs
         return out
 
     def candidate_kinds(self) -> list[str]:
         # business packages are scored from their members' dense scores: exact path only
         return [k for k in CANDIDATE_KINDS if k != "service_package" or len(self._packages) == 0]
 
-    def set_candidates(self, ranked: dict[str, tuple[np.ndarray, np.ndarray]], size: int) -> None:
+    def set_candidates(self, ranked: dict[str, dict[str, np.ndarray]], size: int) -> None:
         """Keep precomputed rankings (one row per known client) in the model's arrays.
 
         Why: a client's answer then needs no pass over the catalogue. The request only drops what
         it excludes from the stored list (`_from_candidates`); the exact path remains for what
         was not precomputed: unknown clients, just-bought items, a category filter, long lists.
         """
-        for kind, (idx, val) in ranked.items():
-            if idx.shape != (len(self.client_ids), size):
-                raise ValueError(f"{kind} candidates have shape {idx.shape}, expected {(len(self.client_ids), size)}")
-            self.state.extras[f"cand_{kind}"] = idx
-            self.state.extras[f"cand_{kind}_score"] = val
+        for kind, arrays in ranked.items():
+            for part, array in arrays.items():
+                if array.shape != (len(self.client_ids), size):
+                    raise ValueError(f"{kind} candidate {part} have shape {array.shape}, "
+                                     f"expected {(len(self.client_ids), size)}")
+                self.state.extras[f"cand_{kind}" if part == "items" else f"cand_{kind}_{part}"] = array
         self.meta["candidates"] = {"size": size, "kinds": sorted(ranked)}
         self._load_candidates()
 
@@ -253,13 +279,15 @@ class Recommender:
         return exact
 
     def _load_candidates(self) -> None:
-        self._candidates = {kind: (self.state.extras[f"cand_{kind}"], self.state.extras[f"cand_{kind}_score"])
+        extras = self.state.extras
+        self._candidates = {kind: (extras[f"cand_{kind}"], extras[f"cand_{kind}_score"],
+                                   extras.get(f"cand_{kind}_anchor"), extras.get(f"cand_{kind}_conf"))
                             for kind in self.meta.get("candidates", {}).get("kinds", [])
-                            if f"cand_{kind}" in self.state.extras}
+                            if f"cand_{kind}" in extras}
         self._candidate_size = int(self.meta.get("candidates", {}).get("size", 0))
 
     def _from_candidates(self, kind: str, ci: int | None, recent: np.ndarray, category: str | None,
-                         exclude: Sequence[str], limit: int) -> tuple[np.ndarray, np.ndarray, None] | None:
+                         exclude: Sequence[str], limit: int) -> Stored | None:
         """The stored ranking less the excluded items, or None where only the exact path is right.
 
         Dropping items keeps a capped list capped, so the answer equals the exact one except when
@@ -269,16 +297,15 @@ class Recommender:
         stored = self._candidates.get(kind)
         if stored is None or ci is None or recent.size or category:
             return None
-        row, values = stored[0][ci], stored[1][ci]
-        valid = row >= 0
-        full = bool(valid.all())  # a short list means the exact ranking had no more to give
-        row, values = row[valid], values[valid]
+        keep = stored[0][ci] >= 0
+        full = bool(keep.all())  # a short list means the exact ranking had no more to give
         if exclude:
-            keep = ~np.isin(row, self.item_index(exclude))
-            row, values = row[keep], values[keep]
-        if row.size < limit and full:
+            keep &= ~np.isin(stored[0][ci], self.item_index(exclude))
+        if keep.sum() < limit and full:
             return None
-        return row[:limit].astype(np.int64), values[:limit], None
+        chosen = np.flatnonzero(keep)[:limit]
+        row, values, anchors, confs = (None if a is None else a[ci][chosen] for a in stored)
+        return Stored(row.astype(np.int64), values, None if anchors is None else (anchors.astype(np.int64), confs))
 
     def _cross_sell_scores(self, ci: int | None, recent: np.ndarray,
                            parts: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -363,11 +390,12 @@ class Recommender:
         return np.concatenate([self._history(ci)[0], recent])
 
     def _cross_sell_answers(self, ci: int | None, recent: np.ndarray, ranked: np.ndarray, values: np.ndarray,
-                            dense: np.ndarray | None, *, explain: bool, limit: int) -> list[Suggestion]:
+                            dense: np.ndarray | None, *, explain: bool, limit: int,
+                            anchors: tuple[np.ndarray, np.ndarray] | None = None) -> list[Suggestion]:
         if not explain:
             return [self._suggestion(int(i), "cross_sell", v, "") for i, v in zip(ranked, values, strict=True)]
         seeds = self._seeds(ci, recent)
-        anchors, confs = strongest_seeds(self.state.cooc_idx, self.state.cooc_conf, seeds, ranked)
+        anchors, confs = anchors or strongest_seeds(self.state.cooc_idx, self.state.cooc_conf, seeds, ranked)
         return [self._suggestion(int(i), "cross_sell", v, self._cross_sell_reason(ci, seeds, int(i), int(a), float(c)))
                 for i, v, a, c in zip(ranked, values, anchors, confs, strict=True)]
 
@@ -459,7 +487,8 @@ class Recommender:
         return ranked, scores[ranked], scores
 
     def _upsell_answers(self, ci: int | None, recent: np.ndarray, ranked: np.ndarray, values: np.ndarray,
-                        dense: np.ndarray | None, *, explain: bool, limit: int) -> list[Suggestion]:
+                        dense: np.ndarray | None, *, explain: bool, limit: int,
+                        anchors: tuple[np.ndarray, np.ndarray] | None = None) -> list[Suggestion]:
         """Each upsell names what it replaces (the client's most bought item of that subcategory)
         and the price step; the trade-up count makes the reason when clients did move that way."""
         st = self.state
@@ -503,13 +532,14 @@ class Recommender:
         return ranked, scores[ranked], scores
 
     def _service_package_answers(self, ci: int | None, recent: np.ndarray, ranked: np.ndarray, values: np.ndarray,
-                                 dense: np.ndarray | None, *, explain: bool, limit: int) -> list[Suggestion]:
+                                 dense: np.ndarray | None, *, explain: bool, limit: int,
+                                 anchors: tuple[np.ndarray, np.ndarray] | None = None) -> list[Suggestion]:
         """Services, then package offers. Business packages are scored from their members' dense
         scores, so they are never answered from candidates (`dense` is then always given)."""
         st = self.state
         seeds = self._seeds(ci, recent)
         services = []
-        anchors, confs = strongest_seeds(st.service_idx, st.service_score, seeds, ranked)
+        anchors, confs = anchors or strongest_seeds(st.service_idx, st.service_score, seeds, ranked)
         for i, value, anchor, conf in zip(ranked.tolist(), values.tolist(), anchors.tolist(), confs.tolist(), strict=True):
             services.append(self._suggestion(i, "service_package", value,
                                              reasons.service_affinity(self._names[anchor] if conf >= 0.05 else None)))
