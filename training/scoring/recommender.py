@@ -81,6 +81,11 @@ DEFAULT_WEIGHTS: dict[str, float] = {
 }
 
 
+def _strings(table: Any, column: str) -> np.ndarray:
+    """A table's column as plain Python strings (empty table: empty array)."""
+    return table[column].astype(str).to_numpy(dtype=object) if len(table) else np.empty(0, dtype=object)
+
+
 class Stored(NamedTuple):
     """A client's answer read from the candidate lists: items, scores, reason anchors (if stored)."""
 
@@ -117,10 +122,8 @@ class Recommender:
         self._packages = state.packages
         self._bundles = state.bundles
         # plain arrays: a pandas row lookup costs ~0.1 ms, ten of them per answer was most of its time
-        self._bundle_ids = state.bundles["bundle_id"].astype(str).to_numpy(dtype=object) if len(state.bundles) else np.empty(0, object)
-        self._bundle_names = state.bundles["name"].astype(str).to_numpy(dtype=object) if len(state.bundles) else np.empty(0, object)
-        self._package_ids = state.packages["package_id"].astype(str).to_numpy(dtype=object) if len(state.packages) else np.empty(0, object)
-        self._package_names = state.packages["name"].astype(str).to_numpy(dtype=object) if len(state.packages) else np.empty(0, object)
+        self._bundle_ids, self._bundle_names = _strings(state.bundles, "bundle_id"), _strings(state.bundles, "name")
+        self._package_ids, self._package_names = _strings(state.packages, "package_id"), _strings(state.packages, "name")
         self.reg = float(state.meta.get("params", {}).get("regularization", 0.01))
         self._load_candidates()
 
