@@ -2,21 +2,18 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
 
 import numpy as np
 import pytest
-from factories import make_shop
+from factories import SHOP_CONFIG, make_shop
 
 from training.candidates import precompute
-from training.config import TrainConfig
 from training.fit import fit_recommender
 from training.models.learnt import as_weights, fit_logistic
 from training.scoring import learnt
 from training.scoring.recommender import Recommender
 
-CONFIG = replace(TrainConfig(), als_factors=(8,), als_iterations=10, bundle_min_baskets=5, bundle_min_lift=1.5,
-                 threads=1)
+CONFIG = SHOP_CONFIG
 
 
 @pytest.fixture(scope="module")

@@ -1,23 +1,20 @@
 """Each model on a small shop whose right answer is known (tests/factories.make_shop)."""
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-from factories import make_shop
+from factories import SHOP_CONFIG, make_shop
 
 from features.baskets import basket_matrix
 from features.matrix import IdIndex
-from training.config import TrainConfig
 from training.fit import fit_recommender
 from training.models.bundles import bought_together, mine_bundles
 from training.scoring.contract import KINDS
 from training.scoring.recommender import Recommender
 
-CONFIG = replace(TrainConfig(), als_factors=(8,), als_iterations=10, bundle_min_baskets=5, bundle_min_lift=1.5,
-                 threads=1)
+CONFIG = SHOP_CONFIG
 
 
 @pytest.fixture(scope="module")
