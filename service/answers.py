@@ -50,8 +50,7 @@ def encode(body: dict[str, Any]) -> str:
     this guards the odd client or item, not a broken model."""
     text = json.dumps(body, default=json_default)
     if "NaN" in text or "Infinity" in text:
-        parsed = json.loads(text)
-        cleaned = _finite(parsed)
+        cleaned = _finite(json.loads(text))
         if cleaned != json.loads(text, parse_constant=lambda _: None):
             logger.warning("dropped suggestions with non-finite scores", extra={"model_version": body.get("model_version")})
         return json.dumps(cleaned)

@@ -24,12 +24,13 @@ log = logging.getLogger(__name__)
 CHUNK = 128
 
 _shared: Recommender | None = None  # the model a forked worker ranks (inherited, not pickled)
-_shared_size = CANDIDATES
 
 
-def _rank_chunk(bounds: tuple[int, int]) -> tuple[int, dict[str, dict[str, np.ndarray]], int]:
+def _rank_chunk(chunk: tuple[int, int, int]) -> tuple[int, dict[str, dict[str, np.ndarray]], int]:
+    """(first client, rankings, clients) of the clients lo..hi, `size` deep."""
+    lo, hi, size = chunk
     assert _shared is not None
-    return bounds[0], _shared.rank_candidates(range(*bounds), _shared_size), bounds[1] - bounds[0]
+    return lo, _shared.rank_candidates(range(lo, hi), size), hi - lo
 
 
 def precompute(rec: Recommender, size: int = CANDIDATES, workers: int = 1) -> float:
@@ -38,16 +39,16 @@ def precompute(rec: Recommender, size: int = CANDIDATES, workers: int = 1) -> fl
     `workers` > 1 forks that many processes (each reads the parent's arrays copy-on-write; only
     the small result arrays travel back). Returns the seconds taken.
     """
-    global _shared, _shared_size
+    global _shared
     started = time.perf_counter()
     n = len(rec.client_ids)
     kinds = rec.candidate_kinds()
     shapes = rec.rank_candidates(range(0), size)  # the arrays each kind stores, empty
     merged = {k: {name: np.full((n, size), -1 if a.dtype.kind == "i" else 0, dtype=a.dtype) for name, a in arrays.items()}
               for k, arrays in shapes.items()}
-    chunks = [(lo, min(lo + CHUNK, n)) for lo in range(0, n, CHUNK)]
+    chunks = [(lo, min(lo + CHUNK, n), size) for lo in range(0, n, CHUNK)]
     bar = tqdm(total=n, desc="candidates", unit="client", mininterval=2.0, leave=False)
-    _shared, _shared_size = rec, size
+    _shared = rec
     try:
         if workers > 1 and n > CHUNK and "fork" in multiprocessing.get_all_start_methods():
             with multiprocessing.get_context("fork").Pool(workers) as pool:

@@ -287,7 +287,6 @@ class Recommender:
                                    extras.get(f"cand_{kind}_anchor"), extras.get(f"cand_{kind}_conf"))
                             for kind in self.meta.get("candidates", {}).get("kinds", [])
                             if f"cand_{kind}" in extras}
-        self._candidate_size = int(self.meta.get("candidates", {}).get("size", 0))
 
     def _from_candidates(self, kind: str, ci: int | None, recent: np.ndarray, category: str | None,
                          exclude: Sequence[str], limit: int) -> Stored | None:

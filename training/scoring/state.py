@@ -99,8 +99,8 @@ class ModelState:
         (folder / "meta.json").write_text(json.dumps({**self.meta, "model_format": MODEL_FORMAT}, indent=2, default=str))
 
     @classmethod
-    def load(cls, folder: str | Path, mmap: bool = True) -> ModelState:
-        """`mmap`: map the arrays copy-on-write instead of reading them (see the module docstring)."""
+    def load(cls, folder: str | Path) -> ModelState:
+        """Format 2 arrays are mapped copy-on-write, not read (see the module docstring)."""
         folder = Path(folder)
         meta = json.loads((folder / "meta.json").read_text())
         if meta.get("model_format") not in READABLE_FORMATS:
@@ -110,7 +110,7 @@ class ModelState:
             with np.load(folder / "arrays.npz", allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
         else:
-            arrays = {path.stem: np.load(path, mmap_mode="c" if mmap else None, allow_pickle=False).view(np.ndarray)
+            arrays = {path.stem: np.load(path, mmap_mode="c", allow_pickle=False).view(np.ndarray)
                       for path in sorted((folder / "arrays").glob("*.npy"))}
         extras = {k.removeprefix("extra__"): arrays.pop(k) for k in list(arrays) if k.startswith("extra__")}
         tables = {name: pd.read_parquet(folder / f"{name}.parquet") for name in cls.TABLES}
