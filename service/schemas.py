@@ -30,7 +30,7 @@ from pydantic import (
 
 from service.config import Settings
 
-#: Kinds a client can ask for (copied from training/scoring/contract.py: the service never imports it).
+#: Kinds a client can ask for (copied from scoring/contract.py: the service never imports it).
 KINDS: tuple[str, ...] = ("cross_sell", "upsell", "service_package", "replenishment")
 EVENT_TYPES: tuple[str, ...] = ("view", "cart", "purchase", "impression", "click")
 MAX_ID_LENGTH = 128

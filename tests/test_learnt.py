@@ -10,8 +10,8 @@ from factories import SHOP_CONFIG, make_shop
 from training.candidates import precompute
 from training.fit import fit_recommender
 from training.models.learnt import as_weights, fit_logistic
-from training.scoring import learnt
-from training.scoring.recommender import Recommender
+from scoring import learnt
+from scoring.recommender import Recommender
 
 CONFIG = SHOP_CONFIG
 

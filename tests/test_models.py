@@ -11,8 +11,8 @@ from features.baskets import basket_matrix
 from features.matrix import IdIndex
 from training.fit import fit_recommender
 from training.models.bundles import bought_together, mine_bundles
-from training.scoring.contract import KINDS
-from training.scoring.recommender import Recommender
+from scoring.contract import KINDS
+from scoring.recommender import Recommender
 
 CONFIG = SHOP_CONFIG
 
@@ -143,7 +143,7 @@ def test_smoke_check_refuses_nan_factors(model, tmp_path: Path) -> None:
 
 
 def test_strongest_seeds_picks_the_strongest_anchor_per_target() -> None:
-    from training.scoring.ranking import strongest_seeds
+    from scoring.ranking import strongest_seeds
 
     idx = np.array([[1, 2, -1], [2, 3, 1], [0, 0, 0], [1, 3, 2]], dtype=np.int32)
     val = np.array([[0.9, 0.1, 0], [0.5, 0.4, 0.2], [0, 0, 0], [0.3, 0.8, 0.6]], dtype=np.float32)

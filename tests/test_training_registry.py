@@ -145,7 +145,7 @@ def test_no_champion_means_none(tmp_path: Path) -> None:
 def test_a_worse_model_does_not_replace_the_champion(trained) -> None:
     """Through the real registry: a version whose scores fall below the champion's gets @challenger."""
     from training.registry import log_and_register
-    from training.scoring.recommender import Recommender
+    from scoring.recommender import Recommender
 
     config, first, *_ = trained
     client = MlflowClient(config.tracking_uri)

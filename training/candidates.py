@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from training.scoring.recommender import CANDIDATES, Recommender
+from scoring.recommender import CANDIDATES, Recommender
 
 log = logging.getLogger(__name__)
 CHUNK = 128

@@ -32,8 +32,8 @@ from training.models.bundles import (
 from training.models.cf import CFParams, fit_cf
 from training.models.knn import client_neighbours
 from training.models.upsell import trade_up_counts, upsell_table
-from training.scoring.recommender import ABC, Recommender
-from training.scoring.state import ModelState
+from scoring.recommender import ABC, Recommender
+from scoring.state import ModelState
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits
 from training.config import TrainConfig
 from training.fit import fit_recommender
 from training.models.cf import CFParams
-from training.scoring.recommender import Recommender
+from scoring.recommender import Recommender
 from training.tasks import HOLDOUT_TASKS, TaskQueries, TrainContext
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import pandas as pd
 from training.config import TrainConfig
 from training.fit import default_cf_params, fit_recommender
 from training.models.cf import tune_cf
-from training.scoring.recommender import Recommender
+from scoring.recommender import Recommender
 from training.tuning import tune_weights
 
 log = logging.getLogger(__name__)

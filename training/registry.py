@@ -20,14 +20,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from training.config import TrainConfig
-from training.scoring.pyfunc import ARTIFACT_KEY, RecommenderPyfunc
-from training.scoring.recommender import Recommender
+from scoring.pyfunc import ARTIFACT_KEY, RecommenderPyfunc
+from scoring.recommender import Recommender
 
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
-#: Scoring code shipped inside the model (imports of `training.scoring` need `features` too).
-CODE_PATHS = [str(ROOT / "training"), str(ROOT / "features")]
+#: Scoring code shipped inside the model (imports of `scoring` need `features` too).
+CODE_PATHS = [str(ROOT / "scoring")]
 PIP_REQUIREMENTS = ["numpy>=1.26,<3", "pandas>=2.1,<4", "pyarrow>=14", "scipy>=1.11,<2", "mlflow>=3,<4"]
 
 

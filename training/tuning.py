@@ -21,9 +21,9 @@ from training.metrics import score_rankings
 from training.model_ranker import ModelRanker
 from training.models.cf import CFParams
 from training.models.learnt import as_weights, fit_logistic
-from training.scoring import learnt
-from training.scoring.ranking import rank_with_rules
-from training.scoring.recommender import DEFAULT_WEIGHTS
+from scoring import learnt
+from scoring.ranking import rank_with_rules
+from scoring.recommender import DEFAULT_WEIGHTS
 from training.split import SplitError, time_split
 from training.tasks import HOLDOUT_TASKS, Skipped, TaskQueries, TrainContext, build_tasks, without_held_out
 

@@ -1,4 +1,4 @@
-"""Fit learnt scores (`training.scoring.learnt`): a logistic regression of "bought in the next
+"""Fit learnt scores (`scoring.learnt`): a logistic regression of "bought in the next
 days" over a ranking's features, on the inner time split only."""
 from __future__ import annotations
 

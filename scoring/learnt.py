@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.scoring.state import ModelState
+from scoring.state import ModelState
 
 #: Replenishment: which of the client's own items are bought again. Counts and ages enter as log1p.
 REPLENISH_FEATURES = (

@@ -28,9 +28,9 @@ from typing import Any, NamedTuple
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from training.scoring import learnt, reasons
-from training.scoring.contract import KINDS, Suggestion
-from training.scoring.ranking import (
+from scoring import learnt, reasons
+from scoring.contract import KINDS, Suggestion
+from scoring.ranking import (
     NEG,
     als_user_solve,
     member_of,
@@ -41,7 +41,7 @@ from training.scoring.ranking import (
     strongest_seeds,
     top_indices,
 )
-from training.scoring.state import ModelState
+from scoring.state import ModelState
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class Stored(NamedTuple):
 
 
 class Recommender:
-    """Implements `training.scoring.contract.SuggestionModel` over a `ModelState`."""
+    """Implements `scoring.contract.SuggestionModel` over a `ModelState`."""
 
     def __init__(self, state: ModelState) -> None:
         self.state = state

@@ -13,8 +13,8 @@ import mlflow.pyfunc
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from training.scoring.contract import KINDS
-from training.scoring.recommender import Recommender
+from scoring.contract import KINDS
+from scoring.recommender import Recommender
 
 INPUT_COLUMNS = ("client_id", "kind", "limit")
 OUTPUT_COLUMNS = ("client_id", "kind", "rank", "item_id", "name", "score", "price", "reason")
