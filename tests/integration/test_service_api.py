@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from service_model_double import CatalogueRecommender
+from support.service_model_double import CatalogueRecommender
 
 from service.app import create_app
 from service.config import Settings

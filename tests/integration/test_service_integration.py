@@ -1,17 +1,12 @@
 """The service against a real `mlflow server`, a real redis-server and, at the end, over real HTTP.
 
 Each test registers its own model name in the session's MLflow server (versions of the contract
-double in service_model_double.py, logged with their code), so tests do not see each other's
+double in support/service_model_double.py, logged with their code), so tests do not see each other's
 aliases. Redis is flushed per test by the `redis_url` fixture.
 """
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,32 +16,20 @@ from typing import Any
 import pytest
 import redis
 import requests
-from conftest import ROOT, RedisServer, free_port, wait_for_port
 from flask import Flask
-from service_model_double import register_double
+from support.processes import RedisServer, free_port, wait_until
+from support.service_model_double import register_double
+from support.service_process import Service
 
 from service.app import create_app
 from service.config import Settings
 from service.metrics import RELOADS
 from service.redis_store import MODEL_UPDATES_CHANNEL, Keys
 
-pytestmark = pytest.mark.integration
-
 READ_KEY = "integration-read-key"
 ADMIN_KEY = "integration-admin-key"
 READ = {"X-API-Key": READ_KEY}
 ADMIN = {"X-API-Key": ADMIN_KEY}
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met within {timeout}s")
-        time.sleep(interval)
 
 
 @pytest.fixture()
@@ -276,48 +259,14 @@ def test_nothing_registered_means_503_until_a_version_appears(make_app: Callable
 
 # ---- real processes over HTTP ----
 
-def _start(command: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT) -> subprocess.Popen:
-    return subprocess.Popen(command, cwd=cwd, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)  # our own session: gunicorn, its workers, its redis
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-
-
-def _workers_serving(base: str) -> dict[str, str]:
-    """pid -> model version of every live worker, from the multiprocess crm_model_version gauge."""
-    found = {}
-    for line in requests.get(f"{base}/metrics", timeout=5).text.splitlines():
-        match = re.match(r'crm_model_version\{.*pid="(\d+)".*\} (\S+)', line)
-        if match:
-            found[match.group(1)] = str(int(float(match.group(2))))
-    return found
-
-
-def _all_workers_serve(base: str, version: str, workers: int = 2) -> bool:
-    serving = _workers_serving(base)
-    return len(serving) == workers and set(serving.values()) == {version}
-
-
 @pytest.mark.slow
 def test_gunicorn_serves_over_http_and_every_worker_follows_the_alias(
         tmp_path: Path, service_env: dict[str, str], first_version: str, mlflow_server: str,
         model_name: str, redis_url: str) -> None:
-    port = free_port()
-    env = {**os.environ, **service_env, "PORT": str(port), "WORKERS": "2",
-           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus")}
-    proc = _start([sys.executable, "-m", "gunicorn", "-c", "service/gunicorn.conf.py"], env, tmp_path / "gunicorn.log")
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_port(port, timeout=60, proc=proc)
-        wait_until(lambda: _all_workers_serve(base, first_version), timeout=90, interval=0.5)
+    service = Service(tmp_path, {**service_env, "WORKERS": "2"}, "gunicorn")
+    base = service.base
+    with service.start(ready=False, timeout=60):
+        service.wait_serving(first_version, timeout=90)
 
         response = requests.get(f"{base}/v1/clients/c1/suggestions?kind=cross_sell", headers={**READ, "X-Request-ID": "gunicorn-1"},
                                 timeout=5)
@@ -334,14 +283,12 @@ def test_gunicorn_serves_over_http_and_every_worker_follows_the_alias(
         second = register_double(mlflow_server, model_name, tag="second")
         with redis.Redis.from_url(redis_url) as r:
             r.publish(MODEL_UPDATES_CHANNEL, json.dumps({"name": model_name, "alias": "champion", "version": second}))
-        wait_until(lambda: _all_workers_serve(base, second), timeout=60, interval=0.5)
+        service.wait_serving(second, timeout=60)
 
         metrics = requests.get(f"{base}/metrics", timeout=5).text
         assert "crm_http_requests_total" in metrics and "crm_model_version" in metrics
         assert requests.get(f"{base}/openapi.json", timeout=5).json()["openapi"] == "3.1.0"
-    finally:
-        _stop(proc)
-    log = (tmp_path / "gunicorn.log").read_text()
+    log = service.log_text()
     request_lines = [json.loads(line) for line in log.splitlines() if line.startswith("{") and '"request"' in line]
     assert any(entry.get("request_id") == "gunicorn-1" for entry in request_lines)
 
@@ -349,25 +296,19 @@ def test_gunicorn_serves_over_http_and_every_worker_follows_the_alias(
 @pytest.mark.slow
 def test_run_demo_starts_its_own_redis_and_serves_without_keys(
         tmp_path: Path, service_env: dict[str, str], first_version: str) -> None:
-    port = free_port()
-    env = {**os.environ, **service_env, "PORT": str(port), "WORKERS": "1", "REDIS_URL": "", "API_KEYS": "",
-           "ADMIN_API_KEYS": ""}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     workdir = tmp_path / "demo"  # run_demo keeps its redis files under ./var
     workdir.mkdir()
-    proc = _start([sys.executable, "-m", "service.run_demo"], env, tmp_path / "demo.log", cwd=workdir)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_port(port, timeout=90, proc=proc)
+    env = {**service_env, "WORKERS": "1", "REDIS_URL": "", "API_KEYS": "", "ADMIN_API_KEYS": ""}
+    demo = Service(tmp_path, env, "demo", demo=True, cwd=workdir)
+    base, port = demo.base, demo.port
+    with demo.start(ready=False, timeout=90):
         ready = wait_until(lambda: requests.get(f"{base}/readyz", timeout=5).json().get("model"), timeout=60)
         assert ready["version"] == first_version
         assert requests.get(f"{base}/readyz", timeout=5).json()["redis"] == "up"
         event = [{"client_id": "c1", "item_id": "mug", "type": "view", "timestamp": "2024-05-01T10:00:00Z"}]
         assert requests.post(f"{base}/v1/events", json=event, timeout=5).status_code == 202
         assert requests.get(f"{base}/v1/clients/c1/suggestions", timeout=5).status_code == 200
-    finally:
-        _stop(proc)
-    output = (tmp_path / "demo.log").read_text()
+    output = demo.log_text()
     assert "started redis-server" in output and f"curl -s http://127.0.0.1:{port}/readyz" in output
     assert (workdir / "var" / "redis").is_dir()
 

@@ -5,21 +5,20 @@ then calls every suggestion endpoint through real HTTP and checks the answers ma
 """
 from __future__ import annotations
 
-import os
-import sys
 import uuid
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import requests
-from conftest import free_port, wait_for_port
-from test_service_integration import _start, _stop, wait_until
+from support.processes import wait_until
+from support.service_process import Service
 
+from scoring.contract import KINDS
 from training.config import TrainConfig
 from training.train import train
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -49,28 +48,25 @@ def test_gunicorn_serves_the_real_model(tmp_path: Path, registered: tuple[str, d
     name, summary = registered
     tx = pd.read_parquet(slice_dir / "transactions.parquet")
     client = tx["client_id"].value_counts().index[0]
-    port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server, "MODEL_NAME": name, "REDIS_URL": redis_url,
-           "AUTH_DISABLED": "true", "PORT": str(port), "WORKERS": "2",
-           "MODEL_CACHE_DIR": str(tmp_path / "cache"), "SERVICE_STATE_DIR": str(tmp_path / "state"),
-           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
-    proc = _start([sys.executable, "-m", "gunicorn", "-c", "service/gunicorn.conf.py"], env, tmp_path / "g.log")
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_port(port, timeout=90, proc=proc)
+    env = {"MLFLOW_TRACKING_URI": mlflow_server, "MODEL_NAME": name, "REDIS_URL": redis_url,
+           "AUTH_DISABLED": "true", "WORKERS": "2",
+           "MODEL_CACHE_DIR": str(tmp_path / "cache"), "SERVICE_STATE_DIR": str(tmp_path / "state")}
+    service = Service(tmp_path, env, "g")
+    base = service.base
+    with service.start(ready=False, timeout=90):
         # a worker gives its first load a head start before it accepts: the first poll may wait
         wait_until(lambda: _status(f"{base}/readyz") == 200, timeout=120, interval=0.5)
         ready = requests.get(f"{base}/readyz", timeout=5).json()
         assert summary["version"] in str(ready)
 
-        for kind in ("cross_sell", "upsell", "service_package", "replenishment"):
+        for kind in KINDS:
             answer = requests.get(f"{base}/v1/clients/{client}/suggestions", params={"kind": kind, "limit": 5},
                                   timeout=10)
             assert answer.status_code == 200, answer.text
             body = answer.json()
             assert body["cold_start"] is False and body["segment"]["abc"] in {"A", "B", "C"}
-            for s in body["suggestions"]:
-                assert s["reason"] and s["item_id"]
+            assert body["suggestions"], f"the busiest client of the slice gets no {kind}"
+            assert all(s["reason"] and s["item_id"] for s in body["suggestions"]), kind
         cross = requests.get(f"{base}/v1/clients/{client}/suggestions?kind=cross_sell&limit=5", timeout=10).json()
         first = cross["suggestions"][0]["item_id"]
         bought = set(tx.loc[tx["client_id"] == client, "item_id"])
@@ -94,5 +90,3 @@ def test_gunicorn_serves_the_real_model(tmp_path: Path, registered: tuple[str, d
         for _ in range(4):  # whichever worker answers
             again = requests.get(f"{base}/v1/clients/{client}/suggestions?kind=cross_sell&limit=5", timeout=10).json()
             assert first not in {s["item_id"] for s in again["suggestions"]}
-    finally:
-        _stop(proc)

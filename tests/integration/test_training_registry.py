@@ -12,12 +12,11 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from support.processes import ROOT
 
 from training.config import TrainConfig
 from training.registry import gate
 from training.train import train
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _result(model: float, popularity: float, champion: float | None = None) -> dict:
@@ -144,8 +143,8 @@ def test_no_champion_means_none(tmp_path: Path) -> None:
 
 def test_a_worse_model_does_not_replace_the_champion(trained) -> None:
     """Through the real registry: a version whose scores fall below the champion's gets @challenger."""
-    from training.registry import log_and_register
     from scoring.recommender import Recommender
+    from training.registry import log_and_register
 
     config, first, *_ = trained
     client = MlflowClient(config.tracking_uri)
@@ -164,17 +163,16 @@ def test_mlflow_models_serve_answers_with_the_registered_artifact(trained, tmp_p
     import os
 
     import requests
-    from conftest import free_port, wait_for_port
+    from support.processes import free_port, start_process, stop_process, wait_for_port
 
     config, first, *_ = trained
     port = free_port()
     # mlflow starts `uvicorn` by name: the venv's bin/ must be on PATH, as in an activated venv
     env = {**os.environ, "MLFLOW_TRACKING_URI": config.tracking_uri,
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/crm-test/{first['version']}",
-                             "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                            env=env, stdout=open(tmp_path / "serve.log", "wb"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = start_process([sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/crm-test/{first['version']}",
+                          "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                         env, tmp_path / "serve.log")
     try:
         wait_for_port(port, timeout=120, proc=proc)
         body = {"dataframe_split": {"columns": ["client_id", "kind", "limit"], "data": [["nobody", "cross_sell", 3]]}}
@@ -186,9 +184,7 @@ def test_mlflow_models_serve_answers_with_the_registered_artifact(trained, tmp_p
         rows = answer.json()["predictions"]
         assert len(rows) == 3 and {"item_id", "reason", "score"} <= set(rows[0])
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, 15)
-            proc.wait(timeout=30)
+        stop_process(proc)
 
 
 def test_artifacts_live_next_to_the_sqlite_store(trained) -> None:

@@ -22,11 +22,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, RedisServer
-from test_reliability_doubles import register_variant
-from test_reliability_harness import ADMIN_KEY, FULL, Figures, Service, figures, service_env  # noqa: F401
-
-pytestmark = [pytest.mark.integration, pytest.mark.reliability]
+from support.processes import ROOT, RedisServer
+from support.reliability_doubles import register_variant
+from support.reliability_harness import ADMIN_KEY, FULL, Figures, service_env
+from support.service_process import Service
 
 EXAMPLES_PER_OPERATION = 150 if FULL else 10
 MIN_CASES = 1000 if FULL else 150

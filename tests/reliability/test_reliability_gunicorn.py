@@ -24,22 +24,19 @@ from pathlib import Path
 
 import pytest
 import requests
-from test_reliability_doubles import register_variant
-from test_reliability_harness import (
+from support.processes import wait_until
+from support.reliability_doubles import register_variant
+from support.reliability_harness import (
     ADMIN,
     READ,
     SUGGESTION_ENDPOINTS,
     Figures,
     LoadGenerator,
-    Service,
-    figures,  # noqa: F401 - fixture
     percentile,
     scaled,
     service_env,
 )
-from test_service_integration import wait_until
-
-pytestmark = [pytest.mark.integration, pytest.mark.reliability]
+from support.service_process import Service
 
 READ_TIMEOUT = 2.0
 THREADS = 4

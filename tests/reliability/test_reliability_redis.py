@@ -16,22 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import RedisServer
-from test_reliability_doubles import register_variant
-from test_reliability_harness import (
+from support.processes import RedisServer, wait_until
+from support.reliability_doubles import register_variant
+from support.reliability_harness import (
     SUGGESTION_ENDPOINTS,
     Figures,
     LoadGenerator,
-    Service,
     TcpProxy,
-    figures,  # noqa: F401 - fixture
     percentile,
     scaled,
     service_env,
 )
-from test_service_integration import wait_until
-
-pytestmark = [pytest.mark.integration, pytest.mark.reliability]
+from support.service_process import Service
 
 REDIS_TIMEOUT = 0.1
 REDIS_RETRY = 1.0

@@ -27,26 +27,21 @@ from pathlib import Path
 import pytest
 import redis
 import requests
-from conftest import RedisServer
-from test_reliability_doubles import BROKEN, register_variant
-from test_reliability_harness import (
+from support.processes import RedisServer, wait_until
+from support.reliability_doubles import BROKEN, register_variant
+from support.reliability_harness import (
     ADMIN,
     READ,
     SUGGESTION_ENDPOINTS,
     Figures,
     LoadGenerator,
-    Service,
     TcpProxy,
-    figures,  # noqa: F401 - fixture
     scaled,
     service_env,
-    services,  # noqa: F401 - fixture
 )
-from test_service_integration import wait_until
+from support.service_process import Service
 
 from service.redis_store import MODEL_UPDATES_CHANNEL
-
-pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 
 @dataclass

@@ -31,11 +31,9 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import ROOT
 from mlflow import MlflowClient
-from test_reliability_harness import FULL, Figures, figures, scaled  # noqa: F401 - fixture
-
-pytestmark = [pytest.mark.integration, pytest.mark.reliability]
+from support.processes import ROOT
+from support.reliability_harness import FULL, Figures, scaled
 
 HEADER = "client_id,item_id,timestamp,quantity,price\n"
 EVENT_ROW = "{c},{i},2017-06-0{d}T10:00:00Z,1,2.5\n"

@@ -33,14 +33,12 @@ import pandas as pd
 import pytest
 import redis
 import requests
-from conftest import ROOT, RedisServer
-from test_reliability_doubles import register_variant
-from test_reliability_harness import Figures, Service, TcpProxy, figures, service_env  # noqa: F401
-from test_service_integration import wait_until
+from support.processes import ROOT, RedisServer, wait_until
+from support.reliability_doubles import register_variant
+from support.reliability_harness import Figures, TcpProxy, service_env
+from support.service_process import Service
 
 from service.redis_store import Keys
-
-pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 KEYS = {name: f"sec-{name}-{uuid.uuid4().hex[:12]}" for name in
         ("matrix-read", "logs-read", "rate-a", "rate-b", "rate-down", "erase-read")}

@@ -1,11 +1,13 @@
 """Model versions for the fault tests: one that says which version answered, and broken ones.
 
-`TaggedRecommender` is the catalogue double of service_model_double.py with every suggestion
+`TaggedRecommender` is the catalogue double of support/service_model_double.py with every suggestion
 stamped with its version (`version_tag`), so a test can prove that no answer mixes two versions;
 a client id `slow-<seconds>` makes `suggest` take that long (an in-flight request for the drain
 test). `register_variant` logs one of these (or a broken one) to a real MLflow registry with its
-code, as the trainer would, and moves @champion to it. The tests below check, in-process, that
-the service's checks accept the good one and reject every broken one.
+code (the whole support/ package, so a service process imports `support.reliability_doubles`
+as this process does), as the trainer would, and moves @champion to it.
+tests/unit/test_reliability_doubles.py checks that the service's checks accept the good one and
+reject every broken one.
 """
 from __future__ import annotations
 
@@ -17,12 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
-import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from service_model_double import CatalogueRecommender
 
-from service.model_store import ModelRejected, check_recommender
+from support.service_model_double import CODE_PATHS, CatalogueRecommender
 
 #: Every way a version can be broken that the service must refuse (corrupt_artifact is handled
 #: at registration: its pickle is overwritten with garbage).
@@ -105,7 +105,7 @@ def register_variant(tracking_uri: str, name: str, variant: str = "tagged", alia
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp) / "model"
         mlflow.pyfunc.save_model(str(model_dir), python_model=VariantPyfunc(variant, tag),
-                                 code_paths=[__file__, str(Path(__file__).with_name("service_model_double.py"))],
+                                 code_paths=CODE_PATHS,
                                  pip_requirements=["mlflow"])
         if variant == "corrupt_artifact":
             (model_dir / "python_model.pkl").write_bytes(b"\x80\x05 this is not a pickle" * 10)
@@ -117,16 +117,3 @@ def register_variant(tracking_uri: str, name: str, variant: str = "tagged", alia
     if alias:
         client.set_registered_model_alias(name, alias, version)
     return version
-
-
-def test_tagged_double_passes_the_service_checks_and_stamps_every_answer() -> None:
-    model = TaggedRecommender(tag="4")
-    check_recommender(model)
-    assert {s["version_tag"] for s in model.suggest("c1", "cross_sell")} == {"4"}
-    assert {s["version_tag"] for part in ("complete", "upsell", "bundles") for s in model.cart(["coffee"])[part]} == {"4"}
-
-
-@pytest.mark.parametrize("variant", [v for v in BROKEN if v != "corrupt_artifact"])
-def test_every_broken_variant_is_rejected_by_the_service_checks(variant: str) -> None:
-    with pytest.raises(ModelRejected):
-        check_recommender(make_recommender(variant, "9"))

@@ -1,7 +1,7 @@
 """What the fault, fuzz and security tests share: real processes to start and break, steady
 traffic, and the summary table of their figures.
 
-- `Service` runs the service under gunicorn (service/gunicorn.conf.py) as `make run` does.
+- `service_env` is the environment of a service under test (support/service_process.py runs it).
 - `TcpProxy` sits between the service and Redis or the MLflow server: it can delay every chunk
   (a slow neighbour) or stop listening and cut its connections (an unreachable one).
 - `LoadGenerator` sends steady traffic from a few threads for a bounded time and keeps every
@@ -10,26 +10,24 @@ traffic, and the summary table of their figures.
   in one table at the end (and writes RELIABILITY_SUMMARY as JSON when that is set).
 
 Short by default; RELIABILITY_FULL=1 (set by `make reliability`) runs longer phases and more
-cases. The tests at the bottom check the proxy and the load generator themselves.
+cases. The fixtures (`figures`, `services`) live in tests/reliability/conftest.py; the proxy and
+the load generator are checked in tests/integration/test_reliability_harness.py.
 """
 from __future__ import annotations
 
 import json
 import os
-import re
 import socket
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from conftest import free_port, wait_for_port
-from test_service_integration import _start, _stop, _workers_serving, wait_until
+
+from support.processes import free_port
 
 FULL = os.environ.get("RELIABILITY_FULL", "").strip().lower() in {"1", "true", "yes"}
 READ_KEY = "reliability-read-key-5b0c1f"
@@ -105,14 +103,6 @@ class Figures:
         if isinstance(value, float):
             value = f"{value:.3f}"
         self.node.user_properties.append(("figure", {"label": label, "value": str(value)[:200], "bound": bound}))
-
-
-@pytest.fixture()
-def figures(request: pytest.FixtureRequest) -> Figures:
-    manager = request.config.pluginmanager
-    if manager.get_plugin(ReliabilityReport.name) is None:
-        manager.register(ReliabilityReport(), ReliabilityReport.name)
-    return Figures(request.node)
 
 
 # ---- a proxy that can be slow or down ----
@@ -239,12 +229,12 @@ class Outcome:
         return bool(self.versions_in_body - {self.version})
 
 
-def _tags(node: Any) -> set[str]:
+def version_tags(node: Any) -> set[str]:
     if isinstance(node, dict):
         found = {str(node["version_tag"])} if "version_tag" in node else set()
-        return found.union(*(_tags(value) for value in node.values()))
+        return found.union(*(version_tags(value) for value in node.values()))
     if isinstance(node, list):
-        return set().union(*(_tags(value) for value in node)) if node else set()
+        return set().union(*(version_tags(value) for value in node)) if node else set()
     return set()
 
 
@@ -265,7 +255,7 @@ def send(session: requests.Session, base: str, call: Call, headers: dict[str, st
                and isinstance(body, dict) and {"type", "title", "status", "detail"} <= set(body))
     version = body.get("model_version") if isinstance(body, dict) else None
     return Outcome(call.name, started, seconds, response.status_code, cache=response.headers.get("X-Cache"),
-                   version=version, versions_in_body=frozenset(_tags(body)), problem=problem)
+                   version=version, versions_in_body=frozenset(version_tags(body)), problem=problem)
 
 
 @dataclass
@@ -329,7 +319,7 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-# ---- the service under gunicorn ----
+# ---- the environment of a service under test ----
 
 def service_env(tmp_path: Path, mlflow_uri: str, model_name: str, redis_url: str | None, **extra: str) -> dict[str, str]:
     """The environment of a service under test; `extra` overrides any key."""
@@ -341,127 +331,3 @@ def service_env(tmp_path: Path, mlflow_uri: str, model_name: str, redis_url: str
            "RATE_LIMIT_PER_MINUTE": "10000000"}  # the load generator is one key; rate limits have their own tests
     env.update(extra)
     return env
-
-
-class Service:
-    """The service under gunicorn on a free port, its log in `log`."""
-
-    def __init__(self, tmp_path: Path, env: dict[str, str], name: str = "service") -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log = tmp_path / f"{name}.log"
-        self.workers = int(env.get("WORKERS", "2"))
-        self.env = {**os.environ, **env, "PORT": str(self.port),
-                    "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / f"{name}-prometheus")}
-        self.proc: Any = None
-
-    def start(self, ready: bool = True, timeout: float = 120.0) -> Service:
-        self.proc = _start([sys.executable, "-m", "gunicorn", "-c", "service/gunicorn.conf.py"], self.env, self.log)
-        wait_for_port(self.port, timeout=timeout, proc=self.proc)
-        if ready:
-            self.wait_serving(None, timeout)
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            _stop(self.proc)
-
-    def serving(self) -> dict[str, str]:
-        """pid -> model version of every live worker."""
-        try:
-            return _workers_serving(self.base)
-        except requests.RequestException:
-            return {}
-
-    def wait_serving(self, version: str | None, timeout: float = 60.0) -> dict[str, str]:
-        """Wait until every worker serves `version` (any version when None)."""
-
-        def done() -> dict[str, str] | None:
-            serving = {pid: v for pid, v in self.serving().items() if v != "0"}
-            if len(serving) == self.workers and (version is None or set(serving.values()) == {version}):
-                return serving
-            return None
-
-        return wait_until(done, timeout=timeout, interval=0.25)
-
-    def ready(self) -> requests.Response:
-        return requests.get(f"{self.base}/readyz", timeout=5)
-
-    def worker_pids(self) -> set[int]:
-        children = set()
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if int(fields[1]) == self.proc.pid and fields[0] != "Z":
-                children.add(int(stat.parent.name))
-        return children
-
-    def metric(self, name: str, **labels: str) -> float:
-        """Sum of the samples of `name` whose labels include `labels` (0 when none)."""
-        total = 0.0
-        text = requests.get(f"{self.base}/metrics", timeout=5).text
-        for line in text.splitlines():
-            match = re.match(rf"{re.escape(name)}(?:\{{(.*)\}})? (\S+)$", line)
-            if not match:
-                continue
-            found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1) or ""))
-            if all(found.get(key) == value for key, value in labels.items()):
-                total += float(match.group(2))
-        return total
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-
-@pytest.fixture()
-def services(tmp_path: Path) -> Iterator[Callable[..., Service]]:
-    """Start services with `services(env, name=...)`; each is stopped after the test."""
-    made: list[Service] = []
-
-    def make(env: dict[str, str], name: str = "service", start: bool = True, ready: bool = True) -> Service:
-        service = Service(tmp_path, env, name)
-        made.append(service)
-        return service.start(ready=ready) if start else service
-
-    yield make
-    for service in made:
-        service.stop()
-
-
-# ---- the harness's own tests ----
-
-def test_proxy_forwards_delays_and_goes_down(redis_url: str) -> None:
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    def connect() -> redis.Redis:
-        return redis.Redis(port=proxy.port, socket_timeout=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
-
-    proxy = TcpProxy(int(redis_url.rsplit(":", 1)[1].split("/")[0])).up()
-    try:
-        client = connect()
-        assert client.ping()
-        proxy.delay = 0.2
-        started = time.monotonic()
-        assert client.ping() and time.monotonic() - started >= 0.35
-        proxy.delay = 0.0
-        proxy.down()
-        with pytest.raises(redis.ConnectionError):
-            connect().ping()
-        proxy.up()
-        assert connect().ping()
-    finally:
-        proxy.down()
-
-
-def test_load_generator_keeps_every_outcome_and_spots_mixed_answers() -> None:
-    mixed = Outcome("x", 0.0, 0.0, 200, version="1", versions_in_body=frozenset({"1", "2"}))
-    assert mixed.mixed and not Outcome("x", 0.0, 0.0, 200, version="1", versions_in_body=frozenset({"1"})).mixed
-    assert _tags({"a": [{"version_tag": "3"}, {"b": {"version_tag": 4}}]}) == {"3", "4"}
-    with LoadGenerator(f"http://127.0.0.1:{free_port()}", threads=2, max_seconds=5, timeout=1) as load:
-        wait_until(lambda: len(load.snapshot()) >= 4, timeout=5, interval=0.05)
-    outcomes = load.outcomes
-    assert outcomes and all(o.status is None and o.error for o in outcomes)

@@ -3,8 +3,9 @@
 The service tests need a registered model before the real trainer exists. `CatalogueRecommender`
 answers from a catalogue of eight items and three clients with fixed, explainable scores;
 `DoublePyfunc` wraps it as an MLflow pyfunc (`.recommender`), and `register_double` logs it with
-`code_paths` pointing at this file, so a service process can unpickle it. Everything goes through
-a real registry and real artifacts; nothing is mocked.
+`code_paths` pointing at the support/ package (`CODE_PATHS`), so a service process can unpickle
+it under the name this process imports it by (`support.service_model_double`). Everything goes
+through a real registry and real artifacts; nothing is mocked.
 """
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ import mlflow.pyfunc
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-KINDS = ("cross_sell", "upsell", "service_package", "replenishment")
+#: What a logged double ships as code: the whole support/ package, so its modules import in a
+#: service process by the same dotted names as here (the pickle refers to them by those names).
+CODE_PATHS = [str(Path(__file__).resolve().parent)]
 
 #: item_id -> (name, category, price, popularity)
 ITEMS: dict[str, tuple[str, str, float, float]] = {
@@ -149,7 +152,7 @@ def register_double(tracking_uri: str, name: str, alias: str | None = "champion"
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp) / "model"
         mlflow.pyfunc.save_model(str(model_dir), python_model=DoublePyfunc(tag=tag, broken=broken),
-                                 code_paths=[__file__], pip_requirements=["mlflow"])
+                                 code_paths=CODE_PATHS, pip_requirements=["mlflow"])
         run = client.create_run(experiment_id="0", run_name=f"service-double-{tag}")
         client.log_artifacts(run.info.run_id, str(model_dir), "model")
         client.set_terminated(run.info.run_id)

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from factories import make_shop
+from support.factories import make_shop
 
 from features.loader import Dataset, LoadReport, fingerprint
 from training.__main__ import main

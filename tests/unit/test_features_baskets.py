@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from factories import make_transactions
+from support.factories import make_transactions
 
 from features.baskets import Cooccurrence, basket_matrix, cooccurrence, top_k_per_row
 from features.matrix import IdIndex

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from factories import make_transactions
+from support.factories import make_transactions
 
 from features.matrix import IdIndex, bm25_weight, confidence_matrix, net_quantities
 

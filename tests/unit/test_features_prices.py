@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from factories import make_transactions
+from support.factories import make_transactions
 
 from features.prices import item_unit_prices, price_ladders, tier_rank
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from factories import make_transactions
+from support.factories import make_transactions
 
 from features.repurchase import due_ratio, repurchase_intervals
 

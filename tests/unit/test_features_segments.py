@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from factories import make_transactions
+from support.factories import make_transactions
 
 from features.segments import abc_classes, activity_states, client_segments, rfm_scores, segment_changes
 

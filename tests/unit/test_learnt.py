@@ -5,13 +5,13 @@ import copy
 
 import numpy as np
 import pytest
-from factories import SHOP_CONFIG, make_shop
+from support.factories import SHOP_CONFIG, make_shop
 
+from scoring import learnt
+from scoring.recommender import Recommender
 from training.candidates import precompute
 from training.fit import fit_recommender
 from training.models.learnt import as_weights, fit_logistic
-from scoring import learnt
-from scoring.recommender import Recommender
 
 CONFIG = SHOP_CONFIG
 

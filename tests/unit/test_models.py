@@ -5,14 +5,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from factories import SHOP_CONFIG, make_shop
+from support.factories import SHOP_CONFIG, make_shop
 
 from features.baskets import basket_matrix
 from features.matrix import IdIndex
-from training.fit import fit_recommender
-from training.models.bundles import bought_together, mine_bundles
 from scoring.contract import KINDS
 from scoring.recommender import Recommender
+from training.fit import fit_recommender
+from training.models.bundles import bought_together, mine_bundles
 
 CONFIG = SHOP_CONFIG
 

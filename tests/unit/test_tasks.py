@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from factories import make_transactions
+from support.factories import make_transactions
 
 from training.split import SplitError, time_split
 from training.tasks import (
