@@ -219,6 +219,7 @@ def test_registry_unreachable_at_start_serves_the_local_copy_or_stays_unready(
 
     assert ready["model"] == {**ready["model"], "version": version, "source": "local-copy"}
     assert answer.status_code == 200 and answer.json()["model_version"] == version
+    assert unready, "nothing was asked while the registry was down"
     for probe, suggestion in unready:
         assert probe.status_code == 503 and probe.json()["type"].endswith("no-model")
         assert suggestion.status_code == 503 and suggestion.headers["Content-Type"] == "application/problem+json"

@@ -35,6 +35,7 @@ def test_result_shape(result: dict) -> None:
     for name, task in result["tasks"].items():
         assert set(task) == {"metric", "scores"}, name
         assert task["metric"] == ("ndcg@5" if name in ("cross_sell", "next_basket") else "hr@5")
+        assert task["scores"], f"no ranker scored {name}"
         for ranker, scores in task["scores"].items():
             assert tuple(scores) == metric_names(5), (name, ranker)
             assert isinstance(scores["n"], int) and scores["n"] > 0
