@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - pytest fixtures imported from test_reliability_harness are redefined as parameters
 """Schemathesis fuzzes every endpoint from the spec the service publishes at /openapi.json.
 
 The service runs under gunicorn with Redis and a registered model; `schemathesis run` (the CLI

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - pytest fixtures imported from test_reliability_harness are redefined as parameters
 """gunicorn under abuse: request limits over real HTTP, slow clients, a killed worker, a drain.
 
 One service (two workers, four threads each, REQUEST_READ_TIMEOUT_SECONDS=2) for the module:

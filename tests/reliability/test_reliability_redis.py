@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - pytest fixtures imported from test_reliability_harness are redefined as parameters
 """Redis breaks under steady traffic: killed and restarted, then slow. The shop keeps selling.
 
 One gunicorn service (two workers) talks to its own redis-server through a `TcpProxy`, while a

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - pytest fixtures imported from test_reliability_harness are redefined as parameters
 """The model registry breaks, or hands over a broken version, while traffic flows.
 
 One gunicorn service (two workers) reaches the session's real `mlflow server` through a

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - pytest fixtures imported from test_reliability_harness are redefined as parameters
 """Training fed broken files, or stopped part way: clear errors, and a registry left alone.
 
 The corpus below is written at test time (the single-line file is 5 MB in `make test`, 100 MB
@@ -297,7 +296,8 @@ def _interrupt(trained: Trained, when: Callable[[str], bool], sig: int, timeout:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    reader.join(10)
+        reader.join(10)
+        proc.stdout.close()  # the reader has seen the end of it
     return code, "".join(output), sent_at
 
 

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - pytest fixtures imported from test_reliability_harness are redefined as parameters
 """Keys, rate limits, logs and erasure, against the service under gunicorn (two workers).
 
 - Every /v1 path asks for a key (401), refuses unknown keys (403), and admin paths refuse read
