@@ -143,7 +143,7 @@ def test_redis_slow_costs_at_most_the_timeout_and_skips_the_cache(shop: Shop, fi
 
 def test_breaker_keeps_a_dead_redis_to_one_timeout_per_retry_period(tmp_path: Path) -> None:
     """In-process: with Redis unreachable, 50 lookups cost about one connect timeout, not 50."""
-    from conftest import free_port
+    from support.processes import free_port
 
     from service.config import Settings
     from service.redis_store import RedisStore, RedisUnavailable

@@ -37,6 +37,8 @@ class CFParams:
 
 def fit_cf(user_items: sp.csr_matrix, params: CFParams, show_progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(client_factors, item_factors) as float32 numpy arrays; raises ModelFitError on NaN."""
+    # implicit brings its own OpenBLAS: loaded first, so that the limit below covers it too
+    import implicit.cpu.als  # noqa: F401
     with threadpool_limits(1, "blas"):  # implicit runs its own threads: BLAS threads would over-subscribe
         return _fit(user_items, params, show_progress)
 
