@@ -45,11 +45,9 @@ import json
 import math
 import os
 import random
-import re
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -64,6 +62,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))  # tests/support: the processes, started as the tests start them
+
+from support.processes import RedisServer  # noqa: E402
+from support.service_process import Service  # noqa: E402
+from support.service_process import workers_serving as serving_versions  # noqa: E402
+
 FULL = ROOT / "data" / "full"
 KINDS = ("cross_sell", "upsell", "service_package", "replenishment")
 CART_SIZES = (1, 5, 20)
@@ -226,13 +230,7 @@ def lua_script(ep: Endpoint, pools: Pools, seed: int) -> str:
     return "\n".join(lines)
 
 
-# ---- processes: MLflow model, redis-server, gunicorn ----
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
+# ---- processes: MLflow model, redis-server, gunicorn (tests/support) ----
 
 def wait_until(condition: Any, timeout: float, what: str, interval: float = 0.2) -> Any:
     deadline = time.monotonic() + timeout
@@ -288,74 +286,57 @@ def train_model(data: Path, work: Path) -> tuple[str, str, float]:
 
 
 class Stack:
-    """Our own redis-server and gunicorn (the repo's config) on free loopback ports."""
+    """Our own redis-server and the service under gunicorn (the repo's config) on free loopback
+    ports, started by the helpers the tests use (tests/support)."""
 
     def __init__(self, work: Path, tracking_uri: str, model_name: str, workers: int) -> None:
         self.work, self.tracking_uri, self.model_name, self.workers = work, tracking_uri, model_name, workers
-        self.redis_port, self.port = free_port(), free_port()
-        self.redis: subprocess.Popen | None = None
-        self.gunicorn: subprocess.Popen | None = None
+        self.redis = RedisServer(work)
+        env = {"MLFLOW_TRACKING_URI": tracking_uri, "MODEL_NAME": model_name, "REDIS_URL": self.redis.url,
+               "AUTH_DISABLED": "true", "HOST": "127.0.0.1", "WORKERS": str(workers),
+               "MODEL_CACHE_DIR": str(work / "model-cache"), "SERVICE_STATE_DIR": str(work / "state"),
+               "RATE_LIMIT_PER_MINUTE": str(RATE_LIMIT_PER_MINUTE)}
+        self.service = Service(work, env, "gunicorn")
+        self.service.env.pop("MLFLOW_REGISTRY_URI", None)
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.service.base
 
     @property
     def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.redis_port}/0"
+        return self.redis.url
+
+    @property
+    def gunicorn(self) -> subprocess.Popen | None:
+        return self.service.proc
 
     def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise SystemExit("redis-server is not installed: `make bench` installs it")
-        self.redis = _popen([binary, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(self.work)], self.work / "redis.log")
-        wait_until(lambda: self._listening(self.redis_port, self.redis), 30, "redis-server listening")
-        env = {**os.environ, "MLFLOW_TRACKING_URI": self.tracking_uri, "MODEL_NAME": self.model_name,
-               "REDIS_URL": self.redis_url, "AUTH_DISABLED": "true", "PORT": str(self.port), "HOST": "127.0.0.1",
-               "WORKERS": str(self.workers), "PROMETHEUS_MULTIPROC_DIR": str(self.work / "prometheus"),
-               "MODEL_CACHE_DIR": str(self.work / "model-cache"), "SERVICE_STATE_DIR": str(self.work / "state"),
-               "RATE_LIMIT_PER_MINUTE": str(RATE_LIMIT_PER_MINUTE)}
-        env.pop("MLFLOW_REGISTRY_URI", None)
-        (self.work / "prometheus").mkdir(exist_ok=True)  # metrics may be imported before on_starting runs
-        self.gunicorn = _popen([sys.executable, "-m", "gunicorn", "-c", "service/gunicorn.conf.py"],
-                               self.work / "gunicorn.log", env=env)
-        wait_until(lambda: self._listening(self.port, self.gunicorn), 120, "gunicorn listening")
+        self.redis.start()
+        # metrics may be imported before on_starting runs
+        Path(self.service.env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(exist_ok=True)
+        self.service.start(ready=False, timeout=120)
         wait_until(lambda: self._get("/readyz") == 200, 300, "/readyz 200", interval=0.5)
-        wait_until(lambda: len(workers_serving(self.base)) == self.workers, 300, "every worker has a model",
-                   interval=0.5)
-
-    def _listening(self, port: int, proc: subprocess.Popen | None) -> bool:
-        if proc is None or proc.poll() is not None:
-            raise RuntimeError(f"process exited before listening on {port}; logs in {self.work}")
-        with socket.socket() as sock:
-            return sock.connect_ex(("127.0.0.1", port)) == 0
+        self.service.wait_serving(None, timeout=300)
 
     def _get(self, path: str) -> int:
         import requests
 
         if self.gunicorn is not None and self.gunicorn.poll() is not None:
-            raise RuntimeError(f"gunicorn exited; see {self.work / 'gunicorn.log'}")
+            raise RuntimeError(f"gunicorn exited; see {self.service.log}")
         try:
             return requests.get(self.base + path, timeout=5).status_code
         except requests.RequestException:
             return 0
 
     def stop(self) -> None:
-        stop_group(self.gunicorn)
-        stop_group(self.redis, grace=10)
+        self.service.stop()
+        self.redis.stop()
 
 
 def workers_serving(base: str) -> dict[str, str]:
-    """pid -> model version of every live worker, from the multiprocess crm_model_version gauge."""
-    import requests
-
-    found = {}
-    for line in requests.get(f"{base}/metrics", timeout=5).text.splitlines():
-        match = re.match(r'crm_model_version\{.*pid="(\d+)".*\} (\S+)', line)
-        if match and float(match.group(2)) > 0:
-            found[match.group(1)] = str(int(float(match.group(2))))
-    return found
+    """pid -> model version of every live worker that serves one."""
+    return {pid: version for pid, version in serving_versions(base).items() if version != "0"}
 
 
 # ---- load generators ----
