@@ -44,7 +44,7 @@ from test_reliability_harness import (
 )
 from test_service_integration import wait_until
 
-from service.redis_store import MODEL_UPDATES_CHANNEL
+from scoring.contract import MODEL_UPDATES_CHANNEL
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 

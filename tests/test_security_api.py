@@ -38,7 +38,7 @@ from test_reliability_doubles import register_variant
 from test_reliability_harness import Figures, Service, TcpProxy, figures, service_env  # noqa: F401
 from test_service_integration import wait_until
 
-from service.redis_store import Keys
+from service.redis.core import Keys
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 

@@ -25,10 +25,11 @@ from conftest import ROOT, RedisServer, free_port, wait_for_port
 from flask import Flask
 from service_model_double import register_double
 
+from scoring.contract import MODEL_UPDATES_CHANNEL
 from service.app import create_app
 from service.config import Settings
 from service.metrics import RELOADS
-from service.redis_store import MODEL_UPDATES_CHANNEL, Keys
+from service.redis.core import Keys
 
 pytestmark = pytest.mark.integration
 
@@ -375,16 +376,16 @@ def test_run_demo_starts_its_own_redis_and_serves_without_keys(
 def test_cache_entries_keep_the_answer_text_and_read_older_entries(redis_url: str) -> None:
     """A hit returns the stored JSON text unparsed; entries written by the earlier format
     ({"at": ..., "body": {...}}) still read, and an entry past its TTL does not."""
-    from service.redis_store import RedisStore
+    from service.redis.store import RedisStore
 
     store = RedisStore(Settings.from_env({"REDIS_URL": redis_url, "CACHE_TTL_SECONDS": "60"}))
     text = '{"client_id": "c1", "suggestions": [{"item_id": "a", "score": 0.5}]}'
-    key, cached = store.shared_answer("v1", {"endpoint": "similar", "item_id": "a"})
+    key, cached = store.cache.shared_answer("v1", {"endpoint": "similar", "item_id": "a"})
     assert cached is None
-    store.store_shared_answer(key, text)
-    assert store.shared_answer("v1", {"endpoint": "similar", "item_id": "a"})[1] == text
+    store.cache.store_shared_answer(key, text)
+    assert store.cache.shared_answer("v1", {"endpoint": "similar", "item_id": "a"})[1] == text
     raw = redis.Redis.from_url(redis_url, decode_responses=True)
     raw.set(key, json.dumps({"at": time.time(), "body": {"client_id": "c1"}}))
-    assert json.loads(store.shared_answer("v1", {"endpoint": "similar", "item_id": "a"})[1]) == {"client_id": "c1"}
+    assert json.loads(store.cache.shared_answer("v1", {"endpoint": "similar", "item_id": "a"})[1]) == {"client_id": "c1"}
     raw.set(key, f"{time.time() - 120:.3f} {text}")
-    assert store.shared_answer("v1", {"endpoint": "similar", "item_id": "a"})[1] is None
+    assert store.cache.shared_answer("v1", {"endpoint": "similar", "item_id": "a"})[1] is None
