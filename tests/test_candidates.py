@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from features.loader import load_dataset
+from scoring.ranking import member_of, neighbour_sums, scatter_neighbours, top_indices
+from scoring.recommender import Recommender
 from training.candidates import candidate_recall, precompute
 from training.config import TrainConfig
 from training.fit import fit_recommender
-from scoring.ranking import member_of, neighbour_sums, scatter_neighbours, top_indices
-from scoring.recommender import Recommender
 
 CONFIG = TrainConfig(als_factors=(16,), als_iterations=8, threads=1)
 SIZE = 30

@@ -197,6 +197,29 @@ def test_alias_moved_is_served_without_restart(make_app: Callable[..., Flask], f
     assert body["model_version"] == second
 
 
+def test_a_custom_updates_channel_carries_the_trainers_notice(make_app: Callable[..., Flask], first_version: str,
+                                                              mlflow_server: str, model_name: str,
+                                                              redis_url: str) -> None:
+    """MODEL_UPDATES_CHANNEL set alike on both sides: the notice the trainer publishes (its own code
+    path, training.registry) reaches the service; a notice on another channel does not."""
+    from training.config import TrainConfig
+    from training.registry import _notify
+
+    channel = "shop-b:model-updates"
+    client = make_app(watch=True, MODEL_UPDATES_CHANNEL=channel).test_client()
+    client.get("/healthz")
+    wait_until(lambda: serving_version(client) == first_version)
+    with redis.Redis.from_url(redis_url) as r:  # the watcher has subscribed to the custom channel
+        wait_until(lambda: dict(r.pubsub_numsub(channel)).get(channel.encode(), 0) >= 1)
+    second = register_double(mlflow_server, model_name, tag="second")
+    trainer = TrainConfig(tracking_uri=mlflow_server, model_name=model_name, redis_url=redis_url)
+    _notify(trainer, "champion", second)  # on the default channel: not this service's
+    time.sleep(1.5)
+    assert serving_version(client) == first_version
+    _notify(trainer.model_copy(update={"updates_channel": channel}), "champion", second)
+    wait_until(lambda: serving_version(client) == second, timeout=30)
+
+
 def test_polling_follows_the_alias_without_redis(make_app: Callable[..., Flask], first_version: str,
                                                  mlflow_server: str, model_name: str) -> None:
     client = make_app(watch=True, REDIS_URL="", RELOAD_POLL_SECONDS="0.5").test_client()

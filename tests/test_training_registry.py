@@ -143,8 +143,8 @@ def test_no_champion_means_none(tmp_path: Path) -> None:
 
 def test_a_worse_model_does_not_replace_the_champion(trained) -> None:
     """Through the real registry: a version whose scores fall below the champion's gets @challenger."""
-    from training.registry import log_and_register
     from scoring.recommender import Recommender
+    from training.registry import log_and_register
 
     config, first, *_ = trained
     client = MlflowClient(config.tracking_uri)

@@ -29,8 +29,8 @@ from threadpoolctl import threadpool_limits
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from training.candidates import candidate_recall  # noqa: E402
 from scoring.recommender import Recommender  # noqa: E402
+from training.candidates import candidate_recall  # noqa: E402
 
 CLIENTS = 300
 CART_SIZES = (1, 5, 20)
