@@ -370,12 +370,45 @@ def test_gunicorn_serves_over_http_and_every_worker_follows_the_alias(
     assert any(entry.get("request_id") == "gunicorn-1" for entry in request_lines)
 
 
+def _descendants(pid: int) -> dict[int, str]:
+    """{pid: command name} of every live process below `pid` (read from /proc)."""
+    parents: dict[int, int] = {}
+    names: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            name, fields = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+            if fields[0] != "Z":
+                parents[int(entry.name)], names[int(entry.name)] = int(fields[1]), name
+    found: dict[int, str] = {}
+    frontier = [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, ppid in parents.items():
+            if ppid == parent and child not in found:
+                found[child] = names[child]
+                frontier.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 @pytest.mark.slow
-def test_run_demo_starts_its_own_redis_and_serves_without_keys(
-        tmp_path: Path, service_env: dict[str, str], first_version: str) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_run_demo_starts_its_own_redis_and_stops_everything_it_started(
+        tmp_path: Path, service_env: dict[str, str], first_version: str, stop_signal: signal.Signals) -> None:
     port = free_port()
     env = {**os.environ, **service_env, "PORT": str(port), "WORKERS": "1", "REDIS_URL": "", "API_KEYS": "",
-           "ADMIN_API_KEYS": ""}
+           "ADMIN_API_KEYS": "", "PYTHONPATH": str(ROOT)}  # this checkout's code, from another directory
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     workdir = tmp_path / "demo"  # run_demo keeps its redis files under ./var
     workdir.mkdir()
@@ -389,11 +422,45 @@ def test_run_demo_starts_its_own_redis_and_serves_without_keys(
         event = [{"client_id": "c1", "item_id": "mug", "type": "view", "timestamp": "2024-05-01T10:00:00Z"}]
         assert requests.post(f"{base}/v1/events", json=event, timeout=5).status_code == 202
         assert requests.get(f"{base}/v1/clients/c1/suggestions", timeout=5).status_code == 200
+        started = _descendants(proc.pid)
+        assert "redis-server" in started.values() and sum("gunicorn" in n or "python" in n
+                                                          for n in started.values()) >= 2, started
+        os.kill(proc.pid, stop_signal)  # the demo alone, as a terminal's Ctrl-C or `kill` reaches it
+        status = proc.wait(timeout=60)
     finally:
         _stop(proc)
+    left = {pid: name for pid, name in started.items() if _alive(pid)}
+    assert left == {}, f"still running after the demo stopped: {left}"
+    assert status == 128 + stop_signal
     output = (tmp_path / "demo.log").read_text()
     assert "started redis-server" in output and f"curl -s http://127.0.0.1:{port}/readyz" in output
+    assert "stopping gunicorn" in output and "stopping redis-server" in output
     assert (workdir / "var" / "redis").is_dir()
+
+
+@pytest.mark.slow
+def test_run_demo_stops_its_redis_when_gunicorn_cannot_start(
+        tmp_path: Path, service_env: dict[str, str], first_version: str) -> None:
+    import socket
+
+    with socket.socket() as taken:  # the port is in use: gunicorn gives up and exits
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, **service_env, "PORT": str(port), "WORKERS": "1", "REDIS_URL": "", "PYTHONPATH": str(ROOT)}
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        workdir = tmp_path / "demo"
+        workdir.mkdir()
+        proc = _start([sys.executable, "-m", "service.run_demo"], env, tmp_path / "demo.log", cwd=workdir)
+        try:
+            redis_pids = wait_until(lambda: [pid for pid, name in _descendants(proc.pid).items()
+                                             if name == "redis-server"], timeout=60)
+            status = proc.wait(timeout=60)
+        finally:
+            _stop(proc)
+    assert status != 0
+    assert not [pid for pid in redis_pids if _alive(pid)]
+    assert "stopping redis-server" in (tmp_path / "demo.log").read_text()
 
 
 def test_cache_entries_keep_the_answer_text_and_read_older_entries(redis_url: str) -> None:
