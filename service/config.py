@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AliasGenerator, Field, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -47,7 +48,13 @@ CommaSeparated = Annotated[tuple[str, ...], NoDecode]
 
 
 class _Environment(EnvSettingsSource):
-    """os.environ, or the mapping handed to `Settings.from_env` (tests pass their own)."""
+    """os.environ, or the mapping handed to `Settings.from_env` (tests pass their own); each field
+    from its own variable only."""
+
+    def _extract_field_info(self, field: FieldInfo, field_name: str) -> list[tuple[str, str, bool]]:
+        found = super()._extract_field_info(field, field_name)
+        alias = field.validation_alias
+        return [entry for entry in found if entry[0] == alias] if isinstance(alias, str) else found
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
         given = _GIVEN_ENVIRONMENT.get()

@@ -107,7 +107,12 @@ def test_trainer_reads_lists_and_empty_values_like_the_service(monkeypatch: pyte
     monkeypatch.setenv("ALS_REGULARIZATION", "0.01,0.1")
     monkeypatch.setenv("TRAIN_THREADS", "3")
     monkeypatch.setenv("MLFLOW_EXPERIMENT", "")
+    for other in ("TRAIN_K", "TRAIN_SEED"):
+        monkeypatch.delenv(other, raising=False)
+    monkeypatch.setenv("K", "3")  # a field's name is not its variable
+    monkeypatch.setenv("SEED", "5")
     config = TrainConfig()
+    assert (config.k, config.seed) == (10, 0)
     assert (config.als_factors, config.als_regularization, config.threads) == ((8, 16), (0.01, 0.1), 3)
     assert config.experiment == "crm-recommender"
     assert TrainConfig(threads=1).threads == 1  # by field name, as the tests and the CLI build it

@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AliasGenerator, Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from scoring.contract import MODEL_UPDATES_CHANNEL
 
@@ -27,6 +34,16 @@ def absolute_sqlite_uri(uri: str) -> str:
     if not path or path.startswith("/") or path.startswith(":memory:"):
         return uri
     return prefix + str(Path(path).resolve())
+
+
+class _OwnVariables(EnvSettingsSource):
+    """Each field from its own variable only: code may pass `threads=1` (validate_by_name), but a
+    shell's SEED, K or THREADS must not stand in for TRAIN_SEED, TRAIN_K or TRAIN_THREADS."""
+
+    def _extract_field_info(self, field: FieldInfo, field_name: str) -> list[tuple[str, str, bool]]:
+        found = super()._extract_field_info(field, field_name)
+        alias = field.validation_alias
+        return [entry for entry in found if entry[0] == alias] if isinstance(alias, str) else found
 
 
 class TrainConfig(BaseSettings):
@@ -94,10 +111,9 @@ class TrainConfig(BaseSettings):
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-                                   env_settings: PydanticBaseSettingsSource,
                                    **_: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
         """Keyword arguments, then the environment: no .env file, no secrets directory."""
-        return init_settings, env_settings
+        return init_settings, _OwnVariables(settings_cls)
 
     @property
     def workers(self) -> int:
