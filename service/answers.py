@@ -17,7 +17,9 @@ from typing import Any
 
 from service.metrics import CACHE, ERASURES, EVENTS
 from service.model_store import LoadedModel
-from service.redis_store import ClientContext, RedisStore, RedisUnavailable, answer_field
+from service.redis.cache import ClientContext, answer_field
+from service.redis.core import RedisUnavailable
+from service.redis.store import RedisStore
 from service.schemas import KINDS, CartRequest, EventBatch, SuggestionQuery
 
 logger = logging.getLogger(__name__)
@@ -74,7 +76,7 @@ def _non_finite_score(item: Any) -> bool:
 
 def _client_context(store: RedisStore, client_id: str, field: str | None, endpoint: str) -> ClientContext | None:
     try:
-        context = store.client_context(client_id, field)
+        context = store.cache.client_context(client_id, field)
     except RedisUnavailable:
         CACHE.labels(endpoint, "off").inc()
         return None
@@ -84,7 +86,7 @@ def _client_context(store: RedisStore, client_id: str, field: str | None, endpoi
 
 def _remember(store: RedisStore, client_id: str, field: str, body: str, context: ClientContext) -> None:
     try:
-        store.store_client_answer(client_id, field, body, context.generation)
+        store.cache.store_client_answer(client_id, field, body, context.generation)
     except RedisUnavailable:
         pass
 
@@ -130,7 +132,7 @@ def cart_suggestions(model: LoadedModel, store: RedisStore, cart: CartRequest) -
             recent = context.recent_purchases
     else:
         try:
-            shared_key, cached = store.shared_answer(model.version, params)
+            shared_key, cached = store.cache.shared_answer(model.version, params)
         except RedisUnavailable:
             CACHE.labels("cart_suggestions", "off").inc()
         else:
@@ -162,7 +164,7 @@ def similar_items(model: LoadedModel, store: RedisStore, item_id: str, limit: in
         raise UnknownItem(item_id)
     params = {"endpoint": "similar", "item_id": item_id, "limit": limit}
     try:
-        key, cached = store.shared_answer(model.version, params)
+        key, cached = store.cache.shared_answer(model.version, params)
     except RedisUnavailable:
         key, cached = None, None
         CACHE.labels("similar_items", "off").inc()
@@ -183,7 +185,7 @@ def similar_items(model: LoadedModel, store: RedisStore, item_id: str, limit: in
 
 def _store_shared(store: RedisStore, key: str, body: str) -> None:
     try:
-        store.store_shared_answer(key, body)
+        store.cache.store_shared_answer(key, body)
     except RedisUnavailable:
         pass
 
@@ -193,7 +195,7 @@ def record_events(store: RedisStore, batch: EventBatch) -> dict[str, Any]:
     received_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     events = [{**event.model_dump(exclude_none=True), "timestamp": event.timestamp.isoformat(),
                "received_at": received_at} for event in batch.events]
-    ids = store.add_events(events)
+    ids = store.events.add_events(events)
     for event in batch.events:
         EVENTS.labels(event.type).inc()
     purchases = sum(1 for event in batch.events if event.type == "purchase")
@@ -220,7 +222,7 @@ def erase_client(store: RedisStore, state_dir: Path, tenant: str, client_id: str
     erased_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     append_erasure(state_dir, {"client_id": client_id, "tenant": tenant, "erased_at": erased_at,
                                "request_id": request_id})
-    counts = store.erase_client(client_id)
+    counts = store.events.erase_client(client_id)
     ERASURES.inc()
     logger.info("client erased", extra={"erased": counts})
     return {"client_id": client_id, "erased_at": erased_at, **counts}

@@ -10,7 +10,7 @@ from service.inputs import json_body, path_id, query
 from service.model_store import ModelRejected, RegistryUnavailable
 from service.openapi import Endpoint, api_route
 from service.problems import Problem
-from service.redis_store import RedisUnavailable
+from service.redis.core import RedisUnavailable
 from service.runtime import runtime
 from service.schemas import (
     CartRequest,
@@ -128,7 +128,7 @@ def reload_model() -> Response:
     assert result.current is not None
     if result.changed:
         try:  # other workers and replicas follow without waiting for their poll
-            rt.redis.publish_model_update(result.current.name, result.current.alias, result.current.version)
+            rt.redis.updates.publish(result.current.name, result.current.alias, result.current.version)
         except RedisUnavailable:
             pass
     return _answer({"changed": result.changed, "previous_version": result.previous_version,

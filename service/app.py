@@ -21,7 +21,7 @@ from service.openapi import endpoint_of
 from service.ops import ops
 from service.problems import register_error_handlers
 from service.rate_limit import check_rate_limit
-from service.redis_store import RedisStore
+from service.redis.store import RedisStore
 from service.runtime import Runtime, runtime
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None, *, model_store: ModelStore | No
 def register_extensions(app: Flask, settings: Settings, model_store: ModelStore | None,
                         redis_store: RedisStore | None, watch: bool) -> None:
     redis = redis_store or RedisStore(settings)
-    models = model_store or ModelStore(settings, subscriber=redis.subscriber if redis.configured else None)
+    models = model_store or ModelStore(settings, subscriber=redis.updates.subscriber if redis.configured else None)
     app.extensions["crm"] = Runtime(settings=settings, models=models, redis=redis, watch=watch)
 
 

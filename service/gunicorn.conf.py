@@ -32,7 +32,7 @@ wsgi_app = "service:create_app()"
 bind = f"{_settings.host}:{_settings.port}"
 workers = _settings.workers
 worker_class = "service.workers.BufferingThreadWorker"
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+threads = _settings.gunicorn_threads
 worker_connections = 200
 # No request-line limit of gunicorn's own (it cannot exceed 8190 bytes, less than a valid query of
 # 100 excluded ids needs): the worker caps request line and headers together at 256 KiB (431).

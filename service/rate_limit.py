@@ -1,7 +1,7 @@
 """Per-key rate limiting on /v1, counted in Redis so the limit holds across workers and replicas.
 
 A fixed window per API key: one Lua script INCRements the key's counter and starts its TTL when
-the window opens, atomically and in one round trip (`RedisStore.count_request`). Each window of
+the window opens, atomically and in one round trip (`service.redis.limits`). Each window of
 RATE_LIMIT_WINDOW_SECONDS allows RATE_LIMIT_PER_MINUTE x window / 60 requests; above that the
 answer is a 429 problem with Retry-After, the seconds until the window closes.
 
@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from service.config import Settings
 from service.metrics import RATE_LIMIT_FAIL_OPEN, RATE_LIMITED
 from service.problems import Problem
-from service.redis_store import RedisStore, RedisUnavailable
+from service.redis.core import RedisUnavailable
+from service.redis.store import RedisStore
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,8 @@ def check_rate_limit(store: RedisStore, settings: Settings, api_key: str | None,
         return None
     limit = allowance_per_window(settings)
     try:
-        count, seconds_left = store.count_request(identity_digest(api_key, remote_addr),
-                                                  settings.rate_limit_window_seconds)
+        count, seconds_left = store.limits.count_request(identity_digest(api_key, remote_addr),
+                                                         settings.rate_limit_window_seconds)
     except RedisUnavailable:
         RATE_LIMIT_FAIL_OPEN.inc()
         return None

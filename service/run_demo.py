@@ -2,22 +2,87 @@
 
 1. Makes sure MODEL_NAME@MODEL_ALIAS exists in the registry, training on data/sample otherwise.
 2. Without REDIS_URL, starts a private redis-server (nothing persisted) on 6380 or a free port.
-3. Replaces itself with gunicorn (service/gunicorn.conf.py); AUTH_DISABLED=true unless API_KEYS is set.
+3. Runs gunicorn (service/gunicorn.conf.py) until it exits; AUTH_DISABLED=true unless API_KEYS is set.
+
+It stays the parent of what it started and stops it on the way out, whatever the way: Ctrl-C
+(SIGINT), SIGTERM, gunicorn exiting, or an error. Gunicorn goes first (it finishes the requests in
+flight), then redis-server. A second Ctrl-C while stopping kills what is left at once. On Linux the
+children also get SIGTERM if this process is killed outright (SIGKILL), so nothing outlives the demo.
 """
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 
 from service.config import Settings
 
 SAMPLE = Path("data/sample")
 DEMO_REDIS_PORT = 6380
+#: How long gunicorn may take to finish its requests and exit (its graceful_timeout is 20 s).
+GUNICORN_STOP_SECONDS = 30
+REDIS_STOP_SECONDS = 10
+
+
+class Stopped(Exception):
+    """SIGTERM arrived: stop like Ctrl-C does."""
+
+
+class Children:
+    """The processes the demo started, stopped in reverse order (the server before its Redis)."""
+
+    def __init__(self) -> None:
+        self._started: list[tuple[str, subprocess.Popen, float]] = []
+
+    def start(self, name: str, command: list[str], stop_seconds: float, **popen: object) -> subprocess.Popen:
+        proc = subprocess.Popen(command, preexec_fn=_die_with_parent(), **popen)  # type: ignore[call-overload]
+        self._started.append((name, proc, stop_seconds))
+        return proc
+
+    def stop(self) -> None:
+        """SIGTERM each still running, newest first, and wait; SIGKILL after its grace period, or
+        at once for everything left on a second Ctrl-C."""
+        try:
+            for name, proc, stop_seconds in reversed(self._started):
+                if proc.poll() is None:
+                    _log(f"stopping {name} (pid {proc.pid})")
+                    proc.terminate()
+                    try:
+                        proc.wait(stop_seconds)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+        except (KeyboardInterrupt, Stopped):
+            for _, proc, _ in self._started:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to SIGTERM the child when this process dies (None elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+
+    def set_death_signal() -> None:
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    return set_death_signal
+
+
+def _raise_stopped(signum: int, frame: FrameType | None) -> None:
+    raise Stopped(signal.Signals(signum).name)
 
 
 def _log(message: str) -> None:
@@ -55,16 +120,17 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_redis(workdir: Path) -> str:
-    """A redis-server of our own in the background; it stops with the demo (same process group)."""
+def start_redis(children: Children, workdir: Path) -> str:
+    """A redis-server of our own in the background; `children` stops it with the demo."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise SystemExit("redis-server is not installed (make run installs it) and REDIS_URL is not set")
     port = DEMO_REDIS_PORT if _port_free(DEMO_REDIS_PORT) else _free_port()
     workdir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(workdir)],
-                            stdout=open(workdir / "redis.log", "ab"), stderr=subprocess.STDOUT)
+    with open(workdir / "redis.log", "ab") as log:
+        proc = children.start("redis-server", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                               "--appendonly", "no", "--dir", str(workdir)],
+                              REDIS_STOP_SECONDS, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 10
     while _port_free(port):
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -103,13 +169,14 @@ def print_try_lines(settings: Settings, auth_disabled: bool) -> None:
     _log("try:\n  " + "\n  ".join(lines))
 
 
-def main() -> None:
+def serve(children: Children) -> int:
+    """Everything the demo does, up to gunicorn's exit status."""
     settings = Settings.from_env()
     Path("var").mkdir(exist_ok=True)
     ensure_model(settings)
     env = dict(os.environ, MLFLOW_TRACKING_URI=settings.mlflow_tracking_uri)
     if not settings.redis_url:
-        env["REDIS_URL"] = start_redis(Path("var/redis").resolve())
+        env["REDIS_URL"] = start_redis(children, Path("var/redis").resolve())
     auth_disabled = settings.auth_disabled or not settings.api_keys
     if auth_disabled:
         env["AUTH_DISABLED"] = "true"
@@ -117,9 +184,29 @@ def main() -> None:
     if settings.workers > 1:
         env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(Path("var/prometheus").resolve()))
     print_try_lines(settings, auth_disabled)
+    _log("Ctrl-C stops the demo and everything it started")
     config = Path(__file__).with_name("gunicorn.conf.py")
-    os.execve(sys.executable, [sys.executable, "-m", "gunicorn", "-c", str(config)], env)
+    gunicorn = children.start("gunicorn", [sys.executable, "-m", "gunicorn", "-c", str(config)],
+                              GUNICORN_STOP_SECONDS, env=env)
+    return gunicorn.wait()
+
+
+def main() -> int:
+    signal.signal(signal.SIGTERM, _raise_stopped)
+    children = Children()
+    try:
+        status = serve(children)
+        _log(f"gunicorn exited with status {status}")
+        return status
+    except KeyboardInterrupt:
+        _log("interrupted")
+        return 130
+    except Stopped as stop:
+        _log(f"{stop}: stopping")
+        return 128 + signal.SIGTERM
+    finally:
+        children.stop()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -8,7 +8,7 @@ from flask import current_app
 from service.config import Settings
 from service.model_store import LoadedModel, ModelStore
 from service.problems import Problem
-from service.redis_store import RedisStore
+from service.redis.store import RedisStore
 
 
 @dataclass(frozen=True)

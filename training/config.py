@@ -1,77 +1,119 @@
 """Trainer configuration: every knob read from the environment in one place, with its default.
 
-The README's configuration table mirrors this module. Command-line flags override these values
-for one run; nothing else reads the environment.
+Each key is declared once below: its type, its default and what it changes. The variable is the
+field's name in capitals unless the field names it (`threads` is TRAIN_THREADS); an empty variable
+counts as unset, and a value that does not parse stops the trainer with a validation error naming
+the variable. The README's configuration table mirrors this module (tests/test_configuration.py
+checks it). Command-line flags override these values for one run (`config.model_copy(update=...)`);
+nothing else reads the environment.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AliasGenerator, Field, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from scoring.contract import MODEL_UPDATES_CHANNEL
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
+def absolute_sqlite_uri(uri: str) -> str:
+    """`sqlite:///var/mlflow.db` made absolute from the working directory (other URIs as they are),
+    so the trainer and its child processes mean the same file wherever they run."""
+    prefix = "sqlite:///"
+    path = uri[len(prefix):] if uri.startswith(prefix) else ""
+    if not path or path.startswith("/") or path.startswith(":memory:"):
+        return uri
+    return prefix + str(Path(path).resolve())
 
 
-def default_tracking_uri() -> str:
-    """Local sqlite MLflow store under ./var unless MLFLOW_TRACKING_URI says otherwise."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('var').resolve() / 'mlflow.db'}"
+class _OwnVariables(EnvSettingsSource):
+    """Each field from its own variable only: code may pass `threads=1` (validate_by_name), but a
+    shell's SEED, K or THREADS must not stand in for TRAIN_SEED, TRAIN_K or TRAIN_THREADS."""
+
+    def _extract_field_info(self, field: FieldInfo, field_name: str) -> list[tuple[str, str, bool]]:
+        found = super()._extract_field_info(field, field_name)
+        alias = field.validation_alias
+        return [entry for entry in found if entry[0] == alias] if isinstance(alias, str) else found
 
 
-@dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(BaseSettings):
     """What the trainer does, and how hard it tries."""
 
-    #: MLFLOW_TRACKING_URI: where runs and the model registry live.
-    tracking_uri: str = field(default_factory=default_tracking_uri)
-    #: MODEL_NAME: the registered model's name.
-    model_name: str = field(default_factory=lambda: _env("MODEL_NAME", "crm-recommender"))
-    #: MLFLOW_EXPERIMENT: the experiment runs are logged under.
-    experiment: str = field(default_factory=lambda: _env("MLFLOW_EXPERIMENT", "crm-recommender"))
-    #: TRAIN_THREADS: threads for implicit and BLAS, and rankers evaluated at once (0 = all cores).
-    threads: int = field(default_factory=lambda: int(_env("TRAIN_THREADS", "0")))
-    #: TRAIN_SEED: one seed for every random choice (ALS init, held-out items).
-    seed: int = field(default_factory=lambda: int(_env("TRAIN_SEED", "0")))
-    #: TRAIN_TEST_DAYS: the last days held out as the test.
-    test_days: int = field(default_factory=lambda: int(_env("TRAIN_TEST_DAYS", "60")))
-    #: TRAIN_TUNE_DAYS: the last days of the training part used to choose hyper-parameters.
-    tune_days: int = field(default_factory=lambda: int(_env("TRAIN_TUNE_DAYS", "30")))
-    #: TRAIN_K: suggestions scored per query.
-    k: int = field(default_factory=lambda: int(_env("TRAIN_K", "10")))
-    #: ALS_FACTORS: candidate factor counts tried on the inner split (comma-separated).
-    als_factors: tuple[int, ...] = field(default_factory=lambda: tuple(
-        int(x) for x in _env("ALS_FACTORS", "16,32").split(",")))
-    #: ALS_REGULARIZATION: candidate regularisation values tried (comma-separated).
-    als_regularization: tuple[float, ...] = field(default_factory=lambda: tuple(
-        float(x) for x in _env("ALS_REGULARIZATION", "0.05").split(",")))
-    #: ALS_ITERATIONS: ALS sweeps.
-    als_iterations: int = field(default_factory=lambda: int(_env("ALS_ITERATIONS", "15")))
-    #: ALS_ALPHA: confidence scaling of the BM25-weighted evidence.
-    als_alpha: float = field(default_factory=lambda: float(_env("ALS_ALPHA", "0.5")))
-    #: CF_ALGORITHM: "als" (default) or "bpr".
-    cf_algorithm: str = field(default_factory=lambda: _env("CF_ALGORITHM", "als"))
-    #: RECENCY_HALF_LIFE_DAYS: half-life of a purchase's weight in replenishment scores.
-    recency_half_life_days: float = field(default_factory=lambda: float(_env("RECENCY_HALF_LIFE_DAYS", "45")))
-    #: COOC_SHRINKAGE: pseudo-baskets damping rare antecedents in bundle affinity.
-    cooc_shrinkage: float = field(default_factory=lambda: float(_env("COOC_SHRINKAGE", "5")))
-    #: COOC_NEIGHBOURS: items kept per item in the bought-together lists.
-    cooc_neighbours: int = field(default_factory=lambda: int(_env("COOC_NEIGHBOURS", "100")))
-    #: UPSELL_NEIGHBOURS: pricier alternatives kept per item.
-    upsell_neighbours: int = field(default_factory=lambda: int(_env("UPSELL_NEIGHBOURS", "10")))
-    #: BUNDLE_DISCOUNT: share taken off the sum of unit prices for a bundle offer.
-    bundle_discount: float = field(default_factory=lambda: float(_env("BUNDLE_DISCOUNT", "0.10")))
-    #: BUNDLE_MIN_LIFT / BUNDLE_MIN_BASKETS: how far above chance, and how often, a bundle must sell.
-    bundle_min_lift: float = field(default_factory=lambda: float(_env("BUNDLE_MIN_LIFT", "3.0")))
-    bundle_min_baskets: int = field(default_factory=lambda: int(_env("BUNDLE_MIN_BASKETS", "5")))
-    #: PROMOTION_TOLERANCE: how much worse than the champion a primary metric may be (absolute).
-    promotion_tolerance: float = field(default_factory=lambda: float(_env("PROMOTION_TOLERANCE", "0.002")))
-    #: REDIS_URL: where to publish "a new champion" notices (optional).
-    redis_url: str | None = field(default_factory=lambda: os.environ.get("REDIS_URL") or None)
-    #: MODEL_UPDATES_CHANNEL: the pub/sub channel the service listens on.
-    updates_channel: str = field(default_factory=lambda: _env("MODEL_UPDATES_CHANNEL", "crm-recommender:model-updates"))
-    #: ERASURES_FILE: clients erased on request (JSON lines with client_id), excluded from training.
-    erasures_file: str = field(default_factory=lambda: _env("ERASURES_FILE", "var/service-state/erasures.jsonl"))
+    model_config = SettingsConfigDict(
+        frozen=True, case_sensitive=False, env_ignore_empty=True, extra="ignore", protected_namespaces=(),
+        alias_generator=AliasGenerator(validation_alias=str.upper), validate_by_name=True, validate_by_alias=True,
+        validate_default=True)
+
+    tracking_uri: str = Field("sqlite:///var/mlflow.db", validation_alias="MLFLOW_TRACKING_URI",
+                              description="Where runs and the model registry live; a relative sqlite path is "
+                                          "made absolute from the working directory.")
+    model_name: str = Field("crm-recommender", description="The registered model's name.")
+    experiment: str = Field("crm-recommender", validation_alias="MLFLOW_EXPERIMENT",
+                            description="The experiment runs are logged under.")
+    tenant: str = Field("default", description="The shop whose erasures are honoured (the service's TENANT): "
+                                               "only its lines of ERASURES_FILE and its Redis erasure set.")
+    threads: int = Field(0, ge=0, validation_alias="TRAIN_THREADS",
+                         description="Threads for implicit and BLAS, and rankers evaluated at once (0: all cores).")
+    seed: int = Field(0, validation_alias="TRAIN_SEED",
+                      description="One seed for every random choice (ALS init, held-out items).")
+    test_days: int = Field(60, gt=0, validation_alias="TRAIN_TEST_DAYS",
+                             description="The last days held out as the test.")
+    tune_days: int = Field(30, gt=0, validation_alias="TRAIN_TUNE_DAYS",
+                             description="The last days of the training part used to choose hyper-parameters.")
+    k: int = Field(10, ge=1, validation_alias="TRAIN_K", description="Suggestions scored per query.")
+    als_factors: Annotated[tuple[int, ...], NoDecode] = Field(
+        (16, 32), description="Candidate factor counts tried on the inner split (comma-separated).")
+    als_regularization: Annotated[tuple[float, ...], NoDecode] = Field(
+        (0.05,), description="Candidate regularisation values tried (comma-separated).")
+    als_iterations: int = Field(15, ge=1, description="ALS sweeps.")
+    als_alpha: float = Field(0.5, description="Confidence scaling of the BM25-weighted evidence.")
+    cf_algorithm: str = Field("als", description='"als" or "bpr".')
+    recency_half_life_days: float = Field(45, gt=0,
+                                          description="Half-life of a purchase's weight in replenishment scores.")
+    cooc_shrinkage: float = Field(5, ge=0, description="Pseudo-baskets damping rare antecedents in bundle affinity.")
+    cooc_neighbours: int = Field(100, ge=1, description="Items kept per item in the bought-together lists.")
+    upsell_neighbours: int = Field(10, ge=1, description="Pricier alternatives kept per item.")
+    bundle_discount: float = Field(0.10, ge=0, lt=1,
+                                   description="Share taken off the sum of unit prices for a bundle offer.")
+    bundle_min_lift: float = Field(3.0, description="How far above chance a bundle must sell.")
+    bundle_min_baskets: int = Field(5, ge=1, description="How many baskets a bundle must sell in.")
+    promotion_tolerance: float = Field(0.002, ge=0, description="How much worse than the champion a primary "
+                                                                "metric may be (absolute).")
+    redis_url: str | None = Field(None, description="Where to publish \"a new champion\" notices and read the "
+                                                    "erasure set (optional).")
+    updates_channel: str = Field(MODEL_UPDATES_CHANNEL, validation_alias="MODEL_UPDATES_CHANNEL",
+                                 description="The pub/sub channel the service listens on (its MODEL_UPDATES_CHANNEL).")
+    erasures_file: str = Field("var/service-state/erasures.jsonl",
+                               description="Clients erased on request (JSON lines with client_id and tenant), "
+                                           "excluded from training.")
+
+    @field_validator("als_factors", "als_regularization", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _absolute_tracking_uri(cls, value: str) -> str:
+        return absolute_sqlite_uri(value)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   **_: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments, then the environment: no .env file, no secrets directory."""
+        return init_settings, _OwnVariables(settings_cls)
 
     @property
     def workers(self) -> int:

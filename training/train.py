@@ -12,15 +12,14 @@ import json
 import logging
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from features.loader import Dataset, load_dataset
-from features.schema import CLIENT
+from features.loader import load_dataset
 from training.baselines import default_rankers
 from training.candidates import precompute as precompute_candidates
 from training.config import TrainConfig
+from training.erasures import erased_clients, without_clients
 from training.evaluate import evaluate, format_table
 from training.fit import fit_recommender
 from training.model_ranker import ModelRanker
@@ -30,42 +29,14 @@ from training.registry import load_champion, log_and_register
 log = logging.getLogger(__name__)
 
 
-def erased_clients(config: TrainConfig) -> set[str]:
-    """Clients erased on request (the service's durable file, and Redis when configured)."""
-    erased: set[str] = set()
-    path = Path(config.erasures_file)
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                erased.add(str(json.loads(line)["client_id"]))
-            except (ValueError, KeyError, TypeError):
-                log.warning("skipping an unreadable line of %s", path)
-    if config.redis_url:
-        try:
-            import redis
-
-            with redis.Redis.from_url(config.redis_url, socket_timeout=2, socket_connect_timeout=2) as r:
-                erased |= {m.decode() for m in r.smembers("erasures")}
-        except Exception as exc:  # noqa: BLE001 - the file is the durable record; Redis is a mirror
-            log.warning("could not read erasures from Redis (%s); using %s only", exc, path)
-    return erased
-
-
-def without_clients(dataset: Dataset, clients: set[str]) -> Dataset:
-    if not clients:
-        return dataset
-    keep = ~dataset.transactions[CLIENT].isin(clients)
-    log.info("excluding %d erased clients (%d lines)", len(clients), int((~keep).sum()))
-    return dataset.with_transactions(dataset.transactions[keep].reset_index(drop=True))
-
-
 def train(data: str | Path, *, model_name: str | None = None, test_days: float | None = None, k: int | None = None,
           max_baskets: int = 5_000, out: str | Path | None = None, tune: bool = True, promote: str = "gate",
           config: TrainConfig | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     config = config or TrainConfig()
-    config = replace(config, **{key: value for key, value in
-                                {"model_name": model_name, "test_days": test_days, "k": k}.items() if value is not None})
+    config = config.model_copy(update={key: value for key, value in
+                                       {"model_name": model_name, "test_days": test_days, "k": k}.items()
+                                       if value is not None})
     dataset = load_dataset(data)
     log.info("data: %s", dataset.report.format().replace("\n", "; "))
     dataset = without_clients(dataset, erased_clients(config))

@@ -395,16 +395,6 @@ def test_a_request_uses_one_model_version_even_when_a_swap_happens_mid_request(
     assert app.test_client().get("/readyz").get_json()["model"]["version"] == "8"
 
 
-def test_every_setting_is_documented_in_the_config_module() -> None:
-    import dataclasses
-
-    import service.config
-
-    documented = service.config.__doc__ or ""
-    for setting in dataclasses.fields(Settings):
-        assert setting.name.upper() in documented, setting.name
-
-
 def test_erasure_is_recorded_locally_even_when_redis_is_missing(make_app: Callable[..., Flask],
                                                                 tmp_path: Path) -> None:
     client = make_app(CatalogueRecommender()).test_client()

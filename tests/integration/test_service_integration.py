@@ -7,6 +7,8 @@ aliases. Redis is flushed per test by the `redis_url` fixture.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,14 +19,15 @@ import pytest
 import redis
 import requests
 from flask import Flask
-from support.processes import RedisServer, free_port, wait_until
+from support.processes import ROOT, RedisServer, free_port, start_process, wait_until
 from support.service_model_double import register_double
 from support.service_process import Service
 
+from scoring.contract import MODEL_UPDATES_CHANNEL
 from service.app import create_app
 from service.config import Settings
 from service.metrics import RELOADS
-from service.redis_store import MODEL_UPDATES_CHANNEL, Keys
+from service.redis.core import Keys
 
 READ_KEY = "integration-read-key"
 ADMIN_KEY = "integration-admin-key"
@@ -179,6 +182,29 @@ def test_alias_moved_is_served_without_restart(make_app: Callable[..., Flask], f
     assert body["model_version"] == second
 
 
+def test_a_custom_updates_channel_carries_the_trainers_notice(make_app: Callable[..., Flask], first_version: str,
+                                                              mlflow_server: str, model_name: str,
+                                                              redis_url: str) -> None:
+    """MODEL_UPDATES_CHANNEL set alike on both sides: the notice the trainer publishes (its own code
+    path, training.registry) reaches the service; a notice on another channel does not."""
+    from training.config import TrainConfig
+    from training.registry import _notify
+
+    channel = "shop-b:model-updates"
+    client = make_app(watch=True, MODEL_UPDATES_CHANNEL=channel).test_client()
+    client.get("/healthz")
+    wait_until(lambda: serving_version(client) == first_version)
+    with redis.Redis.from_url(redis_url) as r:  # the watcher has subscribed to the custom channel
+        wait_until(lambda: dict(r.pubsub_numsub(channel)).get(channel.encode(), 0) >= 1)
+    second = register_double(mlflow_server, model_name, tag="second")
+    trainer = TrainConfig(tracking_uri=mlflow_server, model_name=model_name, redis_url=redis_url)
+    _notify(trainer, "champion", second)  # on the default channel: not this service's
+    time.sleep(1.5)
+    assert serving_version(client) == first_version
+    _notify(trainer.model_copy(update={"updates_channel": channel}), "champion", second)
+    wait_until(lambda: serving_version(client) == second, timeout=30)
+
+
 def test_polling_follows_the_alias_without_redis(make_app: Callable[..., Flask], first_version: str,
                                                  mlflow_server: str, model_name: str) -> None:
     client = make_app(watch=True, REDIS_URL="", RELOAD_POLL_SECONDS="0.5").test_client()
@@ -293,39 +319,117 @@ def test_gunicorn_serves_over_http_and_every_worker_follows_the_alias(
     assert any(entry.get("request_id") == "gunicorn-1" for entry in request_lines)
 
 
+def _descendants(pid: int) -> dict[int, str]:
+    """{pid: command name} of every live process below `pid` (read from /proc)."""
+    parents: dict[int, int] = {}
+    names: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            name, fields = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+            if fields[0] != "Z":
+                parents[int(entry.name)], names[int(entry.name)] = int(fields[1]), name
+    found: dict[int, str] = {}
+    frontier = [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, ppid in parents.items():
+            if ppid == parent and child not in found:
+                found[child] = names[child]
+                frontier.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _ready_model(base: str) -> dict[str, Any] | None:
+    """The model /readyz names, or None (not ready yet, or too busy to answer in time)."""
+    try:
+        return requests.get(f"{base}/readyz", timeout=5).json().get("model")
+    except requests.RequestException:
+        return None
+
+
 @pytest.mark.slow
-def test_run_demo_starts_its_own_redis_and_serves_without_keys(
-        tmp_path: Path, service_env: dict[str, str], first_version: str) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_run_demo_starts_its_own_redis_and_stops_everything_it_started(
+        tmp_path: Path, service_env: dict[str, str], first_version: str, stop_signal: signal.Signals) -> None:
     workdir = tmp_path / "demo"  # run_demo keeps its redis files under ./var
     workdir.mkdir()
-    env = {**service_env, "WORKERS": "1", "REDIS_URL": "", "API_KEYS": "", "ADMIN_API_KEYS": ""}
+    env = {**service_env, "WORKERS": "1", "REDIS_URL": "", "API_KEYS": "", "ADMIN_API_KEYS": "",
+           "PYTHONPATH": str(ROOT)}  # this checkout's code, from another directory
     demo = Service(tmp_path, env, "demo", demo=True, cwd=workdir)
     base, port = demo.base, demo.port
     with demo.start(ready=False, timeout=90):
-        ready = wait_until(lambda: requests.get(f"{base}/readyz", timeout=5).json().get("model"), timeout=60)
+        ready = wait_until(lambda: _ready_model(base), timeout=90)
         assert ready["version"] == first_version
         assert requests.get(f"{base}/readyz", timeout=5).json()["redis"] == "up"
         event = [{"client_id": "c1", "item_id": "mug", "type": "view", "timestamp": "2024-05-01T10:00:00Z"}]
         assert requests.post(f"{base}/v1/events", json=event, timeout=5).status_code == 202
         assert requests.get(f"{base}/v1/clients/c1/suggestions", timeout=5).status_code == 200
+        assert demo.proc is not None
+        started = _descendants(demo.proc.pid)
+        assert "redis-server" in started.values() and sum("gunicorn" in n or "python" in n
+                                                          for n in started.values()) >= 2, started
+        os.kill(demo.proc.pid, stop_signal)  # the demo alone, as a terminal's Ctrl-C or `kill` reaches it
+        status = demo.proc.wait(timeout=60)
+    left = {pid: name for pid, name in started.items() if _alive(pid)}
+    assert left == {}, f"still running after the demo stopped: {left}"
+    assert status == 128 + stop_signal
     output = demo.log_text()
     assert "started redis-server" in output and f"curl -s http://127.0.0.1:{port}/readyz" in output
+    assert "stopping gunicorn" in output and "stopping redis-server" in output
     assert (workdir / "var" / "redis").is_dir()
+
+
+@pytest.mark.slow
+def test_run_demo_stops_its_redis_when_gunicorn_cannot_start(
+        tmp_path: Path, service_env: dict[str, str], first_version: str) -> None:
+    import socket
+
+    workdir = tmp_path / "demo"
+    workdir.mkdir()
+    with socket.socket() as taken:  # the port is in use: gunicorn gives up and exits
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        demo = Service(tmp_path, {**service_env, "WORKERS": "1", "REDIS_URL": "", "PYTHONPATH": str(ROOT)},
+                       "demo", demo=True, cwd=workdir)
+        demo.port = taken.getsockname()[1]
+        demo.env["PORT"] = str(demo.port)
+        demo.proc = start_process(demo.command, demo.env, demo.log, cwd=workdir)
+        try:
+            redis_pids = wait_until(lambda: [pid for pid, name in _descendants(demo.proc.pid).items()
+                                             if name == "redis-server"], timeout=60)
+            status = demo.proc.wait(timeout=60)
+        finally:
+            demo.stop()
+    assert status != 0
+    assert not [pid for pid in redis_pids if _alive(pid)]
+    assert "stopping redis-server" in demo.log_text()
 
 
 def test_cache_entries_keep_the_answer_text_and_read_older_entries(redis_url: str) -> None:
     """A hit returns the stored JSON text unparsed; entries written by the earlier format
     ({"at": ..., "body": {...}}) still read, and an entry past its TTL does not."""
-    from service.redis_store import RedisStore
+    from service.redis.store import RedisStore
 
     store = RedisStore(Settings.from_env({"REDIS_URL": redis_url, "CACHE_TTL_SECONDS": "60"}))
     text = '{"client_id": "c1", "suggestions": [{"item_id": "a", "score": 0.5}]}'
-    key, cached = store.shared_answer("v1", {"endpoint": "similar", "item_id": "a"})
+    key, cached = store.cache.shared_answer("v1", {"endpoint": "similar", "item_id": "a"})
     assert cached is None
-    store.store_shared_answer(key, text)
-    assert store.shared_answer("v1", {"endpoint": "similar", "item_id": "a"})[1] == text
+    store.cache.store_shared_answer(key, text)
+    assert store.cache.shared_answer("v1", {"endpoint": "similar", "item_id": "a"})[1] == text
     raw = redis.Redis.from_url(redis_url, decode_responses=True)
     raw.set(key, json.dumps({"at": time.time(), "body": {"client_id": "c1"}}))
-    assert json.loads(store.shared_answer("v1", {"endpoint": "similar", "item_id": "a"})[1]) == {"client_id": "c1"}
+    assert json.loads(store.cache.shared_answer("v1", {"endpoint": "similar", "item_id": "a"})[1]) == {"client_id": "c1"}
     raw.set(key, f"{time.time() - 120:.3f} {text}")
-    assert store.shared_answer("v1", {"endpoint": "similar", "item_id": "a"})[1] is None
+    assert store.cache.shared_answer("v1", {"endpoint": "similar", "item_id": "a"})[1] is None

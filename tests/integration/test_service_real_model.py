@@ -6,7 +6,6 @@ then calls every suggestion endpoint through real HTTP and checks the answers ma
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,8 +24,8 @@ pytestmark = pytest.mark.slow
 def registered(mlflow_server: str, slice_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
     name = f"crm-real-{uuid.uuid4().hex[:8]}"
     root = tmp_path_factory.mktemp("real")
-    config = replace(TrainConfig(), tracking_uri=mlflow_server, model_name=name, redis_url=None,
-                     erasures_file=str(root / "none.jsonl"), threads=1)
+    config = TrainConfig(tracking_uri=mlflow_server, model_name=name, redis_url=None,
+                         erasures_file=str(root / "none.jsonl"), threads=1)
     import mlflow
 
     mlflow.set_tracking_uri(mlflow_server)

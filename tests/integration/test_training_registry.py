@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import mlflow
@@ -54,8 +53,8 @@ def test_prepare_then_evaluate_on_the_real_slice(slice_dir: Path, tmp_path: Path
 def trained(slice_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """Two trainings into one real store: v1 (empty registry) and v2 (gated against v1)."""
     root = tmp_path_factory.mktemp("registry")
-    config = replace(TrainConfig(), tracking_uri=f"sqlite:///{root / 'mlflow.db'}", model_name="crm-test",
-                     erasures_file=str(root / "erasures.jsonl"), threads=1, redis_url=None)
+    config = TrainConfig(tracking_uri=f"sqlite:///{root / 'mlflow.db'}", model_name="crm-test",
+                         erasures_file=str(root / "erasures.jsonl"), threads=1, redis_url=None)
     mlflow.set_tracking_uri(config.tracking_uri)
     first = train(slice_dir, config=config, tune=False, promote="if-none", max_baskets=800, out=root / "out")
     second = train(slice_dir, config=config, tune=False, promote="gate", max_baskets=800)
@@ -123,13 +122,13 @@ def test_a_failed_training_leaves_the_registry_untouched(trained, tmp_path: Path
 
 def test_erased_clients_are_left_out_of_training(slice_dir: Path, tmp_path: Path) -> None:
     from features.loader import load_dataset
-    from training.train import erased_clients, without_clients
+    from training.erasures import erased_clients, without_clients
 
     ds = load_dataset(slice_dir)
     victim = str(ds.transactions["client_id"].iloc[0])
     erasures = tmp_path / "erasures.jsonl"
     erasures.write_text(json.dumps({"client_id": victim}) + "\nnot json\n")
-    config = replace(TrainConfig(), erasures_file=str(erasures), redis_url=None)
+    config = TrainConfig(erasures_file=str(erasures), redis_url=None)
     kept = without_clients(ds, erased_clients(config))
     assert victim not in set(kept.transactions["client_id"])
     assert kept.fingerprint["clients"] == ds.fingerprint["clients"] - 1

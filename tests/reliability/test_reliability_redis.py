@@ -146,12 +146,13 @@ def test_breaker_keeps_a_dead_redis_to_one_timeout_per_retry_period(tmp_path: Pa
     from support.processes import free_port
 
     from service.config import Settings
-    from service.redis_store import RedisStore, RedisUnavailable
+    from service.redis.core import RedisUnavailable
+    from service.redis.store import RedisStore
 
     store = RedisStore(Settings.from_env({"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
                                           "REDIS_TIMEOUT_SECONDS": "0.2", "REDIS_RETRY_SECONDS": "5"}))
     started = time.monotonic()
     for _ in range(50):
         with pytest.raises(RedisUnavailable):
-            store.client_context("c1", None)
+            store.cache.client_context("c1", None)
     assert time.monotonic() - started < 1.0

@@ -40,7 +40,7 @@ from support.reliability_harness import (
 )
 from support.service_process import Service
 
-from service.redis_store import MODEL_UPDATES_CHANNEL
+from scoring.contract import MODEL_UPDATES_CHANNEL
 
 
 @dataclass

@@ -37,7 +37,7 @@ from support.reliability_doubles import register_variant
 from support.reliability_harness import Figures, TcpProxy, service_env
 from support.service_process import Service
 
-from service.redis_store import Keys
+from service.redis.core import Keys
 
 KEYS = {name: f"sec-{name}-{uuid.uuid4().hex[:12]}" for name in
         ("matrix-read", "logs-read", "rate-a", "rate-b", "rate-down", "erase-read")}

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -11,8 +10,8 @@ from features.schema import CLIENT, ITEM, ORDER, PRICE, QUANTITY, TIMESTAMP
 from training.config import TrainConfig
 
 #: Settings that fit the small shop of `make_shop` in a second and still find its patterns.
-SHOP_CONFIG = replace(TrainConfig(), als_factors=(8,), als_iterations=10, bundle_min_baskets=5, bundle_min_lift=1.5,
-                      threads=1)
+SHOP_CONFIG = TrainConfig(als_factors=(8,), als_iterations=10, bundle_min_baskets=5, bundle_min_lift=1.5,
+                          threads=1)
 
 
 def make_transactions(rows: Iterable[tuple]) -> pd.DataFrame:

@@ -1,7 +1,6 @@
 """Answers served from precomputed candidate lists equal the exact answers, on a real slice."""
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from training.candidates import candidate_recall, precompute
 from training.config import TrainConfig
 from training.fit import fit_recommender
 
-CONFIG = replace(TrainConfig(), als_factors=(16,), als_iterations=8, threads=1)
+CONFIG = TrainConfig(als_factors=(16,), als_iterations=8, threads=1)
 SIZE = 30
 
 

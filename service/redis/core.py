@@ -1,0 +1,151 @@
+"""The service's Redis connection: short timeouts, a circuit breaker, and every key name.
+
+Keys (TENANT namespaces all of them; the erasure set's name is shared with the trainer):
+
+  crm:{tenant}:events            stream of events, XADD MAXLEN ~ EVENTS_STREAM_MAXLEN
+  crm:{tenant}:recent:{client}   list of item ids bought since training (newest first, TTL)
+  crm:{tenant}:gen:{client}      generation of the client's answers; +1 on each purchase
+  crm:{tenant}:answers:{client}  hash "{model_version}|{endpoint}|{params digest}" -> cached answer
+  crm:{tenant}:shared:{model_version}:{digest}  cached answers that belong to no client
+  crm:{tenant}:rate:{key digest}  requests of one API key in the current rate-limit window (TTL)
+  scoring.contract.erasures_key(tenant)  set of erased client ids (`erasures` for the default tenant)
+
+Every command has a short socket timeout; after a connection failure the circuit breaker skips
+Redis for REDIS_RETRY_SECONDS, so a dead Redis costs one timeout, not one per request. redis-py
+reconnects on the next command once the breaker lets it through; a timed-out command is not
+retried, so a slow Redis costs a request at most REDIS_TIMEOUT_SECONDS.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from scoring.contract import erasures_key
+from service.config import Settings
+from service.metrics import REDIS_FAILURES
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class RedisUnavailable(Exception):
+    """Redis is not configured, unreachable, or skipped by the open circuit breaker."""
+
+
+class CircuitBreaker:
+    """Open for `cooldown` seconds after a failure; the first call after that tries again."""
+
+    def __init__(self, cooldown: float) -> None:
+        self.cooldown = cooldown
+        self._open_until = 0.0
+
+    @property
+    def is_open(self) -> bool:
+        return time.monotonic() < self._open_until
+
+    def failure(self) -> None:
+        self._open_until = time.monotonic() + self.cooldown
+
+    def success(self) -> None:
+        self._open_until = 0.0
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The name of every Redis key of one tenant."""
+
+    tenant: str
+
+    @property
+    def events(self) -> str:
+        return f"crm:{self.tenant}:events"
+
+    @property
+    def erasures(self) -> str:
+        return erasures_key(self.tenant)
+
+    def recent(self, client_id: str) -> str:
+        return f"crm:{self.tenant}:recent:{client_id}"
+
+    def generation(self, client_id: str) -> str:
+        return f"crm:{self.tenant}:gen:{client_id}"
+
+    def answers(self, client_id: str) -> str:
+        return f"crm:{self.tenant}:answers:{client_id}"
+
+    def shared(self, model_version: str, digest: str) -> str:
+        return f"crm:{self.tenant}:shared:{model_version}:{digest}"
+
+    def rate(self, identity_digest: str) -> str:
+        return f"crm:{self.tenant}:rate:{identity_digest}"
+
+
+class RedisConnection:
+    """One pooled client behind the breaker: `run` turns redis errors into RedisUnavailable."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.keys = Keys(settings.tenant)
+        self.breaker = CircuitBreaker(settings.redis_retry_seconds)
+        self.client: redis.Redis | None = None
+        if settings.redis_url:
+            self.client = redis.Redis.from_url(
+                settings.redis_url, decode_responses=True,
+                socket_timeout=settings.redis_timeout_seconds,
+                socket_connect_timeout=settings.redis_timeout_seconds,
+                # One immediate retry reconnects a pooled socket that a Redis restart closed; a
+                # timeout is not retried (a slow Redis would cost twice the timeout).
+                retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)))
+
+    @property
+    def configured(self) -> bool:
+        return self.client is not None
+
+    def script(self, source: str) -> Callable[..., object] | None:
+        """A Lua script registered on this connection (None without Redis)."""
+        return self.client.register_script(source) if self.client is not None else None
+
+    def run(self, operation: str, action: Callable[[redis.Redis], T]) -> T:
+        """`action(client)`, unless Redis is not configured or the breaker is open."""
+        if self.client is None:
+            raise RedisUnavailable("REDIS_URL is not set")
+        if self.breaker.is_open:
+            REDIS_FAILURES.labels(operation).inc()
+            raise RedisUnavailable("Redis failed recently; skipping it for a moment")
+        try:
+            result = action(self.client)
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            REDIS_FAILURES.labels(operation).inc()
+            if not self.breaker.is_open:
+                logger.warning("redis unreachable; skipping it for %.1fs", self.breaker.cooldown,
+                               extra={"operation": operation, "error": type(error).__name__})
+            self.breaker.failure()
+            raise RedisUnavailable(f"Redis unreachable ({type(error).__name__})") from error
+        except redis.RedisError as error:
+            REDIS_FAILURES.labels(operation).inc()
+            logger.error("redis command failed", extra={"operation": operation, "error": str(error)})
+            raise RedisUnavailable(f"Redis command failed ({type(error).__name__})") from error
+        self.breaker.success()
+        return result
+
+    def status(self) -> str:
+        """"up", "down" or "not-configured" (one PING, or none while the breaker is open)."""
+        if not self.configured:
+            return "not-configured"
+        try:
+            self.run("ping", lambda r: r.ping())
+        except RedisUnavailable:
+            return "down"
+        return "up"
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
