@@ -20,7 +20,9 @@ from service_model_double import CatalogueRecommender
 
 from service.app import create_app
 from service.config import Settings
-from service.model_store import ModelRejected, ModelStore, check_recommender
+from service.model.checks import check_recommender
+from service.model.errors import ModelRejected
+from service.model.store import ModelStore
 
 READ_KEY = "read-key-0123456789"
 ADMIN_KEY = "admin-key-0123456789"
