@@ -2,9 +2,10 @@
 
 The service tests need a registered model before the real trainer exists. `CatalogueRecommender`
 answers from a catalogue of eight items and three clients with fixed, explainable scores;
-`DoublePyfunc` wraps it as an MLflow pyfunc (`.recommender`), and `register_double` logs it with
-`code_paths` pointing at this file, so a service process can unpickle it. Everything goes through
-a real registry and real artifacts; nothing is mocked.
+`DoublePyfunc` wraps it as an MLflow pyfunc (`.recommender`), and `register_double` logs this
+file as the model's code (models-from-code, as the trainer logs scoring/pyfunc.py; the tag and
+`broken` travel in the model config), so a service process loads it without unpickling anything.
+Everything goes through a real registry and real artifacts; nothing is mocked.
 """
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import mlflow.models
 import mlflow.pyfunc
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+
+from scoring.pyfunc import PACKAGE_FORMAT, PACKAGE_FORMAT_KEY
 
 KINDS = ("cross_sell", "upsell", "service_package", "replenishment")
 
@@ -137,6 +141,10 @@ class DoublePyfunc(mlflow.pyfunc.PythonModel):
     def __init__(self, tag: str = "v", broken: bool = False) -> None:
         self.recommender = CatalogueRecommender(tag=tag, broken=broken)
 
+    def load_context(self, context: Any) -> None:
+        config = context.model_config or {}
+        self.recommender = CatalogueRecommender(tag=str(config.get("tag", "v")), broken=bool(config.get("broken")))
+
     def predict(self, context: Any, model_input: list[str], params: dict[str, Any] | None = None) -> list[int]:
         return [len(self.recommender.suggest(str(client), "cross_sell")) for client in model_input]
 
@@ -148,8 +156,8 @@ def register_double(tracking_uri: str, name: str, alias: str | None = "champion"
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp) / "model"
-        mlflow.pyfunc.save_model(str(model_dir), python_model=DoublePyfunc(tag=tag, broken=broken),
-                                 code_paths=[__file__], pip_requirements=["mlflow"])
+        mlflow.pyfunc.save_model(str(model_dir), python_model=__file__, model_config={"tag": tag, "broken": broken},
+                                 pip_requirements=["mlflow"], metadata={PACKAGE_FORMAT_KEY: PACKAGE_FORMAT})
         run = client.create_run(experiment_id="0", run_name=f"service-double-{tag}")
         client.log_artifacts(run.info.run_id, str(model_dir), "model")
         client.set_terminated(run.info.run_id)
@@ -161,3 +169,7 @@ def register_double(tracking_uri: str, name: str, alias: str | None = "champion"
     if alias:
         client.set_registered_model_alias(name, alias, version.version)
     return str(version.version)
+
+
+# This file is the double's model code: MLflow runs it to rebuild the model (see register_double).
+mlflow.models.set_model(DoublePyfunc())

@@ -3,8 +3,9 @@
 `TaggedRecommender` is the catalogue double of service_model_double.py with every suggestion
 stamped with its version (`version_tag`), so a test can prove that no answer mixes two versions;
 a client id `slow-<seconds>` makes `suggest` take that long (an in-flight request for the drain
-test). `register_variant` logs one of these (or a broken one) to a real MLflow registry with its
-code, as the trainer would, and moves @champion to it. The tests below check, in-process, that
+test). `register_variant` logs one of these (or a broken one) to a real MLflow registry with this
+file as its code (models-from-code, as the trainer logs its model; the variant and tag travel in
+the model config), and moves @champion to it. The tests below check, in-process, that
 the service's checks accept the good one and reject every broken one.
 """
 from __future__ import annotations
@@ -16,16 +17,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import mlflow.models
 import mlflow.pyfunc
 import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from service_model_double import CatalogueRecommender
 
-from service.model_store import ModelRejected, check_recommender
+from scoring.pyfunc import PACKAGE_FORMAT, PACKAGE_FORMAT_KEY
+from service.model.checks import check_recommender
+from service.model.errors import ModelRejected
 
 #: Every way a version can be broken that the service must refuse (corrupt_artifact is handled
-#: at registration: its pickle is overwritten with garbage).
+#: at registration: its model code is overwritten with garbage).
 BROKEN = ("corrupt_artifact", "wrong_schema", "nan_scores", "wrong_smoke_answer", "smoke_check_fails")
 MAX_SLOW_SECONDS = 10.0
 
@@ -85,8 +89,12 @@ def make_recommender(variant: str, tag: str) -> CatalogueRecommender:
 class VariantPyfunc(mlflow.pyfunc.PythonModel):
     """The MLflow wrapper the service unwraps: `.recommender` is the contract object."""
 
-    def __init__(self, variant: str, tag: str) -> None:
+    def __init__(self, variant: str = "tagged", tag: str = "0") -> None:
         self.recommender = make_recommender(variant, tag)
+
+    def load_context(self, context: Any) -> None:
+        config = context.model_config or {}
+        self.recommender = make_recommender(str(config.get("variant", "tagged")), str(config.get("tag", "0")))
 
     def predict(self, context: Any, model_input: list[str], params: dict[str, Any] | None = None) -> list[int]:
         return [len(self.recommender.suggest(str(client), "cross_sell")) for client in model_input]
@@ -104,11 +112,11 @@ def register_variant(tracking_uri: str, name: str, variant: str = "tagged", alia
     tag = str(max((int(v.version) for v in latest), default=0) + 1)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp) / "model"
-        mlflow.pyfunc.save_model(str(model_dir), python_model=VariantPyfunc(variant, tag),
-                                 code_paths=[__file__, str(Path(__file__).with_name("service_model_double.py"))],
-                                 pip_requirements=["mlflow"])
+        mlflow.pyfunc.save_model(str(model_dir), python_model=__file__, model_config={"variant": variant, "tag": tag},
+                                 code_paths=[str(Path(__file__).with_name("service_model_double.py"))],
+                                 pip_requirements=["mlflow"], metadata={PACKAGE_FORMAT_KEY: PACKAGE_FORMAT})
         if variant == "corrupt_artifact":
-            (model_dir / "python_model.pkl").write_bytes(b"\x80\x05 this is not a pickle" * 10)
+            (model_dir / Path(__file__).name).write_bytes(b"\x80\x05 this is not python" * 10)
         run = client.create_run(experiment_id="0", run_name=f"reliability-{variant}-{tag}")
         client.log_artifacts(run.info.run_id, str(model_dir), "model")
         client.set_terminated(run.info.run_id)
@@ -130,3 +138,7 @@ def test_tagged_double_passes_the_service_checks_and_stamps_every_answer() -> No
 def test_every_broken_variant_is_rejected_by_the_service_checks(variant: str) -> None:
     with pytest.raises(ModelRejected):
         check_recommender(make_recommender(variant, "9"))
+
+
+# This file is the variants' model code: MLflow runs it to rebuild the model (see register_variant).
+mlflow.models.set_model(VariantPyfunc())
