@@ -162,7 +162,8 @@ class ModelStore:
                     return RefreshResult(True, None, self._current)
                 raise RegistryUnavailable(f"cannot resolve {self.settings.model_uri}: "
                                           f"{type(error).__name__}: {error}"[:500]) from error
-            if previous is not None and previous.identity.startswith(f"{source.source_id}."):
+            if previous is not None and (previous.version, previous.identity.rpartition(".")[0]) == (
+                    source.version, source.source_id):
                 if previous.source == "local-copy":
                     self._swap(replace(previous, source="registry"))
                     logger.info("registry reachable again: the local copy is the alias's version",
