@@ -86,7 +86,7 @@ def trained(slice_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     second = _hand_run(slice_dir, root)
     config = replace(TrainConfig(), tracking_uri=f"sqlite:///{(root / 'var' / 'mlflow.db').resolve()}",
                      model_name=NAME, erasures_file=str(root / "erasures.jsonl"), threads=1, redis_url=None)
-    client = MlflowClient(config.tracking_uri)
+    client = MlflowClient(config.tracking_uri, registry_uri=config.tracking_uri)
     for summary in (first, second):
         gate_tag = client.get_model_version(NAME, summary["version"]).tags["gate"]
         summary.update(gate=gate_tag == "passed", failures=[] if gate_tag == "passed" else gate_tag.split("; "))
@@ -101,7 +101,7 @@ def test_hand_run_training_uses_only_the_configured_store(trained) -> None:
     config, first, second, root, repo_db_before = trained
     assert (first["name"], first["version"], first["alias"]) == (NAME, "1", "champion")
     assert (second["name"], second["version"]) == (NAME, "2")
-    evaluation = MlflowClient(config.tracking_uri).download_artifacts(second["run_id"], "evaluation.json", str(root))
+    evaluation = MlflowClient(config.tracking_uri, registry_uri=config.tracking_uri).download_artifacts(second["run_id"], "evaluation.json", str(root))
     assert "champion" in json.loads(Path(evaluation).read_text())["tasks"]["cross_sell"]["scores"]
     assert sorted(root.rglob("mlflow.db")) == [root / "var" / "mlflow.db"]
     assert repo_db_before or not (ROOT / "mlflow.db").exists()
@@ -109,7 +109,7 @@ def test_hand_run_training_uses_only_the_configured_store(trained) -> None:
 
 def test_first_model_becomes_champion_and_logs_its_evidence(trained) -> None:
     config, first, _, root, _ = trained
-    client = MlflowClient(config.tracking_uri)
+    client = MlflowClient(config.tracking_uri, registry_uri=config.tracking_uri)
     assert first["alias"] == "champion"
     assert str(client.get_model_version_by_alias(NAME, "champion").version) == first["version"]
     run = client.get_run(first["run_id"])
@@ -123,7 +123,7 @@ def test_second_training_is_gated_against_the_champion(trained) -> None:
     config, first, second, *_ = trained
     evaluation = mlflow.artifacts.load_dict(f"runs:/{second['run_id']}/evaluation.json")
     assert "champion" in evaluation["tasks"]["cross_sell"]["scores"]
-    client = MlflowClient(config.tracking_uri)
+    client = MlflowClient(config.tracking_uri, registry_uri=config.tracking_uri)
     champion = str(client.get_model_version_by_alias(NAME, "champion").version)
     if second["gate"]:
         assert second["alias"] == "champion" and champion == second["version"]
@@ -151,7 +151,7 @@ def test_registered_model_answers_like_the_in_memory_one(trained) -> None:
 
 def test_a_failed_training_leaves_the_registry_untouched(trained, tmp_path: Path) -> None:
     config, *_ = trained
-    client = MlflowClient(config.tracking_uri)
+    client = MlflowClient(config.tracking_uri, registry_uri=config.tracking_uri)
     before = [v.version for v in client.search_model_versions(f"name='{NAME}'")]
     champion = client.get_model_version_by_alias(NAME, "champion").version
     bad = tmp_path / "bad"
@@ -181,7 +181,8 @@ def test_erased_clients_are_left_out_of_training(slice_dir: Path, tmp_path: Path
 
 
 def test_no_champion_means_none(tmp_path: Path) -> None:
-    client = MlflowClient(f"sqlite:///{tmp_path / 'x.db'}")
+    uri = f"sqlite:///{tmp_path / 'x.db'}"
+    client = MlflowClient(uri, registry_uri=uri)
     with pytest.raises(MlflowException):
         client.get_model_version_by_alias("nothing", "champion")
 
@@ -192,7 +193,7 @@ def test_a_worse_model_does_not_replace_the_champion(trained) -> None:
     from training.registry import log_and_register
 
     config, first, *_ = trained
-    client = MlflowClient(config.tracking_uri)
+    client = MlflowClient(config.tracking_uri, registry_uri=config.tracking_uri)
     champion = str(client.get_model_version_by_alias(NAME, "champion").version)
     rec = mlflow.pyfunc.load_model(f"models:/{NAME}/{first['version']}").unwrap_python_model().recommender
     assert isinstance(rec, Recommender)
@@ -237,7 +238,7 @@ def test_mlflow_models_serve_answers_with_the_registered_artifact(trained, tmp_p
 
 def test_artifacts_live_next_to_the_sqlite_store(trained) -> None:
     config, first, *_ = trained
-    run = MlflowClient(config.tracking_uri).get_run(first["run_id"])
+    run = MlflowClient(config.tracking_uri, registry_uri=config.tracking_uri).get_run(first["run_id"])
     database = Path(config.tracking_uri.removeprefix("sqlite:///"))
     assert run.info.artifact_uri.startswith((database.parent / "mlartifacts").resolve().as_uri())
 

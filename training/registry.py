@@ -195,9 +195,8 @@ def log_and_register(rec: Recommender, result: dict[str, Any], config: TrainConf
     promote: "gate" (default), "force" (`--promote`), or "if-none" (gate, but the first model of
     an empty registry becomes champion anyway: there is no good model it could replace).
     """
-    # the fluent calls below (start_run, log_model, register_model) use the process-wide URIs
+    # the fluent calls below (start_run, log_model) use the process-wide tracking URI
     mlflow.set_tracking_uri(config.tracking_uri)
-    mlflow.set_registry_uri(config.tracking_uri)
     experiment_id = ensure_experiment(config)
     client = registry_client(config)
     decision = gate(result, config.promotion_tolerance)
@@ -222,9 +221,9 @@ def log_and_register(rec: Recommender, result: dict[str, Any], config: TrainConf
                                        signature=signature, input_example=example,
                                        pip_requirements=pip_requirements(),
                                        metadata={PACKAGE_FORMAT_KEY: PACKAGE_FORMAT})
-        # last: only a fully logged model is registered
-        version = mlflow.register_model(info.model_uri, config.model_name)
         run_id = run.info.run_id
+        # last: only a fully logged model is registered
+        version = _register(client, config.model_name, info, run_id)
     if promote == "force" or decision.promote or (promote == "if-none" and not had_champion and _no_champion(client, config)):
         alias = "champion"
     else:
@@ -235,6 +234,17 @@ def log_and_register(rec: Recommender, result: dict[str, Any], config: TrainConf
     _notify(config, alias, str(version.version))
     return {"version": str(version.version), "alias": alias, "run_id": run_id, "gate": decision.promote,
             "failures": decision.failures, "forced": alias == "champion" and not decision.promote}
+
+
+def _register(client: MlflowClient, name: str, info: Any, run_id: str) -> Any:
+    """A new version of `name` for the logged model, through the configured registry
+    (`mlflow.register_model` would use the process-wide one)."""
+    try:
+        client.create_registered_model(name)
+    except MlflowException as error:
+        if error.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise
+    return client.create_model_version(name, info.model_uri, run_id, model_id=info.model_id)
 
 
 def _no_champion(client: MlflowClient, config: TrainConfig) -> bool:

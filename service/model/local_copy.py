@@ -141,8 +141,8 @@ class LocalCopies:
         except (OSError, ValueError, KeyError, TypeError):
             return None
         if not copy.folder.is_dir() or folder_digest(copy.folder) != copy.digest:
-            logger.warning("local model copy changed on disk since it was downloaded",
-                           extra={"model_version": copy.version, "copy": str(final)})
+            logger.warning("local model copy changed on disk since it was downloaded: not used",
+                           extra={"model_version": copy.version})
             return None
         return copy
 

@@ -194,7 +194,6 @@ class ModelStore:
             self._swap(loaded)
             RELOADS.labels("success", trigger).inc()
             logger.info("model version serving", extra={"model_version": source.version, "trigger": trigger,
-                                                        "identity": loaded.identity,
                                                         "previous": previous.version if previous else None})
             return RefreshResult(True, previous.version if previous else None, loaded)
 
@@ -272,6 +271,5 @@ class ModelStore:
             return False
         self._swap(loaded)
         RELOADS.labels("success", trigger).inc()
-        logger.warning("registry unreachable: serving the local copy",
-                       extra={"model_version": loaded.version, "identity": loaded.identity})
+        logger.warning("registry unreachable: serving the local copy", extra={"model_version": loaded.version})
         return True
