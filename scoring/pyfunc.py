@@ -1,14 +1,26 @@
-"""The registered artifact: an MLflow pyfunc whose scoring code ships with it.
+"""The registered artifact: an MLflow pyfunc saved as code, whose scoring code ships with it.
+
+This file is the model's code (MLflow's models-from-code): the trainer logs it with
+`python_model=<this file>` and `code_paths=[scoring/]`, and MLflow rebuilds the model by running
+it (the `set_model` call at the bottom) and then `load_context`, which maps the `.npy` arrays of
+the artifact. Nothing is pickled, so loading a registered model executes no pickle.
 
 `mlflow.pyfunc.load_model("models:/crm-recommender@champion").predict(frame)` and
 `mlflow models serve` answer a table of (client_id, kind, limit) with one row per suggestion;
-the service unwraps the same object (`unwrap_python_model().recommender`) and calls the
-`SuggestionModel` methods directly, skipping the DataFrame round trip on its hot path.
+the service and the trainer call `load_model_folder`, which unwraps the same object and talks to
+the `SuggestionModel` methods directly, skipping the DataFrame round trip on the hot path.
+
+Package formats (`PACKAGE_FORMAT_KEY` in the MLmodel metadata), both read without unpickling:
+  1  before issue 10: a cloudpickled `RecommenderPyfunc` with the arrays under
+     artifacts/recommender; it recorded no package format. Its arrays are read directly.
+  2  this file as code, `scoring/` as its only code path.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import mlflow.models
 import mlflow.pyfunc
 import pandas as pd
 from threadpoolctl import threadpool_limits
@@ -19,6 +31,23 @@ from scoring.recommender import Recommender
 INPUT_COLUMNS = ("client_id", "kind", "limit")
 OUTPUT_COLUMNS = ("client_id", "kind", "rank", "item_id", "name", "score", "price", "reason")
 ARTIFACT_KEY = "recommender"
+#: Key of the MLmodel `metadata` that records how the registered model is packaged.
+PACKAGE_FORMAT_KEY = "crm_package_format"
+#: The package format this code writes.
+PACKAGE_FORMAT = 2
+#: Cloudpickled models registered before issue 10; they record no package format.
+LEGACY_PACKAGE_FORMAT = 1
+READABLE_PACKAGE_FORMATS = (LEGACY_PACKAGE_FORMAT, PACKAGE_FORMAT)
+
+
+class UnknownModelFormat(ValueError):
+    """The folder is not a model this code can read (a later package format, or not ours)."""
+
+
+def _one_blas_thread() -> None:
+    # One request is one small matrix-vector product: BLAS threads only add wake-up latency
+    # (1.5 ms against 0.17 ms for 68k items x 16 factors) and fight the server's own workers.
+    threadpool_limits(1, "blas")
 
 
 class RecommenderPyfunc(mlflow.pyfunc.PythonModel):
@@ -28,9 +57,7 @@ class RecommenderPyfunc(mlflow.pyfunc.PythonModel):
         self.recommender: Recommender | None = None
 
     def load_context(self, context: Any) -> None:
-        # One request is one small matrix-vector product: BLAS threads only add wake-up latency
-        # (1.5 ms against 0.17 ms for 68k items x 16 factors) and fight the server's own workers.
-        threadpool_limits(1, "blas")
+        _one_blas_thread()
         self.recommender = Recommender.load(context.artifacts[ARTIFACT_KEY])
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -51,3 +78,52 @@ class RecommenderPyfunc(mlflow.pyfunc.PythonModel):
                                  "reason": s["reason"]})
         return pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS)).astype({"rank": "int64", "score": "float64",
                                                                          "price": "float64"})
+
+
+def package_format(folder: str | Path) -> int:
+    """The package format of the MLflow model in `folder`, read from its MLmodel file only.
+    UnknownModelFormat when it is none this code reads."""
+    return _package_format(folder, mlflow.models.Model.load(str(folder)))
+
+
+def _package_format(folder: str | Path, model: mlflow.models.Model) -> int:
+    recorded = (model.metadata or {}).get(PACKAGE_FORMAT_KEY)
+    if recorded is not None:
+        if recorded not in READABLE_PACKAGE_FORMATS:
+            raise UnknownModelFormat(f"the model is in package format {recorded!r}, which this code does not "
+                                     f"read (it reads {', '.join(map(str, READABLE_PACKAGE_FORMATS))})")
+        if recorded == PACKAGE_FORMAT and "model_code_path" not in model.flavors.get(mlflow.pyfunc.FLAVOR_NAME, {}):
+            raise UnknownModelFormat(f"the model claims package format {PACKAGE_FORMAT} but is not saved as code "
+                                     "(it would have to be unpickled)")
+        return int(recorded)
+    if _legacy_arrays(folder, model) is not None:
+        return LEGACY_PACKAGE_FORMAT
+    raise UnknownModelFormat("the model records no package format and is not the layout of format 1 "
+                             f"(a pickled pyfunc with artifacts/{ARTIFACT_KEY}/meta.json): not a crm-recommender model")
+
+
+def _legacy_arrays(folder: str | Path, model: mlflow.models.Model) -> Path | None:
+    """artifacts/recommender of a format-1 model, or None when `folder` does not have that layout."""
+    conf = model.flavors.get(mlflow.pyfunc.FLAVOR_NAME, {})
+    artifact = conf.get("artifacts", {}).get(ARTIFACT_KEY, {}).get("path")
+    if not conf.get("python_model") or not artifact:
+        return None
+    arrays = Path(folder) / artifact
+    return arrays if (arrays / "meta.json").is_file() else None
+
+
+def load_model_folder(folder: str | Path) -> Any:
+    """The `SuggestionModel` of the MLflow model downloaded to `folder`, with no pickle executed.
+
+    Format 2 is loaded by MLflow from its code; format 1 is not unpickled: its arrays are read
+    into this code's `Recommender`. UnknownModelFormat for any other package, ValueError for
+    arrays in a state format `scoring.state` does not read."""
+    model = mlflow.models.Model.load(str(folder))
+    if _package_format(folder, model) == PACKAGE_FORMAT:
+        return mlflow.pyfunc.load_model(str(folder), suppress_warnings=True).unwrap_python_model().recommender
+    _one_blas_thread()
+    return Recommender.load(_legacy_arrays(folder, model))  # type: ignore[arg-type]  # format 1, found above
+
+
+# The models-from-code entry point: MLflow runs this file and serves the object set here.
+mlflow.models.set_model(RecommenderPyfunc())

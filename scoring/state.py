@@ -7,7 +7,7 @@ inspected, diffed and loaded by any later version of the scoring code that knows
 Why one `.npy` per array: the service maps them (`mmap_mode="c"`) instead of reading them, so the
 gunicorn workers that load the same version share one copy of the pages through the page cache
 (copy-on-write: a process that writes to an array gets a private page, the file never changes).
-Format 1 (one `.npz`, read into each process) still loads.
+Format 1 (one `.npz`, read into each process) is no longer read: nothing writes it any more.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 MODEL_FORMAT = 2
-READABLE_FORMATS = (1, 2)
+READABLE_FORMATS = (2,)
 
 
 @dataclass
@@ -100,18 +100,14 @@ class ModelState:
 
     @classmethod
     def load(cls, folder: str | Path) -> ModelState:
-        """Format 2 arrays are mapped copy-on-write, not read (see the module docstring)."""
+        """The arrays are mapped copy-on-write, not read (see the module docstring)."""
         folder = Path(folder)
         meta = json.loads((folder / "meta.json").read_text())
         if meta.get("model_format") not in READABLE_FORMATS:
-            raise ValueError(f"model format {meta.get('model_format')} is not one of {READABLE_FORMATS}: "
-                             "retrain the model")
-        if meta["model_format"] == 1:
-            with np.load(folder / "arrays.npz", allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-        else:
-            arrays = {path.stem: np.load(path, mmap_mode="c", allow_pickle=False).view(np.ndarray)
-                      for path in sorted((folder / "arrays").glob("*.npy"))}
+            raise ValueError(f"the model's arrays are in state format {meta.get('model_format')!r}, which this code "
+                             f"does not read (it reads {', '.join(map(str, READABLE_FORMATS))}): retrain the model")
+        arrays = {path.stem: np.load(path, mmap_mode="c", allow_pickle=False).view(np.ndarray)
+                  for path in sorted((folder / "arrays").glob("*.npy"))}
         extras = {k.removeprefix("extra__"): arrays.pop(k) for k in list(arrays) if k.startswith("extra__")}
         tables = {name: pd.read_parquet(folder / f"{name}.parquet") for name in cls.TABLES}
         return cls(**tables, meta=meta, extras=extras, **arrays)

@@ -15,12 +15,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from scoring.contract import KINDS
 from service.metrics import CACHE, ERASURES, EVENTS
-from service.model_store import LoadedModel
+from service.model.store import LoadedModel
 from service.redis.cache import ClientContext, answer_field
 from service.redis.core import RedisUnavailable
 from service.redis.store import RedisStore
-from service.schemas import KINDS, CartRequest, EventBatch, SuggestionQuery
+from service.schemas import CartRequest, EventBatch, SuggestionQuery
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def client_suggestions(model: LoadedModel, store: RedisStore, client_id: str,
                        query: SuggestionQuery) -> tuple[str, str]:
     """The client's suggestions of one kind (or all kinds grouped), as JSON text, and whether the
     cache answered."""
-    field = answer_field(model.version, "suggestions", query.model_dump(mode="json"))
+    field = answer_field(model.identity, "suggestions", query.model_dump(mode="json"))
     context = _client_context(store, client_id, field, "client_suggestions")
     if context is not None and context.cached is not None:
         return context.cached, "hit"
@@ -124,7 +125,7 @@ def cart_suggestions(model: LoadedModel, store: RedisStore, cart: CartRequest) -
     context: ClientContext | None = None
     shared_key: str | None = None
     if cart.client_id is not None:
-        field = answer_field(model.version, "cart", params)
+        field = answer_field(model.identity, "cart", params)
         context = _client_context(store, cart.client_id, field, "cart_suggestions")
         if context is not None:
             if context.cached is not None:
@@ -132,7 +133,7 @@ def cart_suggestions(model: LoadedModel, store: RedisStore, cart: CartRequest) -
             recent = context.recent_purchases
     else:
         try:
-            shared_key, cached = store.cache.shared_answer(model.version, params)
+            shared_key, cached = store.cache.shared_answer(model.identity, params)
         except RedisUnavailable:
             CACHE.labels("cart_suggestions", "off").inc()
         else:
@@ -149,7 +150,7 @@ def cart_suggestions(model: LoadedModel, store: RedisStore, cart: CartRequest) -
         "unknown_items": answer.get("unknown_items", []),
     })
     if context is not None and cart.client_id is not None:
-        _remember(store, cart.client_id, answer_field(model.version, "cart", params), body, context)
+        _remember(store, cart.client_id, answer_field(model.identity, "cart", params), body, context)
         return body, "miss"
     if shared_key is not None:
         _store_shared(store, shared_key, body)
@@ -164,7 +165,7 @@ def similar_items(model: LoadedModel, store: RedisStore, item_id: str, limit: in
         raise UnknownItem(item_id)
     params = {"endpoint": "similar", "item_id": item_id, "limit": limit}
     try:
-        key, cached = store.cache.shared_answer(model.version, params)
+        key, cached = store.cache.shared_answer(model.identity, params)
     except RedisUnavailable:
         key, cached = None, None
         CACHE.labels("similar_items", "off").inc()

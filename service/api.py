@@ -7,7 +7,7 @@ from flask import Blueprint, Response, g, jsonify, request
 
 from service import answers
 from service.inputs import json_body, path_id, query
-from service.model_store import ModelRejected, RegistryUnavailable
+from service.model.errors import ModelRejected, RegistryUnavailable
 from service.openapi import Endpoint, api_route
 from service.problems import Problem
 from service.redis.core import RedisUnavailable

@@ -16,7 +16,7 @@ from service.auth import authorize, presented_key
 from service.config import Settings
 from service.logs import configure_logging
 from service.metrics import LATENCY, REQUESTS
-from service.model_store import ModelStore
+from service.model.store import ModelStore
 from service.openapi import endpoint_of
 from service.ops import ops
 from service.problems import register_error_handlers

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from flask import current_app
 
 from service.config import Settings
-from service.model_store import LoadedModel, ModelStore
+from service.model.store import LoadedModel, ModelStore
 from service.problems import Problem
 from service.redis.store import RedisStore
 

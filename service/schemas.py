@@ -28,10 +28,12 @@ from pydantic import (
     field_validator,
 )
 
+from scoring.contract import KINDS
 from service.config import Settings
 
-#: Kinds a client can ask for (copied from scoring/contract.py: the service never imports it).
-KINDS: tuple[str, ...] = ("cross_sell", "upsell", "service_package", "replenishment")
+#: What `kind` may be in a suggestions query: one of the contract's kinds, or `all`.
+KIND_CHOICES: tuple[str, ...] = (*KINDS, "all")
+
 EVENT_TYPES: tuple[str, ...] = ("view", "cart", "purchase", "impression", "click")
 MAX_ID_LENGTH = 128
 MAX_EXCLUDE = 100
@@ -125,7 +127,7 @@ class SuggestionQuery(_Limited):
     """Query of GET /v1/clients/{client_id}/suggestions."""
 
     model_config = ConfigDict(extra="ignore")
-    kind: Literal["cross_sell", "upsell", "service_package", "replenishment", "all"] = Field(
+    kind: Literal[KIND_CHOICES] = Field(  # type: ignore[valid-type]
         "all", description="One kind, or `all` for every kind grouped by kind.")
     category: Id | None = Field(None, description="Only items of this category.")
     exclude: Annotated[list[Id], BeforeValidator(_split_ids)] = Field(

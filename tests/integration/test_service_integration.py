@@ -272,6 +272,65 @@ def test_restart_with_registry_unreachable_serves_local_copy(
     assert client.post("/v1/admin/reload", headers=ADMIN).status_code == 503
 
 
+def test_a_local_copy_changed_on_disk_is_not_served(
+        make_app: Callable[..., Flask], first_version: str, service_env: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 10, item 10: the digest taken at download is checked before a copy is used: changed,
+    it is not served while the registry is unreachable, and is downloaded again once it is back."""
+    from service.model.errors import RegistryUnavailable
+    from service.model.local_copy import folder_digest
+
+    make_app()  # loads from the registry and keeps the local copy
+    records = list(Path(service_env["MODEL_CACHE_DIR"]).rglob("copy.json"))
+    assert len(records) == 1
+    model = records[0].parent / "model"
+    with (model / "MLmodel").open("a") as mlmodel:
+        mlmodel.write("# changed on disk\n")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    cut_off = make_app(refresh=False, MLFLOW_TRACKING_URI=f"http://127.0.0.1:{free_port()}").test_client()
+    with pytest.raises(RegistryUnavailable):
+        cut_off.application.extensions["crm"].models.refresh("test")
+    assert cut_off.get("/readyz").status_code == 503
+    client = make_app().test_client()
+    assert serving_version(client) == first_version
+    assert folder_digest(model) == json.loads(records[0].read_text())["digest"]
+    assert "changed on disk" not in (model / "MLmodel").read_text()
+
+
+def test_another_registrys_version_1_is_served_and_not_the_old_ones_answers(
+        make_app: Callable[..., Flask], model_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 10, item 10: a service moved from one registry to another (the same model name, the
+    same MODEL_CACHE_DIR and Redis), each holding its own version 1, serves the new store's
+    version 1, and no answer cached for the first store's version 1 is served."""
+    monkeypatch.chdir(tmp_path)  # the sqlite stores' default experiment keeps its artifacts under ./mlruns
+    shop_a, shop_b = (f"sqlite:///{tmp_path / name}" for name in ("shop-a.db", "shop-b.db"))
+    assert register_double(shop_a, model_name, tag="shop-a") == register_double(shop_b, model_name, tag="shop-b") == "1"
+    questions = [("get", "/v1/clients/c1/suggestions?kind=cross_sell", None),
+                 ("post", "/v1/cart/suggestions", {"items": ["coffee"], "client_id": "c1"}),
+                 ("post", "/v1/cart/suggestions", {"items": ["coffee"]}),  # shared, no client
+                 ("get", "/v1/items/coffee/similar", None)]
+
+    def ask(client: Any) -> list[str]:
+        caches = []
+        for method, url, body in questions:
+            response = getattr(client, method)(url, json=body, headers=READ)
+            assert response.status_code == 200, response.get_data(as_text=True)
+            caches.append(response.headers["X-Cache"])
+        return caches
+
+    first = make_app(MLFLOW_TRACKING_URI=shop_a).test_client()
+    assert ask(first) == ["miss"] * 4 and ask(first) == ["hit"] * 4
+    served_a = first.application.extensions["crm"].models.current
+    second = make_app(MLFLOW_TRACKING_URI=shop_b).test_client()
+    served_b = second.application.extensions["crm"].models.current
+    assert served_b.version == served_a.version == "1" and served_b.source == "registry"
+    assert served_b.recommender.meta["params"]["tag"] == "shop-b"
+    assert served_b.identity != served_a.identity
+    assert ask(second) == ["miss"] * 4  # the first store's cached answers are not served
+    assert ask(second) == ["hit"] * 4
+
+
 def test_nothing_registered_means_503_until_a_version_appears(make_app: Callable[..., Flask],
                                                               mlflow_server: str, model_name: str) -> None:
     client = make_app(refresh=False).test_client()

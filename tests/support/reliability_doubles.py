@@ -3,9 +3,10 @@
 `TaggedRecommender` is the catalogue double of support/service_model_double.py with every suggestion
 stamped with its version (`version_tag`), so a test can prove that no answer mixes two versions;
 a client id `slow-<seconds>` makes `suggest` take that long (an in-flight request for the drain
-test). `register_variant` logs one of these (or a broken one) to a real MLflow registry with its
-code (the whole support/ package, so a service process imports `support.reliability_doubles`
-as this process does), as the trainer would, and moves @champion to it.
+test). `register_variant` logs one of these (or a broken one) to a real MLflow registry with this
+file as its code (models-from-code, as the trainer logs its model; the variant and tag travel in
+the model config, and the support/ package ships beside it so `support.service_model_double`
+imports in a service process as it does here), and moves @champion to it.
 tests/unit/test_reliability_doubles.py checks that the service's checks accept the good one and
 reject every broken one.
 """
@@ -18,14 +19,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import mlflow.models
 import mlflow.pyfunc
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from scoring.pyfunc import PACKAGE_FORMAT, PACKAGE_FORMAT_KEY
 from support.service_model_double import CODE_PATHS, CatalogueRecommender
 
 #: Every way a version can be broken that the service must refuse (corrupt_artifact is handled
-#: at registration: its pickle is overwritten with garbage).
+#: at registration: its model code is overwritten with garbage).
 BROKEN = ("corrupt_artifact", "wrong_schema", "nan_scores", "wrong_smoke_answer", "smoke_check_fails")
 MAX_SLOW_SECONDS = 10.0
 
@@ -85,8 +88,12 @@ def make_recommender(variant: str, tag: str) -> CatalogueRecommender:
 class VariantPyfunc(mlflow.pyfunc.PythonModel):
     """The MLflow wrapper the service unwraps: `.recommender` is the contract object."""
 
-    def __init__(self, variant: str, tag: str) -> None:
+    def __init__(self, variant: str = "tagged", tag: str = "0") -> None:
         self.recommender = make_recommender(variant, tag)
+
+    def load_context(self, context: Any) -> None:
+        config = context.model_config or {}
+        self.recommender = make_recommender(str(config.get("variant", "tagged")), str(config.get("tag", "0")))
 
     def predict(self, context: Any, model_input: list[str], params: dict[str, Any] | None = None) -> list[int]:
         return [len(self.recommender.suggest(str(client), "cross_sell")) for client in model_input]
@@ -104,11 +111,11 @@ def register_variant(tracking_uri: str, name: str, variant: str = "tagged", alia
     tag = str(max((int(v.version) for v in latest), default=0) + 1)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp) / "model"
-        mlflow.pyfunc.save_model(str(model_dir), python_model=VariantPyfunc(variant, tag),
+        mlflow.pyfunc.save_model(str(model_dir), python_model=__file__, model_config={"variant": variant, "tag": tag},
                                  code_paths=CODE_PATHS,
-                                 pip_requirements=["mlflow"])
+                                 pip_requirements=["mlflow"], metadata={PACKAGE_FORMAT_KEY: PACKAGE_FORMAT})
         if variant == "corrupt_artifact":
-            (model_dir / "python_model.pkl").write_bytes(b"\x80\x05 this is not a pickle" * 10)
+            (model_dir / Path(__file__).name).write_bytes(b"\x80\x05 this is not python" * 10)
         run = client.create_run(experiment_id="0", run_name=f"reliability-{variant}-{tag}")
         client.log_artifacts(run.info.run_id, str(model_dir), "model")
         client.set_terminated(run.info.run_id)
@@ -117,3 +124,7 @@ def register_variant(tracking_uri: str, name: str, variant: str = "tagged", alia
     if alias:
         client.set_registered_model_alias(name, alias, version)
     return version
+
+
+# This file is the variants' model code: MLflow runs it to rebuild the model (see register_variant).
+mlflow.models.set_model(VariantPyfunc())

@@ -2,10 +2,10 @@
 
 The service tests need a registered model before the real trainer exists. `CatalogueRecommender`
 answers from a catalogue of eight items and three clients with fixed, explainable scores;
-`DoublePyfunc` wraps it as an MLflow pyfunc (`.recommender`), and `register_double` logs it with
-`code_paths` pointing at the support/ package (`CODE_PATHS`), so a service process can unpickle
-it under the name this process imports it by (`support.service_model_double`). Everything goes
-through a real registry and real artifacts; nothing is mocked.
+`DoublePyfunc` wraps it as an MLflow pyfunc (`.recommender`), and `register_double` logs this
+file as the model's code (models-from-code, as the trainer logs scoring/pyfunc.py; the tag and
+`broken` travel in the model config), so a service process loads it without unpickling anything.
+Everything goes through a real registry and real artifacts; nothing is mocked.
 """
 from __future__ import annotations
 
@@ -14,12 +14,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import mlflow.models
 import mlflow.pyfunc
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-#: What a logged double ships as code: the whole support/ package, so its modules import in a
-#: service process by the same dotted names as here (the pickle refers to them by those names).
+from scoring.pyfunc import PACKAGE_FORMAT, PACKAGE_FORMAT_KEY
+
+#: What a logged double that imports the support/ package ships as code (the reliability
+#: doubles import this module as `support.service_model_double` in the service process too).
 CODE_PATHS = [str(Path(__file__).resolve().parent)]
 
 #: item_id -> (name, category, price, popularity)
@@ -140,6 +143,10 @@ class DoublePyfunc(mlflow.pyfunc.PythonModel):
     def __init__(self, tag: str = "v", broken: bool = False) -> None:
         self.recommender = CatalogueRecommender(tag=tag, broken=broken)
 
+    def load_context(self, context: Any) -> None:
+        config = context.model_config or {}
+        self.recommender = CatalogueRecommender(tag=str(config.get("tag", "v")), broken=bool(config.get("broken")))
+
     def predict(self, context: Any, model_input: list[str], params: dict[str, Any] | None = None) -> list[int]:
         return [len(self.recommender.suggest(str(client), "cross_sell")) for client in model_input]
 
@@ -151,8 +158,8 @@ def register_double(tracking_uri: str, name: str, alias: str | None = "champion"
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp) / "model"
-        mlflow.pyfunc.save_model(str(model_dir), python_model=DoublePyfunc(tag=tag, broken=broken),
-                                 code_paths=CODE_PATHS, pip_requirements=["mlflow"])
+        mlflow.pyfunc.save_model(str(model_dir), python_model=__file__, model_config={"tag": tag, "broken": broken},
+                                 pip_requirements=["mlflow"], metadata={PACKAGE_FORMAT_KEY: PACKAGE_FORMAT})
         run = client.create_run(experiment_id="0", run_name=f"service-double-{tag}")
         client.log_artifacts(run.info.run_id, str(model_dir), "model")
         client.set_terminated(run.info.run_id)
@@ -164,3 +171,7 @@ def register_double(tracking_uri: str, name: str, alias: str | None = "champion"
     if alias:
         client.set_registered_model_alias(name, alias, version.version)
     return str(version.version)
+
+
+# This file is the double's model code: MLflow runs it to rebuild the model (see register_double).
+mlflow.models.set_model(DoublePyfunc())

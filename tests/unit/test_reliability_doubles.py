@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from support.reliability_doubles import BROKEN, TaggedRecommender, make_recommender
 
-from service.model_store import ModelRejected, check_recommender
+from service.model.checks import check_recommender
+from service.model.errors import ModelRejected
 
 
 def test_tagged_double_passes_the_service_checks_and_stamps_every_answer() -> None:
