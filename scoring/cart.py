@@ -117,7 +117,7 @@ def upsells(cat: Catalogue, basket: np.ndarray, limit: int) -> list[Suggestion]:
                 diff = float(st.item_price[j] - st.item_price[b])
                 reason = (reasons.traded_up(int(moves), cat.names[b]) if moves >= 2
                           else reasons.upgrade(cat.names[b], diff))
-                out.append(cat.suggestion(int(j), "upsell", float(st.upsell_score[b][0]), reason,
+                out.append(cat.suggestion(int(j), "upsell", float(score), reason,
                                           upgrade_from=str(cat.item_ids[b]), price_difference=round(diff, 2)))
                 break
     out.sort(key=lambda s: -s["score"])
