@@ -7,8 +7,6 @@ the items with evidence and gives the same answer whenever it can (`sparse_compl
 """
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from scoring import reasons
@@ -125,7 +123,7 @@ def upsells(cat: Catalogue, basket: np.ndarray, limit: int) -> list[Suggestion]:
 
 
 def bundle_offers(cat: Catalogue, seeds: np.ndarray, allowed: np.ndarray, limit: int,
-                  kind: str = "bundle") -> list[dict[str, Any]]:
+                  kind: str = "bundle") -> list[Suggestion]:
     """Mined bundles holding something the client (or cart) has and something it lacks, all of
     their items allowed; most items held, then highest lift, first."""
     st = cat.state
@@ -140,7 +138,7 @@ def bundle_offers(cat: Catalogue, seeds: np.ndarray, allowed: np.ndarray, limit:
     order = np.flatnonzero(ok)
     order = order[np.lexsort((-st.bundle_lift[order], -has[order]))][:limit]
     discount = float(st.meta.get("params", {}).get("bundle_discount", 0.1))
-    out = []
+    out: list[Suggestion] = []
     for b in order:
         ids = [str(cat.item_ids[i]) for i in safe[b][valid[b]]]
         out.append({"bundle_id": cat.bundle_ids[b], "item_id": cat.bundle_ids[b],

@@ -19,6 +19,8 @@ from scoring.state import ModelState
 
 #: Client value classes, in the order of `ModelState.client_abc` codes (0=A).
 ABC = ("A", "B", "C")
+#: Client activity classes (`ModelState.clients["activity"]`).
+ACTIVITY = ("active", "lapsing", "inactive")
 
 
 def _strings(table: Any, column: str) -> np.ndarray:

@@ -26,7 +26,7 @@ import numpy as np
 from scoring import candidates
 from scoring import cart as cart_answers
 from scoring.candidates import CANDIDATE_KINDS, CANDIDATES, CandidateLists
-from scoring.catalogue import ABC, Catalogue
+from scoring.catalogue import ABC, ACTIVITY, Catalogue
 from scoring.contract import KINDS, CartAnswer, Suggestion, SuggestionModel
 from scoring.evidence import Evidence
 from scoring.kinds import REGISTRY, Ranked
@@ -37,7 +37,6 @@ from scoring.weights import DEFAULT_WEIGHTS
 
 log = logging.getLogger(__name__)
 
-ACTIVITY = ("active", "lapsing", "inactive")
 __all__ = ["ABC", "ACTIVITY", "CANDIDATES", "CANDIDATE_KINDS", "DEFAULT_WEIGHTS", "Recommender"]
 
 

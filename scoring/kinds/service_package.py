@@ -8,8 +8,6 @@ mined bundles fill what the services leave.
 """
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from scoring import fallback, reasons
@@ -65,7 +63,7 @@ class ServicePackage(SuggestionKind):
         return sorted(services + offers, key=lambda s: -s["score"])[:limit]
 
 
-def package_offers(ev: Evidence, scores: np.ndarray, allowed: np.ndarray, limit: int) -> list[Any]:
+def package_offers(ev: Evidence, scores: np.ndarray, allowed: np.ndarray, limit: int) -> list[Suggestion]:
     """Business packages ranked for this client by their members' mean score; tier rules decide
     the order within a line (packages whose items share a subcategory: care basic -> premium)."""
     st, cat = ev.state, ev.catalogue
@@ -78,7 +76,7 @@ def package_offers(ev: Evidence, scores: np.ndarray, allowed: np.ndarray, limit:
     tier = np.nan_to_num(st.package_tier, nan=0.0)
     abc = ev.segment_label
     held_tier = {p: tier[p] for p in np.flatnonzero(held)}
-    out = []
+    out: list[Suggestion] = []
     for p in range(cat.n_packages):
         if held[p] or not allowed[safe[p][valid[p]]].all():
             continue
