@@ -1,0 +1,150 @@
+"""The cart widget: what completes a basket, upsells of its items, bundle offers with their price.
+
+Completion scores the basket's co-occurrence neighbours (shrunk confidence), plus the known
+client's own frequent items and, as tuned, their taste; a basket without co-occurrence evidence
+gets what is popular in its subcategories, else what is popular. The sparse path scores only
+the items with evidence and gives the same answer whenever it can (`sparse_complete`).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from scoring import reasons
+from scoring.catalogue import Catalogue
+from scoring.contract import Suggestion
+from scoring.evidence import Evidence
+from scoring.ranking import (
+    NEG,
+    member_of,
+    minmax,
+    neighbour_sums,
+    rank_with_rules,
+    scatter_neighbours,
+    strongest_seeds,
+    top_indices,
+)
+
+
+def complete(ev: Evidence, basket: np.ndarray, limit: int, *, sparse: tuple[np.ndarray, np.ndarray] | None,
+             explain: bool = True) -> list[Suggestion]:
+    """What completes `basket`: the ranking the cart widget shows and the evaluation scores.
+    `sparse` is `sparse_complete`'s answer (None: rank every item)."""
+    st, cat = ev.state, ev.catalogue
+    if sparse is not None:
+        ranked, values = sparse
+    else:
+        scores = dense_scores(ev, basket)
+        allowed = st.item_in_stock & cat.products
+        allowed[basket] = False
+        ranked = rank_with_rules(scores, limit, allowed=allowed)
+        values = scores[ranked]
+    if not explain:
+        return [cat.suggestion(int(i), "cart", v, "") for i, v in zip(ranked, values, strict=True)]
+    anchors, confs = strongest_seeds(st.cooc_idx, st.cooc_conf, basket, ranked)
+    out = []
+    for i, v, anchor, conf in zip(ranked.tolist(), values.tolist(), anchors.tolist(), confs.tolist(), strict=True):
+        reason = (reasons.bought_together(cat.names[anchor], conf) if anchor >= 0 and conf > 0
+                  else reasons.clients_like_you(None) if ev.known else reasons.popular(None))
+        out.append(cat.suggestion(i, "cart", v, reason))
+    return out
+
+
+def sparse_complete(ev: Evidence, basket: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """`dense_scores` and the rules over the items with evidence only: the basket's neighbours
+    and the client's history. Every other item scores exactly 0 there, so the answer is the
+    same whenever `limit` items with evidence score above 0; otherwise (or with a taste
+    weight, which scores every item) None, and the dense path answers."""
+    st, cat, w = ev.state, ev.catalogue, ev.weights
+    if basket.size == 0 or (ev.known and w["cart_taste"]):
+        return None
+    rows = st.cooc_idx[basket]
+    hist = ev.history
+    cand = np.unique(np.concatenate([rows[rows >= 0], hist]))
+    if cand.size >= cat.n_items:
+        return None
+    cooc = neighbour_sums(st.cooc_idx, st.cooc_score, basket, cand)
+    top = float(cooc.max(initial=0.0))
+    if not top > 0:
+        return None  # no co-occurrence evidence: the dense path falls back to categories
+    scores = cooc / np.float32(top)  # minmax over all items: the minimum is an untouched 0
+    if hist.size:
+        personal = np.zeros(cand.size, dtype=np.float32)
+        personal[np.searchsorted(cand, hist)] = st.hist_recency[ev.history_slice]
+        most = float(personal.max())
+        if not most > 0:
+            return None
+        scores = scores + w["cart_personal"] * (personal / np.float32(most))
+    allowed = st.item_in_stock[cand] & cat.products[cand] & ~member_of(cand, basket, cat.n_items)
+    pos = top_indices(np.where(allowed, scores, NEG), limit)
+    if pos.size < limit or not scores[pos[-1]] > 0:
+        return None
+    return cand[pos], scores[pos]
+
+
+def dense_scores(ev: Evidence, basket: np.ndarray) -> np.ndarray:
+    """Scores over every item for completing `basket`, personalised when the client is known."""
+    st, cat, w = ev.state, ev.catalogue, ev.weights
+    cooc = scatter_neighbours(st.cooc_idx, st.cooc_score, basket, cat.n_items)
+    if basket.size == 0 or not (cooc > 0).any():
+        # no co-occurrence evidence: items popular in the basket's categories, else popular
+        cooc = cat.pop_score * 0.01
+        subs = st.item_subcat[basket]
+        if subs.size:
+            cooc = cooc + np.isin(st.item_subcat, subs[subs >= 0]) * cat.pop_score
+    scores = minmax(cooc)
+    if ev.known:
+        personal = np.zeros(cat.n_items, dtype=np.float32)
+        personal[ev.history] = st.hist_recency[ev.history_slice]
+        scores = scores + w["cart_personal"] * minmax(personal)
+        vec = ev.taste if w["cart_taste"] else None
+        if vec is not None:
+            scores = scores + w["cart_taste"] * minmax(st.item_factors @ vec)
+    return scores
+
+
+def upsells(cat: Catalogue, basket: np.ndarray, limit: int) -> list[Suggestion]:
+    """Per cart item, its best stored pricier alternative that is a product in stock and not in
+    the cart, scored by that alternative's own upsell score; best first."""
+    st = cat.state
+    allowed = st.item_in_stock & cat.products
+    allowed[basket] = False
+    out = []
+    for b in basket:
+        for j, score, moves in zip(st.upsell_idx[b], st.upsell_score[b], st.upsell_moves[b], strict=True):
+            if j >= 0 and allowed[j]:
+                diff = float(st.item_price[j] - st.item_price[b])
+                reason = (reasons.traded_up(int(moves), cat.names[b]) if moves >= 2
+                          else reasons.upgrade(cat.names[b], diff))
+                out.append(cat.suggestion(int(j), "upsell", float(score), reason,
+                                          upgrade_from=str(cat.item_ids[b]), price_difference=round(diff, 2)))
+                break
+    out.sort(key=lambda s: -s["score"])
+    return out[:limit]
+
+
+def bundle_offers(cat: Catalogue, seeds: np.ndarray, allowed: np.ndarray, limit: int,
+                  kind: str = "bundle") -> list[Suggestion]:
+    """Mined bundles holding something the client (or cart) has and something it lacks, all of
+    their items allowed; most items held, then highest lift, first."""
+    st = cat.state
+    members = st.bundle_items
+    if members.size == 0 or seeds.size == 0:
+        return []
+    valid = members >= 0
+    safe = np.where(valid, members, 0)
+    has = (member_of(safe, seeds, cat.n_items) & valid).sum(1)
+    lacks = valid.sum(1) - has
+    ok = (has > 0) & (lacks > 0) & np.all(np.where(valid, allowed[safe], True), axis=1)
+    order = np.flatnonzero(ok)
+    order = order[np.lexsort((-st.bundle_lift[order], -has[order]))][:limit]
+    discount = float(st.meta.get("params", {}).get("bundle_discount", 0.1))
+    out: list[Suggestion] = []
+    for b in order:
+        ids = [str(cat.item_ids[i]) for i in safe[b][valid[b]]]
+        out.append({"bundle_id": cat.bundle_ids[b], "item_id": cat.bundle_ids[b],
+                    "name": cat.bundle_names[b], "kind": kind, "items": ids,
+                    "score": round(float(np.log1p(st.bundle_lift[b]) * has[b] / valid[b].sum()), 6),
+                    "price": round(float(st.bundle_full_price[b]), 2),
+                    "bundle_price": round(float(st.bundle_price[b]), 2),
+                    "reason": reasons.bundle(len(ids), float(st.bundle_lift[b]), discount)})
+    return out

@@ -1,0 +1,112 @@
+"""Cross-sell: products new to the client that fit what they buy.
+
+The client's ALS taste blended with the neighbours of their items (co-bought, bought by the same
+clients) and, as tuned, popularity; products only, never what the client owns, at most
+`diversity_cap` per subcategory. When learnt coefficients travel with the model, the blend's
+top `learnt.CROSS_SELL_POOL` are re-ordered by the learnt chance of a first purchase. A client
+the blend knows nothing about is answered along the fallback chain (`scoring.fallback`).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from scoring import fallback, learnt, reasons
+from scoring.contract import Suggestion
+from scoring.evidence import Evidence
+from scoring.kinds.base import Ranked, SuggestionKind
+from scoring.ranking import NEG, minmax, rank_with_rules, scatter_neighbours, strongest_seeds, top_indices
+
+
+def blend(ev: Evidence, parts: dict[str, np.ndarray] | None = None) -> np.ndarray | None:
+    """The personalised stage: dense blend scores, or None without a taste vector. `parts`, when
+    given, receives the raw signals (taste, knn, cooc) whatever their weight, for the learnt
+    re-ranking."""
+    vec = ev.taste
+    if vec is None:
+        return None
+    st, w, n = ev.state, ev.weights, ev.catalogue.n_items
+    raw_taste = st.item_factors @ vec
+    scores = minmax(raw_taste)  # signals weighted 0 (the tuning may drop one) are not computed
+    every = parts is not None
+    if w["cross_sell_cooc"] or every:
+        cooc = scatter_neighbours(st.cooc_idx, st.cooc_score, ev.seeds, n, ev.seed_recency)
+        scores = scores + w["cross_sell_cooc"] * minmax(cooc)
+    if w["cross_sell_pop"]:
+        scores = scores + w["cross_sell_pop"] * ev.catalogue.pop_score
+    if w["cross_sell_recent"]:
+        scores = scores + w["cross_sell_recent"] * ev.catalogue.recent_pop_score
+    if w["cross_sell_knn"] or every:
+        knn = scatter_neighbours(st.knn_idx, st.knn_score, ev.seeds, n, ev.seed_recency)
+        scores = scores + w["cross_sell_knn"] * minmax(knn)
+    if parts is not None:
+        parts.update(taste=raw_taste, knn=knn, cooc=cooc)
+    return scores
+
+
+def offerable(ev: Evidence, allowed: np.ndarray) -> np.ndarray:
+    """What cross-sell may offer: allowed products the client does not own."""
+    return allowed & ev.catalogue.products & ~ev.owned
+
+
+def pool(ev: Evidence, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(the blend's top `CROSS_SELL_POOL` offerable items, their learnt features, the dense blend
+    with every item that may not be offered at NEG), or None without a taste vector (a cold
+    client has nothing to re-rank). Training fits the learnt re-ranking on these pools."""
+    parts: dict[str, np.ndarray] = {}
+    scores = blend(ev, parts)
+    if scores is None:
+        return None
+    return _pooled(ev, np.where(offerable(ev, allowed), scores, NEG), parts)
+
+
+def _pooled(ev: Evidence, masked: np.ndarray, parts: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    top = top_indices(masked, learnt.CROSS_SELL_POOL)
+    x = learnt.cross_sell_features(ev.state, top, masked, parts["taste"], parts["knn"], parts["cooc"],
+                                   ev.seeds, ev.seed_counts)
+    return top, x, masked
+
+
+class CrossSell(SuggestionKind):
+    name = "cross_sell"
+    anchored = True
+
+    def rank(self, ev: Evidence, allowed: np.ndarray, limit: int) -> Ranked:
+        model = learnt.coefficients(ev.weights, learnt.CROSS_SELL_PREFIX, learnt.CROSS_SELL_FEATURES)
+        parts: dict[str, np.ndarray] | None = {} if model is not None else None
+        stage, scores = fallback.first_answer(ev, lambda e: blend(e, parts))
+        allowed = offerable(ev, allowed)
+        if model is not None and parts and stage == fallback.PERSONALISED:
+            # the blend finds the candidates and the learnt chance of a first purchase orders them;
+            # the rest follow in the blend's order, below every probability, so a list never runs short
+            top, x, masked = _pooled(ev, np.where(allowed, scores, NEG), parts)
+            scores = np.where(np.isfinite(masked), minmax(masked) - np.float32(2.0), NEG)
+            scores[top] = learnt.probability(x, model)
+            allowed = np.isfinite(scores)
+        ranked = rank_with_rules(scores, limit, allowed=allowed, groups=ev.state.item_subcat,
+                                 cap=int(ev.weights["diversity_cap"]))
+        return Ranked(ranked, scores[ranked], scores)
+
+    def anchors(self, ev: Evidence, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return strongest_seeds(ev.state.cooc_idx, ev.state.cooc_conf, ev.seeds, items)
+
+    def explain(self, ev: Evidence, ranked: Ranked, limit: int, *, with_reasons: bool = True) -> list[Suggestion]:
+        cat = ev.catalogue
+        if not with_reasons:
+            return [cat.suggestion(int(i), self.name, v, "") for i, v in zip(ranked.items, ranked.scores, strict=True)]
+        anchors, confs = ranked.anchors or self.anchors(ev, ranked.items)
+        return [cat.suggestion(int(i), self.name, v, _reason(ev, int(i), int(a), float(c)))
+                for i, v, a, c in zip(ranked.items, ranked.scores, anchors, confs, strict=True)]
+
+
+def _reason(ev: Evidence, target: int, anchor: int, conf: float) -> str:
+    """Bought together with an owned item if one is strong enough, else the owned item nearest in
+    taste; popular when the client has no items."""
+    cat, seeds = ev.catalogue, ev.seeds
+    if ev.ci is None and seeds.size == 0:
+        return reasons.popular(None)
+    if anchor >= 0 and conf >= 0.05:
+        return reasons.bought_together(cat.names[anchor], conf)
+    if seeds.size == 0:
+        return reasons.popular(ev.segment_label)
+    sims = cat.unit_factors[seeds] @ cat.unit_factors[target]
+    return reasons.clients_like_you(cat.names[seeds[int(np.argmax(sims))]] if sims.size else None)

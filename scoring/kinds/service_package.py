@@ -1,0 +1,103 @@
+"""Service packages: services the client does not use yet, then package offers.
+
+Services score by taste (what similar clients adopted), co-occurrence with owned items and the
+adoption in the client's segment. With a packages file, the business's packages are scored from
+their members' scores and ranked with the services: A-class clients see premium tiers first, and
+a client holding a tier is offered the next one, never a lower or equal one. Without packages,
+mined bundles fill what the services leave.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from scoring import fallback, reasons
+from scoring.cart import bundle_offers
+from scoring.contract import Suggestion
+from scoring.evidence import Evidence
+from scoring.kinds.base import Ranked, SuggestionKind
+from scoring.ranking import minmax, rank_with_rules, scatter_neighbours, strongest_seeds
+
+
+def service_scores(ev: Evidence) -> np.ndarray:
+    """Dense scores over items (meaningful for services)."""
+    st, cat, w = ev.state, ev.catalogue, ev.weights
+    vec = ev.taste
+    taste = minmax(st.item_factors @ vec) if vec is not None else np.zeros(cat.n_items, np.float32)
+    # each owned item counts as often as the client bought it
+    cooc = minmax(scatter_neighbours(st.service_idx, st.service_score, ev.seeds, cat.n_items, ev.seed_counts))
+    seg = fallback.segment_or_popular(ev)
+    seg = np.where(np.isfinite(seg), seg, 0.0)
+    return (w["service_taste"] * taste + w["service_cooc"] * cooc + w["service_segment"] * seg
+            + 0.1 * cat.pop_score)
+
+
+class ServicePackage(SuggestionKind):
+    name = "service_package"
+    anchored = True
+
+    def rank(self, ev: Evidence, allowed: np.ndarray, limit: int) -> Ranked:
+        scores = service_scores(ev)
+        allowed = allowed & ev.state.item_service & ~ev.owned  # a service the client uses is not an offer
+        ranked = rank_with_rules(scores, limit, allowed=allowed)
+        return Ranked(ranked, scores[ranked], scores)
+
+    def anchors(self, ev: Evidence, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return strongest_seeds(ev.state.service_idx, ev.state.service_score, ev.seeds, items)
+
+    def explain(self, ev: Evidence, ranked: Ranked, limit: int, *, with_reasons: bool = True) -> list[Suggestion]:
+        """Services, then package offers. Business packages are scored from their members' dense
+        scores, so they are never answered from candidates (`ranked.dense` is then given)."""
+        cat = ev.catalogue
+        anchors, confs = ranked.anchors or self.anchors(ev, ranked.items)
+        services = [cat.suggestion(i, self.name, value,
+                                   reasons.service_affinity(cat.names[anchor] if conf >= 0.05 else None))
+                    for i, value, anchor, conf in zip(ranked.items.tolist(), ranked.scores.tolist(),
+                                                      anchors.tolist(), confs.tolist(), strict=True)]
+        if cat.n_packages == 0:
+            # mined bundles only fill what the services leave
+            offers = bundle_offers(cat, ev.seeds, ev.state.item_in_stock, limit, kind=self.name)
+            return (services + offers)[:limit]
+        assert ranked.dense is not None
+        # business packages are scored on the services' scale: one ranking
+        offers = package_offers(ev, ranked.dense, ev.state.item_in_stock, limit)
+        return sorted(services + offers, key=lambda s: -s["score"])[:limit]
+
+
+def package_offers(ev: Evidence, scores: np.ndarray, allowed: np.ndarray, limit: int) -> list[Suggestion]:
+    """Business packages ranked for this client by their members' mean score; tier rules decide
+    the order within a line (packages whose items share a subcategory: care basic -> premium)."""
+    st, cat = ev.state, ev.catalogue
+    members = st.package_items
+    valid = members >= 0
+    safe = np.where(valid, members, 0)
+    mean = np.where(valid, np.where(np.isfinite(scores[safe]), scores[safe], 0.0), 0.0).sum(1) / np.maximum(valid.sum(1), 1)
+    owned = np.isin(safe, ev.seeds) & valid
+    held = owned.sum(1) == valid.sum(1)
+    tier = np.nan_to_num(st.package_tier, nan=0.0)
+    abc = ev.segment_label
+    held_tier = {p: tier[p] for p in np.flatnonzero(held)}
+    out: list[Suggestion] = []
+    for p in range(cat.n_packages):
+        if held[p] or not allowed[safe[p][valid[p]]].all():
+            continue
+        overlap_held = [q for q in held_tier if np.isin(st.item_subcat[safe[p][valid[p]]],
+                                                        st.item_subcat[safe[q][valid[q]]]).any()]
+        bonus, reason = 0.0, reasons.service_affinity(None)
+        if overlap_held:
+            q = max(overlap_held, key=lambda q: held_tier[q])
+            line = [r for r in range(cat.n_packages) if tier[r] > held_tier[q] and np.isin(
+                st.item_subcat[safe[r][valid[r]]], st.item_subcat[safe[q][valid[q]]]).any()]
+            if line and tier[p] == min(tier[r] for r in line):
+                bonus, reason = 2.0, reasons.next_tier(cat.package_names[q])
+            elif tier[p] <= held_tier[q]:
+                continue  # never offer a lower or equal tier of what the client holds
+        elif abc == "A" and tier[p] > 0:
+            bonus, reason = 0.25 * tier[p], reasons.premium_first(abc)
+        price = float(st.package_price[p])
+        out.append({"item_id": cat.package_ids[p], "name": cat.package_names[p], "kind": "service_package",
+                    "score": round(float(mean[p] + bonus), 6),
+                    "price": None if np.isnan(price) else round(price, 2), "reason": reason,
+                    "items": [str(cat.item_ids[i]) for i in safe[p][valid[p]]],
+                    "tier": None if np.isnan(st.package_tier[p]) else float(st.package_tier[p])})
+    out.sort(key=lambda s: -s["score"])
+    return out[:limit]
