@@ -8,7 +8,7 @@ kind asks and then once), and the mask of what the client owns, which no kind ev
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 
 import numpy as np
@@ -21,8 +21,12 @@ class Evidence:
     """What is known about one client for one request (`ci` None: a client unknown to the model)."""
 
     def __init__(self, catalogue: Catalogue, weights: Mapping[str, float], ci: int | None,
-                 recent: np.ndarray) -> None:
+                 recent: np.ndarray, *, category: str | None = None, exclude: Sequence[str] = ()) -> None:
         self.catalogue = catalogue
+        #: the request's filter: a category (or subcategory) and ids it must not get back, items,
+        #: packages or bundles alike
+        self.category = category
+        self.exclude = frozenset(exclude)
         self.state = catalogue.state
         #: the model's blend weights at the time of the request (tuning swaps them between requests)
         self.weights = weights
@@ -50,6 +54,12 @@ class Evidence:
         mask = np.zeros(self.catalogue.n_items, dtype=bool)
         mask[self.seeds] = True
         return mask
+
+    @cached_property
+    def allowed(self) -> np.ndarray:
+        """The request's filter over items (in stock, in its category, not excluded): offers made
+        of several items (packages, bundles) need every member allowed."""
+        return self.catalogue.allowed(category=self.category, exclude=tuple(self.exclude))
 
     @cached_property
     def seed_recency(self) -> np.ndarray | None:

@@ -99,9 +99,11 @@ class Recommender(SuggestionModel):
     def segment_label(self, ci: int | None) -> str | None:
         return self.catalogue.segment_label(ci)
 
-    def evidence(self, ci: int | None, recent: np.ndarray) -> Evidence:
-        """What one request knows about client position `ci` (None: unknown) and its just-bought items."""
-        return Evidence(self.catalogue, self.weights, ci, recent)
+    def evidence(self, ci: int | None, recent: np.ndarray, *, category: str | None = None,
+                 exclude: Sequence[str] = ()) -> Evidence:
+        """What one request knows about client position `ci` (None: unknown) and its just-bought
+        items, with the request's filter."""
+        return Evidence(self.catalogue, self.weights, ci, recent, category=category, exclude=exclude)
 
     def _history(self, ci: int | None) -> tuple[np.ndarray, slice]:
         return self.catalogue.history(ci)
@@ -116,10 +118,10 @@ class Recommender(SuggestionModel):
         if model is None:
             raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
         ci = self._client_pos.get(client_id)
-        ev = self.evidence(ci, self.item_index(recent_purchases))
+        ev = self.evidence(ci, self.item_index(recent_purchases), category=category, exclude=exclude)
         ranked = self._from_candidates(kind, ci, ev.recent, category, exclude, limit)
         if ranked is None:
-            ranked = model.rank(ev, self.catalogue.allowed(category=category, exclude=exclude), limit)
+            ranked = model.rank(ev, ev.allowed.copy(), limit)
         return model.explain(ev, ranked, limit, with_reasons=explain)
 
     def cart(self, items: Sequence[str], client_id: str | None = None, limit: int = 10, *,

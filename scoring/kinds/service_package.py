@@ -55,11 +55,11 @@ class ServicePackage(SuggestionKind):
                                                       anchors.tolist(), confs.tolist(), strict=True)]
         if cat.n_packages == 0:
             # mined bundles only fill what the services leave
-            offers = bundle_offers(cat, ev.seeds, ev.state.item_in_stock, limit, kind=self.name)
-            return (services + offers)[:limit]
+            offers = bundle_offers(cat, ev.seeds, ev.allowed, limit + len(ev.exclude), kind=self.name)
+            return (services + [o for o in offers if o["item_id"] not in ev.exclude])[:limit]
         assert ranked.dense is not None
         # business packages are scored on the services' scale: one ranking
-        offers = package_offers(ev, ranked.dense, ev.state.item_in_stock, limit)
+        offers = package_offers(ev, ranked.dense, ev.allowed, limit)
         return sorted(services + offers, key=lambda s: -s["score"])[:limit]
 
 
@@ -78,7 +78,7 @@ def package_offers(ev: Evidence, scores: np.ndarray, allowed: np.ndarray, limit:
     held_tier = {p: tier[p] for p in np.flatnonzero(held)}
     out: list[Suggestion] = []
     for p in range(cat.n_packages):
-        if held[p] or not allowed[safe[p][valid[p]]].all():
+        if held[p] or cat.package_ids[p] in ev.exclude or not allowed[safe[p][valid[p]]].all():
             continue
         overlap_held = [q for q in held_tier if np.isin(st.item_subcat[safe[p][valid[p]]],
                                                         st.item_subcat[safe[q][valid[q]]]).any()]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from factories import SHOP_CONFIG, make_shop
+from support.factories import SHOP_CONFIG, make_shop
 
 from scoring.recommender import Recommender
 from training.fit import fit_recommender

@@ -78,11 +78,7 @@ IMPLEMENTATIONS: dict[str, Callable[[], Subject]] = {
 
 #: Contract breaches known today, (implementation, check) -> why; each is a strict xfail, so the
 #: fix shows up as a failure that asks for its line here to go.
-KNOWN_DEFECTS: dict[tuple[str, str], str] = {
-    (name, "exclude service_package"): "Recommender._package_offers ranks packages from the in-stock mask, "
-                                       "not the request's allowed items: excluded package ids come back"
-    for name in ("recommender", "recommender_with_candidates")
-}
+KNOWN_DEFECTS: dict[tuple[str, str], str] = {}
 
 
 def expect_defect(request: pytest.FixtureRequest, subject: Subject, check: str) -> None:

@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from factories import SHOP_CONFIG, make_shop
+from support.factories import SHOP_CONFIG, make_shop
 
 from scoring import fallback
 from scoring.recommender import Recommender

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from factories import SHOP_CONFIG, make_shop
+from support.factories import SHOP_CONFIG, make_shop
 
 from scoring.contract import KINDS, SuggestionModel
 from scoring.kinds import REGISTRY, SuggestionKind
