@@ -16,13 +16,17 @@ from features.matrix import IdIndex
 from features.schema import ITEM, ORDER, QUANTITY
 
 
-def basket_matrix(transactions: pd.DataFrame, items: IdIndex) -> tuple[sp.csr_matrix, np.ndarray]:
+def basket_matrix(transactions: pd.DataFrame, items: IdIndex,
+                 codes: np.ndarray | None = None) -> tuple[sp.csr_matrix, np.ndarray]:
     """orders x items binary (float32) matrix of positive lines (quantity > 0), plus the order ids (np.ndarray of str) for the rows. Items not in the index ignored; empty baskets dropped.
 
     Rows follow the sorted order ids. Returned lines are left out: a basket is what the client
-    chose to buy together, and a return is no such choice.
+    chose to buy together, and a return is no such choice. `codes`: the lines' item positions,
+    when the caller already has them.
     """
-    cols = items.index_of(transactions[ITEM])
+    cols = items.index_of(transactions[ITEM]) if codes is None else np.asarray(codes)
+    if len(cols) != len(transactions):
+        raise ValueError("codes must give one item position per line")
     quantity = transactions[QUANTITY].to_numpy(dtype=np.float64, na_value=np.nan)
     keep = (cols >= 0) & (quantity > 0)
     rows, order_ids = pd.factorize(transactions[ORDER][keep], sort=True)
@@ -124,31 +128,3 @@ def cooccurrence(baskets: sp.csr_matrix, min_count: int = 1) -> Cooccurrence:
         (together.data[keep].astype(np.float32, copy=False), together.indices[keep], indptr), shape=together.shape
     )
     return Cooccurrence(counts=counts, item_baskets=item_baskets, n_baskets=int(binary.shape[0]))
-
-
-def top_k_per_row(matrix: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """For each row, the column indices (int32, n_rows x k, -1 padded) and values (float32, 0 padded) of its k largest entries, descending.
-
-    Ties go to the lower column index, so precomputed neighbour lists are reproducible. The loop
-    runs over rows, each step a partition of that row's entries: O(nnz) overall, several times
-    faster than one global sort of all entries.
-    """
-    if k < 1:
-        raise ValueError("k must be at least 1")
-    matrix = sp.csr_matrix(matrix)
-    matrix.sum_duplicates()
-    n_rows = matrix.shape[0]
-    columns = np.full((n_rows, k), -1, dtype=np.int32)
-    values = np.zeros((n_rows, k), dtype=np.float32)
-    indptr, indices, data = matrix.indptr, matrix.indices, matrix.data
-    for row in np.flatnonzero(np.diff(indptr)):
-        row_values = data[indptr[row] : indptr[row + 1]]
-        row_columns = indices[indptr[row] : indptr[row + 1]]
-        if len(row_values) > k:
-            kth_largest = np.partition(row_values, len(row_values) - k)[len(row_values) - k]
-            candidates = row_values >= kth_largest
-            row_values, row_columns = row_values[candidates], row_columns[candidates]
-        best = np.lexsort((row_columns, -row_values))[:k]
-        columns[row, : len(best)] = row_columns[best]
-        values[row, : len(best)] = row_values[best]
-    return columns, values

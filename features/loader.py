@@ -108,11 +108,43 @@ def read_table(path: Path) -> pd.DataFrame:
             frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""],
                                 encoding="utf-8", skipinitialspace=True)
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); re-export it as UTF-8") from exc
+        offset, line, value = first_invalid_utf8(path)
+        raise DataError(f"{path}: not UTF-8 text (line {line}, byte {offset} of the file: 0x{value:02x}, "
+                        f"{exc.reason}); re-export it as UTF-8") from exc
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
         raise DataError(f"{path}: unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from exc
     frame.columns = [str(c).strip().lower() for c in frame.columns]
     return frame
+
+
+#: Bytes `first_invalid_utf8` reads at a time.
+_SCAN_CHUNK = 1 << 20
+
+
+def first_invalid_utf8(path: Path) -> tuple[int, int, int]:
+    """(offset in the file, 0-based; line, 1-based; value) of the first byte that is not UTF-8.
+
+    pandas decodes a CSV in blocks and its `UnicodeDecodeError` counts from the start of the
+    block, so it said "byte 2" for a bad byte on line 13. The file is scanned again here, a block
+    at a time, carrying a character cut at a block's end over to the next."""
+    offset, lines, carry = 0, 0, b""
+    with path.open("rb") as handle:
+        while True:
+            chunk = handle.read(_SCAN_CHUNK)
+            buffer = carry + chunk
+            if not buffer:
+                return offset, lines + 1, 0
+            try:
+                buffer.decode("utf-8")
+                good = len(buffer)
+            except UnicodeDecodeError as exc:
+                if chunk and exc.reason == "unexpected end of data":
+                    good = exc.start  # a character cut by the block's end: decode it with the next
+                else:
+                    return offset + exc.start, lines + buffer.count(b"\n", 0, exc.start) + 1, buffer[exc.start]
+            lines += buffer.count(b"\n", 0, good)
+            offset += good
+            carry = buffer[good:]
 
 
 def _require(frame: pd.DataFrame, path: Path, required: tuple[str, ...]) -> None:

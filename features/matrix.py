@@ -71,26 +71,23 @@ class IdIndex:
         return None if position < 0 else position
 
 
+#: Per line: (client position, item position), -1 where not indexed; a caller that indexed the
+#: lines once (training's `TrainContext.codes`) passes them instead of having them looked up again.
+Codes = tuple[np.ndarray, np.ndarray]
+
+
 def _known_pairs(
-    transactions: pd.DataFrame, clients: IdIndex, items: IdIndex
+    transactions: pd.DataFrame, clients: IdIndex, items: IdIndex, codes: Codes | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row/column positions of each line and a mask of lines whose client and item are both indexed."""
-    rows = clients.index_of(transactions[CLIENT])
-    cols = items.index_of(transactions[ITEM])
+    if codes is not None:
+        rows, cols = codes
+        if len(rows) != len(transactions) or len(cols) != len(transactions):
+            raise ValueError("codes must give one client and one item position per line")
+    else:
+        rows = clients.index_of(transactions[CLIENT])
+        cols = items.index_of(transactions[ITEM])
     return rows, cols, (rows >= 0) & (cols >= 0)
-
-
-def net_quantities(transactions: pd.DataFrame, clients: IdIndex, items: IdIndex) -> sp.csr_matrix:
-    """clients x items float32: sum of quantity per pair (purchases positive, returns negative), clipped at 0; rows for ids not in the index are ignored.
-
-    Why: the volume a client really kept; a fully returned item is no evidence of demand.
-    """
-    rows, cols, known = _known_pairs(transactions, clients, items)
-    quantity = np.nan_to_num(transactions[QUANTITY].to_numpy(dtype=np.float64, na_value=np.nan))
-    matrix = sp.csr_matrix(
-        (quantity[known], (rows[known], cols[known])), shape=(len(clients), len(items)), dtype=np.float64
-    )
-    return _clip_positive(matrix).astype(np.float32)
 
 
 def confidence_matrix(
@@ -102,6 +99,7 @@ def confidence_matrix(
     now: pd.Timestamp | None = None,
     bm25_k1: float = 1.2,
     bm25_b: float = 0.75,
+    codes: Codes | None = None,
 ) -> sp.csr_matrix:
     """clients x items float32 confidence for implicit-feedback CF.
 
@@ -113,14 +111,15 @@ def confidence_matrix(
 
     weighting: "count" (raw evidence), "log" (log1p(evidence): heavy repeat buyers do not drown
     everyone else), "bm25" (see `bm25_weight`: also discounts items everybody buys, which say
-    little about a client's taste). Zero entries are eliminated.
+    little about a client's taste). Zero entries are eliminated. `codes`: the lines' positions,
+    when already known (see `Codes`).
     """
     if weighting not in WEIGHTINGS:
         raise ValueError(f"unknown weighting {weighting!r}; expected one of {WEIGHTINGS}")
     if recency_half_life_days is not None and recency_half_life_days <= 0:
         raise ValueError("recency_half_life_days must be positive")
 
-    rows, cols, known = _known_pairs(transactions, clients, items)
+    rows, cols, known = _known_pairs(transactions, clients, items, codes)
     quantity = transactions[QUANTITY].to_numpy(dtype=np.float64, na_value=np.nan)
     lines = pd.DataFrame(
         {

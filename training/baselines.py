@@ -24,7 +24,10 @@ from implicit.utils import ParameterWarning
 
 from features.baskets import basket_matrix, cooccurrence
 from features.matrix import confidence_matrix
-from training.tasks import CLIENT_TASKS, PRICE_TOLERANCE, TASKS, TaskQueries, TrainContext, max_paid
+from scoring.ranking import top_indices_per_row
+from training.context import TrainContext
+from training.models.toplists import keep_top_per_row
+from training.tasks import CLIENT_TASKS, PRICE_TOLERANCE, TASKS, TaskQueries, max_paid
 
 log = logging.getLogger(__name__)
 
@@ -49,25 +52,6 @@ class Ranker(Protocol):
     def rank(self, queries: TaskQueries, k: int) -> np.ndarray:
         """len(queries) x k int array of item indices (of ctx.items), best first, -1 padded."""
         ...
-
-
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k largest scores per row, best first; -inf entries are never picked (-1).
-
-    np.argpartition finds the k best in linear time; only those k are then sorted.
-    """
-    n_rows, n_items = scores.shape
-    out = np.full((n_rows, k), -1, dtype=np.int64)
-    width = min(k, n_items)
-    if width == 0 or n_rows == 0:
-        return out
-    best = np.argpartition(scores, n_items - width, axis=1)[:, n_items - width:]
-    values = np.take_along_axis(scores, best, axis=1)
-    order = np.argsort(-values, axis=1, kind="stable")
-    best = np.take_along_axis(best, order, axis=1)
-    values = np.take_along_axis(values, order, axis=1)
-    out[:, :width] = np.where(np.isneginf(values), -1, best)
-    return out
 
 
 class ScoringRanker(ABC):
@@ -104,7 +88,7 @@ class ScoringRanker(ABC):
             evidence = np.asarray(self.score(queries, rows), dtype=np.float32)
             scores = np.where(evidence > 0, evidence, self._fallback).astype(np.float32, copy=False)
             self._forbid(scores, queries, rows)
-            out[rows] = top_k(scores, k)
+            out[rows] = top_indices_per_row(scores, k)
         return out
 
     @staticmethod
@@ -269,40 +253,6 @@ class PricierPopular(ScoringRanker):
         ceilings = np.full((cart.shape[0], self.ceilings.shape[1]), np.nan)
         np.fmax.at(ceilings, (row_of[known], subcategory[known]), price[known])
         return ceilings
-
-
-def keep_top_per_row(matrix: sp.csr_matrix, n: int) -> sp.csr_matrix:
-    """The n largest entries of each row (ties to the lower column), as a csr of the same shape.
-
-    Why: a best seller co-occurs with almost everything; summing thousands of weak neighbours
-    costs time and adds noise, the strongest few carry the signal. Only rows longer than n are
-    touched, each with a linear-time partition (one global sort of all entries took ten times longer).
-    """
-    matrix = sp.csr_matrix(matrix)
-    counts = np.diff(matrix.indptr)
-    if counts.max(initial=0) <= n:
-        return matrix
-    keep = np.ones(matrix.nnz, dtype=bool)
-    for row in np.flatnonzero(counts > n):
-        lo, hi = matrix.indptr[row], matrix.indptr[row + 1]
-        keep[lo:hi] = _top_of_row(matrix.data[lo:hi], matrix.indices[lo:hi], n)
-    indptr = np.concatenate([[0], np.cumsum(np.minimum(counts, n))])  # each long row keeps exactly n
-    kept = sp.csr_matrix((matrix.data[keep], matrix.indices[keep], indptr), shape=matrix.shape)
-    kept.sum_duplicates()  # sorts the indices too
-    return kept
-
-
-def _top_of_row(values: np.ndarray, columns: np.ndarray, n: int) -> np.ndarray:
-    """bool mask of the n largest `values` of one row, ties to the lower column (NaN last)."""
-    mask = np.zeros(len(values), dtype=bool)
-    if np.isnan(values).any():
-        mask[np.lexsort((columns, -values))[:n]] = True
-        return mask
-    kth = np.partition(values, len(values) - n)[len(values) - n]
-    mask[values > kth] = True
-    tied = np.flatnonzero(values == kth)
-    mask[tied[np.argsort(columns[tied], kind="stable")[: n - int(mask.sum())]]] = True
-    return mask
 
 
 def default_rankers() -> list[Ranker]:

@@ -24,17 +24,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from training.baselines import Ranker, default_rankers
+from training.context import TrainContext
 from training.metrics import metric_names, score_rankings
 from training.split import time_split
-from training.tasks import (
-    HOLDOUT_TASKS,
-    TASKS,
-    Skipped,
-    TaskQueries,
-    TrainContext,
-    build_tasks,
-    without_held_out,
-)
+from training.tasks import HOLDOUT_TASKS, TASKS, Skipped, TaskQueries, build_tasks, without_held_out
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,10 @@ from features.prices import item_unit_prices, price_ladders, tier_rank
 from features.repurchase import repurchase_intervals
 from features.schema import CLIENT, ITEM, KIND_SERVICE, ORDER, QUANTITY, TIMESTAMP
 from features.segments import client_segments
+from scoring.recommender import ABC, Recommender
+from scoring.state import ModelState
 from training.config import TrainConfig
+from training.context import TrainContext
 from training.models.bundles import (
     Bundles,
     Neighbours,
@@ -29,11 +32,10 @@ from training.models.bundles import (
     neighbour_lists,
     pair_counts,
 )
-from training.models.cf import CFParams, fit_cf
+from training.models.cf import fit_cf
 from training.models.knn import client_neighbours
 from training.models.upsell import trade_up_counts, upsell_table
-from scoring.recommender import ABC, Recommender
-from scoring.state import ModelState
+from training.recipe import Recipe
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +58,9 @@ class _Stage:
         self.t0 = now
 
 
-def default_cf_params(config: TrainConfig) -> CFParams:
-    return CFParams(config.cf_algorithm, config.als_factors[0], config.als_regularization[0],
-                    config.als_alpha, config.als_iterations, config.seed, config.threads)
-
-
-def catalogue(tx: pd.DataFrame, items_df: pd.DataFrame | None) -> pd.DataFrame:
-    """Every item of the catalogue and of the history, with the columns scoring needs."""
-    # distinct values first: a set of every line's id cost a second per fit
-    ids = pd.Index(sorted(set(tx[ITEM].unique()) | (set(items_df[ITEM].unique()) if items_df is not None else set())),
-                   name=ITEM)
+def catalogue(ctx: TrainContext) -> pd.DataFrame:
+    """Every item of the context's index, in its order, with the columns scoring needs."""
+    tx, items_df, ids = ctx.transactions, ctx.items_df, pd.Index(ctx.items.ids, name=ITEM)
     base = items_df.drop_duplicates(ITEM).set_index(ITEM).reindex(ids) if items_df is not None else pd.DataFrame(index=ids)
     out = pd.DataFrame(index=ids)
     for col in ("name", "category", "subcategory", "brand"):
@@ -133,15 +128,14 @@ def popular_lists(tx: pd.DataFrame, items: IdIndex, abc: pd.Series, now: pd.Time
     return seg, glob
 
 
-def fit_recommender(tx: pd.DataFrame, items_df: pd.DataFrame | None = None, packages: pd.DataFrame | None = None,
-                    config: TrainConfig | None = None, cf_params: CFParams | None = None,
-                    weights: dict[str, float] | None = None, fingerprint: dict[str, Any] | None = None,
-                    tuning: dict[str, Any] | None = None, light: bool = False,
-                    services_only: bool = False) -> Recommender:
-    """Fit CF, bundle affinity, upsell, packages and segments on `tx`; return the scoring model.
+def fit_recommender(ctx: TrainContext, config: TrainConfig | None = None, recipe: Recipe | None = None, *,
+                    fingerprint: dict[str, Any] | None = None, tuning: dict[str, Any] | None = None,
+                    light: bool = False, services_only: bool = False) -> Recommender:
+    """Fit CF, bundle affinity, upsell, packages and segments on the context; return the scoring model.
 
-    `cf_params` and `weights` come from `training.pipeline.fit_tuned` (chosen on an inner split);
-    without them the configured defaults are used. `light` skips the upsell table and bundle
+    The model's clients and items are the context's, index for index, so an evaluation reads its
+    answers without translating. `recipe` comes from `training.tuning` (chosen on an inner split);
+    without it the configured defaults are used. `light` skips the upsell table and bundle
     mining (for evaluation refits that only score services). `services_only` (implies `light`)
     also skips the item-to-item lists (bought together, client kNN) that only cross-sell,
     replenishment and the cart read: the model then answers `service_package` and nothing else.
@@ -149,20 +143,17 @@ def fit_recommender(tx: pd.DataFrame, items_df: pd.DataFrame | None = None, pack
     """
     light = light or services_only
     config = config or TrainConfig()
+    recipe = recipe or Recipe.default(config)
     stage = _Stage()
-    now = tx[TIMESTAMP].max()
-    cat = catalogue(tx, items_df)
-    items = IdIndex.from_ids(cat[ITEM])
-    cat = cat.set_index(ITEM).reindex(items.ids).reset_index()
-    clients = IdIndex.from_ids(tx[CLIENT])
+    tx, items, clients, now = ctx.transactions, ctx.items, ctx.clients, ctx.now
+    cat = catalogue(ctx)
     stage("catalogue")
 
-    base = cf_params or default_cf_params(config)
-    conf = confidence_matrix(tx, clients, items, weighting="bm25")
-    client_factors, item_factors = fit_cf(conf, base)
+    conf = confidence_matrix(tx, clients, items, weighting="bm25", codes=ctx.codes)
+    client_factors, item_factors = fit_cf(conf, recipe.cf)
     stage("cf")
 
-    baskets, _ = basket_matrix(tx, items)
+    baskets, _ = basket_matrix(tx, items, codes=ctx.line_item)
     co = pair_counts(baskets)
     neighbours = (Neighbours.empty(len(items)) if services_only else
                   neighbour_lists(co, config.cooc_neighbours, config.cooc_shrinkage))
@@ -172,7 +163,8 @@ def fit_recommender(tx: pd.DataFrame, items_df: pd.DataFrame | None = None, pack
     if services_only:
         knn_idx, knn_score = np.full((len(items), 1), -1, np.int32), np.zeros((len(items), 1), np.float32)
     else:
-        knn_idx, knn_score = client_neighbours(tx, clients, items, config.cooc_neighbours // 2, config.threads)
+        knn_idx, knn_score = client_neighbours(tx, clients, items, config.cooc_neighbours // 2, config.threads,
+                                               codes=ctx.codes)
     stage("bundle affinity")
 
     subcat, subcat_names = _codes(cat["subcategory"])
@@ -210,7 +202,7 @@ def fit_recommender(tx: pd.DataFrame, items_df: pd.DataFrame | None = None, pack
         "bundle_id": [f"bundle-{i + 1}" for i in range(len(mined.items))],
         "name": [" + ".join(names[j] for j in row if j >= 0) for row in mined.items],
     })
-    pk_items, pk_tier, pk_price, pk_table = _packages(packages, items)
+    pk_items, pk_tier, pk_price, pk_table = _packages(ctx.packages, items)
     state = ModelState(
         items=cat[[ITEM, "name", "category", "subcategory", "kind"]].astype(object).assign(
             item_id=lambda d: d[ITEM].astype(str)),
@@ -219,10 +211,10 @@ def fit_recommender(tx: pd.DataFrame, items_df: pd.DataFrame | None = None, pack
                               "rfm": segments["rfm"].astype(object).to_numpy()}),
         bundles=bundle_table, packages=pk_table,
         meta={"trained_at": pd.Timestamp.now(tz="UTC").isoformat(), "reference_time": now.isoformat(),
-              "data": fingerprint or {}, "params": {**asdict(base), "bundle_discount": config.bundle_discount,
+              "data": fingerprint or {}, "params": {**asdict(recipe.cf), "bundle_discount": config.bundle_discount,
                                                   "cooc_shrinkage": config.cooc_shrinkage,
                                                   "recency_half_life_days": config.recency_half_life_days},
-              "weights": dict(weights or {}), "tuning": tuning or {}, "subcategories": len(subcat_names)},
+              "weights": dict(recipe.weights), "tuning": tuning or {}, "subcategories": len(subcat_names)},
         item_price=price.astype(np.float32), item_tier=tier.astype(np.float32), item_subcat=subcat,
         item_category=category, item_service=(cat["kind"] == KIND_SERVICE).to_numpy(),
         item_in_stock=cat["in_stock"].to_numpy(bool), item_pop=popularity,

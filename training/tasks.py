@@ -21,9 +21,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from features.matrix import IdIndex
-from features.prices import item_unit_prices
-from features.schema import CLIENT, ITEM, KIND_SERVICE, ORDER, QUANTITY, TIMESTAMP
+from features.schema import CLIENT, ITEM, ORDER, QUANTITY
+from training.context import TrainContext, csr
 
 TASKS = ("cross_sell", "next_basket", "basket_completion", "upsell", "service_package")
 CLIENT_TASKS = frozenset({"cross_sell", "next_basket", "upsell", "service_package"})
@@ -36,78 +35,6 @@ PRIMARY_METRIC = {
 }
 #: Paid prices are compared with this tolerance, so 2.99 against 2.99 read back from a float is not "pricier".
 PRICE_TOLERANCE = 1e-6
-
-
-@dataclass(frozen=True)
-class TrainContext:
-    """Everything a ranker may learn from: the training part, indexed once and shared by all.
-
-    purchases  clients x items: distinct orders with a positive line (how often a client came back)
-    recency    same pattern: 1 / (1 + days between the last such purchase and `now`), in (0, 1]
-    popularity per item: distinct clients who bought it
-    unit_prices per item id (train items and catalogue items): features.prices.item_unit_prices
-    item_price / item_subcategory: the same, aligned on `items` (NaN / -1 when unknown)
-    """
-
-    transactions: pd.DataFrame
-    items_df: pd.DataFrame | None
-    packages: pd.DataFrame | None
-    now: pd.Timestamp
-    clients: IdIndex
-    items: IdIndex
-    purchases: sp.csr_matrix
-    recency: sp.csr_matrix
-    popularity: np.ndarray
-    unit_prices: pd.Series
-    item_price: np.ndarray
-    subcategory_of: pd.Series
-    subcategories: np.ndarray
-    item_subcategory: np.ndarray
-    services: frozenset[str]
-
-    @classmethod
-    def build(
-        cls,
-        train_tx: pd.DataFrame,
-        items_df: pd.DataFrame | None = None,
-        packages: pd.DataFrame | None = None,
-        now: pd.Timestamp | None = None,
-        like: TrainContext | None = None,
-    ) -> TrainContext:
-        """`like`: keep that context's client and item indexes (and time), so task queries built
-        on it stay valid on this one (used to refit without held-out lines)."""
-        if like is not None:
-            now, clients, items = like.now, like.clients, like.items
-        else:
-            now = train_tx[TIMESTAMP].max() if now is None else pd.Timestamp(now)
-            clients, items = IdIndex.from_ids(train_tx[CLIENT]), IdIndex.from_ids(train_tx[ITEM])
-        purchases, recency = _purchase_matrices(train_tx, clients, items, now)
-        unit_prices = item_unit_prices(train_tx, items_df)
-        subcategory_of = _subcategory_of(items_df)
-        subcategory_names, codes = np.unique(subcategory_of.to_numpy(dtype=str), return_inverse=True)
-        item_subcategory = pd.Series(codes, index=subcategory_of.index).reindex(items.ids).fillna(-1)
-        return cls(
-            transactions=train_tx,
-            items_df=items_df,
-            packages=packages,
-            now=now,
-            clients=clients,
-            items=items,
-            purchases=purchases,
-            recency=recency,
-            popularity=np.bincount(purchases.indices, minlength=len(items)).astype(np.float64),
-            unit_prices=unit_prices,
-            item_price=unit_prices.reindex(items.ids).to_numpy(dtype=np.float64, na_value=np.nan),
-            subcategory_of=subcategory_of,
-            subcategories=subcategory_names.astype(object),
-            item_subcategory=item_subcategory.to_numpy(dtype=np.int64),
-            services=_services(items_df, packages),
-        )
-
-    @property
-    def service_mask(self) -> np.ndarray:
-        """bool per item of `items`: sold as a service."""
-        return np.isin(self.items.ids, np.array(sorted(self.services), dtype=object))
 
 
 @dataclass(frozen=True)
@@ -183,10 +110,10 @@ def cross_sell(ctx: TrainContext, test_tx: pd.DataFrame) -> TaskQueries | Skippe
     """Relevant: items a client bought in the test but never (no positive line) in training.
     Already-bought items are excluded for every ranker: the widget asks for something new."""
     bought = _test_purchases(ctx, test_tx)
-    codes = ctx.items.index_of(bought[ITEM])
+    codes = ctx.seen_item_codes(bought[ITEM])
     already = np.zeros(len(bought), dtype=bool)
     known = codes >= 0
-    already[known] = np.asarray(ctx.purchases[bought["row"].to_numpy()[known], codes[known]]).ravel() > 0
+    already[known] = entries(ctx.purchases, bought["row"].to_numpy()[known], codes[known]) > 0
     new = bought[~already]
     if new.empty:
         return Skipped("no client bought an item in the test that they had not bought before")
@@ -228,9 +155,9 @@ def basket_completion(
     is_hidden = np.zeros(len(lines), dtype=bool)
     is_hidden[hidden_line] = True
 
-    codes = ctx.items.index_of(lines[ITEM])
+    codes = ctx.seen_item_codes(lines[ITEM])
     visible = ~is_hidden & (codes >= 0)
-    history = _csr(query[visible], codes[visible], np.ones(int(visible.sum())), len(starts), len(ctx.items))
+    history = csr(query[visible], codes[visible], np.ones(int(visible.sum())), len(starts), len(ctx.items))
     relevant = [np.array([c if c >= 0 else -2], dtype=np.int64) for c in codes[hidden_line]]
     return TaskQueries(
         task="basket_completion",
@@ -253,8 +180,11 @@ def upsell(ctx: TrainContext, test_tx: pd.DataFrame) -> TaskQueries | Skipped:
         return Skipped("no item prices (neither a price column in items nor prices on transactions)")
     ceilings = max_paid(ctx.transactions, ctx.unit_prices, ctx.subcategory_of)
     bought = _test_purchases(ctx, test_tx)
+    if bought.empty:  # (an empty column of ids maps to strings, which cannot be compared with prices)
+        return Skipped("no client of the training period bought anything in the test")
     bought = bought.assign(
-        subcategory=bought[ITEM].map(ctx.subcategory_of), unit_price=bought[ITEM].map(ctx.unit_prices)
+        subcategory=bought[ITEM].map(ctx.subcategory_of),
+        unit_price=bought[ITEM].map(ctx.unit_prices).astype(np.float64),
     ).merge(ceilings, on=[CLIENT, "subcategory"], how="inner")
     pricier = bought[bought["unit_price"] > bought["max_paid"] + PRICE_TOLERANCE]
     if pricier.empty:
@@ -318,49 +248,14 @@ def max_paid(tx: pd.DataFrame, unit_prices: pd.Series, subcategory_of: pd.Series
     return frame.groupby([CLIENT, "subcategory"], sort=True)["paid"].max().rename("max_paid").reset_index()
 
 
-def _purchase_matrices(
-    tx: pd.DataFrame, clients: IdIndex, items: IdIndex, now: pd.Timestamp
-) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """(distinct orders per pair, recency of the last one) over positive lines."""
-    bought = tx[tx[QUANTITY] > 0]
-    lines = pd.DataFrame(
-        {"row": clients.index_of(bought[CLIENT]), "col": items.index_of(bought[ITEM]),
-         "order": pd.factorize(bought[ORDER])[0], "when": bought[TIMESTAMP].to_numpy()}
-    )
-    pairs = lines.groupby(["row", "col"], sort=True).agg(orders=("order", "nunique"), last=("when", "max"))
-    row = pairs.index.get_level_values("row").to_numpy()
-    col = pairs.index.get_level_values("col").to_numpy()
-    age_days = ((now - pairs["last"]) / pd.Timedelta(days=1)).to_numpy(dtype=np.float64)
-    shape = (len(clients), len(items))
-    purchases = _csr(row, col, pairs["orders"].to_numpy(dtype=np.float64), *shape)
-    recency = _csr(row, col, 1.0 / (1.0 + np.maximum(age_days, 0.0)), *shape)
-    return purchases, recency
+def entries(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """matrix[rows[i], cols[i]] for each i, as a flat float array.
 
-
-def _csr(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n_rows: int, n_cols: int) -> sp.csr_matrix:
-    matrix = sp.csr_matrix((np.asarray(values, dtype=np.float64), (rows, cols)), shape=(n_rows, n_cols))
-    matrix.sum_duplicates()
-    return matrix
-
-
-def _subcategory_of(items_df: pd.DataFrame | None) -> pd.Series:
-    """item_id -> subcategory (str) for catalogue items that have one."""
-    if items_df is None or "subcategory" not in items_df.columns:
-        return pd.Series([], dtype=object, index=pd.Index([], dtype=object, name=ITEM), name="subcategory")
-    known = items_df.dropna(subset=["subcategory"]).drop_duplicates(ITEM, keep="last")
-    return pd.Series(known["subcategory"].astype(str).to_numpy(dtype=object),
-                     index=pd.Index(known[ITEM].astype(str).to_numpy(dtype=object), name=ITEM), name="subcategory")
-
-
-def _services(items_df: pd.DataFrame | None, packages: pd.DataFrame | None) -> frozenset[str]:
-    """Item ids sold as services: kind == "service" in the catalogue, plus every package member."""
-    services: set[str] = set()
-    if items_df is not None and "kind" in items_df.columns:
-        services.update(items_df.loc[items_df["kind"].astype(str) == KIND_SERVICE, ITEM].astype(str))
-    if packages is not None and "items" in packages.columns:
-        for members in packages["items"]:
-            services.update(str(item) for item in members)
-    return frozenset(services)
+    scipy answers an empty selection with an empty sparse matrix rather than an empty array,
+    whose comparison is no boolean mask: a small test window with no known pair crashed on it."""
+    if len(rows) == 0:
+        return np.zeros(0, dtype=np.float64)
+    return np.asarray(matrix[rows, cols], dtype=np.float64).ravel()
 
 
 def _test_purchases(ctx: TrainContext, test_tx: pd.DataFrame, by_order: bool = False) -> pd.DataFrame:
@@ -377,7 +272,7 @@ def _client_queries(task: str, ctx: TrainContext, answers: pd.DataFrame, exclude
     """One query per client in `answers` (client_id, item_id, row), ordered by client index."""
     answers = answers.drop_duplicates(["row", ITEM]).sort_values(["row", ITEM], kind="stable")
     rows = answers["row"].to_numpy(dtype=np.int64)
-    codes = ctx.items.index_of(answers[ITEM])
+    codes = ctx.seen_item_codes(answers[ITEM])
     unseen = codes < 0
     codes[unseen] = -2 - np.arange(int(unseen.sum()))  # distinct, so each unseen item counts in |rel|
     clients, starts = np.unique(rows, return_index=True)

@@ -19,9 +19,11 @@ from features.loader import load_dataset
 from training.baselines import default_rankers
 from training.candidates import precompute as precompute_candidates
 from training.config import TrainConfig
+from training.context import TrainContext
 from training.erasures import erased_clients, without_clients
 from training.evaluate import evaluate, format_table
 from training.fit import fit_recommender
+from training.minimums import require_scored, require_trainable
 from training.model_ranker import ModelRanker
 from training.plots import metric_bars
 from training.registry import load_champion, log_and_register
@@ -40,6 +42,7 @@ def train(data: str | Path, *, model_name: str | None = None, test_days: float |
     dataset = load_dataset(data)
     log.info("data: %s", dataset.report.format().replace("\n", "; "))
     dataset = without_clients(dataset, erased_clients(config))
+    require_trainable(dataset.transactions)
 
     rankers: dict[str, Any] = {r.name: r for r in default_rankers()}
     rankers["model"] = ModelRanker(config, tune=tune)
@@ -51,16 +54,15 @@ def train(data: str | Path, *, model_name: str | None = None, test_days: float |
                       max_baskets=max_baskets, workers=config.workers)
     result["data"]["load_report"] = dataset.report.as_dict()
     print(format_table(result))
+    require_scored(result, config.test_days)
 
     model_ranker = rankers.pop("model")
-    chosen, params = model_ranker.recommender, model_ranker.cf_params()
+    recipe, tuning = model_ranker.recipe, model_ranker.recommender.meta.get("tuning")
     del rankers, model_ranker, champion  # baselines and refits hold ~1.5 GB on the full data
     gc.collect()
-    log.info("refitting on all %d lines with the chosen settings", len(dataset.transactions))
-    final = fit_recommender(dataset.transactions, dataset.items, dataset.packages, config,
-                            cf_params=params, weights=chosen.weights,
-                            fingerprint=dataset.fingerprint, tuning=chosen.meta.get("tuning"))
-    del chosen
+    log.info("refitting on all %d lines with the chosen recipe", len(dataset.transactions))
+    final = fit_recommender(TrainContext.build(dataset.transactions, dataset.items, dataset.packages), config,
+                            recipe, fingerprint=dataset.fingerprint, tuning=tuning)
     precompute_candidates(final, workers=config.threads or os.cpu_count() or 1)
     final.meta["evaluation"] = {t: e.get("scores", {}).get("model") for t, e in result["tasks"].items()}
     final.meta["champion_compared"] = champion_version

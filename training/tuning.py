@@ -1,31 +1,37 @@
-"""Choose each kind's blend weights on an inner time split of the training data, never on the test.
+"""Choose the recipe (CF settings, then each kind's blend weights) on an inner time split of the
+training data, never on the test.
 
 The last `tune_days` of the training part play the test; the model is fitted on what comes
 before and each task's weights are searched on a small grid, one task at a time (each kind's
-weights touch only its own ranking). The chosen weights travel in the model's meta.
+weights touch only its own ranking). Candidates are scored on re-weighted views of one fitted
+model (`training.model_answers.reweighted`); the result is a `Recipe`, which fitting follows and
+which travels in the model's meta.
 """
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from training.config import TrainConfig
-from training.fit import fit_recommender
-from training.metrics import score_rankings
-from training.model_ranker import ModelRanker
-from training.models.cf import CFParams
-from training.models.learnt import as_weights, fit_logistic
 from scoring import learnt
 from scoring.ranking import rank_with_rules
-from scoring.recommender import DEFAULT_WEIGHTS
+from scoring.recommender import DEFAULT_WEIGHTS, Recommender
+from training.config import TrainConfig
+from training.context import TrainContext
+from training.fit import fit_recommender
+from training.metrics import score_rankings
+from training.model_answers import rank_queries, reweighted
+from training.models.cf import CFParams, tune_cf
+from training.models.learnt import as_weights, fit_logistic
+from training.recipe import Recipe
 from training.split import SplitError, time_split
-from training.tasks import HOLDOUT_TASKS, Skipped, TaskQueries, TrainContext, build_tasks, without_held_out
+from training.tasks import HOLDOUT_TASKS, Skipped, TaskQueries, build_tasks, without_held_out
 
 log = logging.getLogger(__name__)
 
@@ -53,19 +59,35 @@ def _subsample(task: TaskQueries, n: int, seed: int) -> TaskQueries:
     return _rows(task, np.sort(np.random.default_rng(seed).choice(len(task), size=n, replace=False)))
 
 
-def tune_weights(tx: pd.DataFrame, items_df: pd.DataFrame | None, packages: pd.DataFrame | None,
-                 config: TrainConfig, params: CFParams) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """(weights, trials): the best grid point per task on the inner split, with every trial tried."""
+def tune(ctx: TrainContext, config: TrainConfig) -> tuple[Recipe, dict[str, Any]]:
+    """(recipe, report): CF settings, then blend weights, chosen on one inner time split of `ctx`.
+
+    The split is `training.split.time_split` (whole orders, the last `tune_days`), the one every
+    figure uses; its training part is indexed once and shared by both searches. Data too short
+    to split keeps the configured settings. The report (every trial, the seconds) travels in the
+    model's meta."""
+    started = time.perf_counter()
+    recipe = Recipe.default(config)
     try:
-        inner, valid, _ = time_split(tx, config.tune_days)
+        inner_tx, valid, _ = time_split(ctx.transactions, config.tune_days)
     except SplitError as exc:
-        log.info("weights not tuned (%s); using defaults", exc)
-        return dict(DEFAULT_WEIGHTS), []
-    ctx = TrainContext.build(inner, items_df, packages)
+        log.info("not tuned (%s); using the configured settings", exc)
+        return recipe, {"cf": [], "weights": [], "seconds": 0.0}
+    inner = TrainContext.build(inner_tx, ctx.items_df, ctx.packages)
+    cf, cf_trials = tune_cf(inner, valid, recipe.cf, config.als_factors, config.als_regularization, config.k)
+    log.info("CF chosen: %s (%.1fs)", cf, time.perf_counter() - started)
+    weights, weight_trials = tune_weights(inner, valid, config, cf)
+    log.info("blend weights chosen (%.1fs)", time.perf_counter() - started)
+    return Recipe(cf, weights), {"cf": cf_trials, "weights": weight_trials,
+                                 "seconds": round(time.perf_counter() - started, 1)}
+
+
+def tune_weights(ctx: TrainContext, valid: pd.DataFrame, config: TrainConfig,
+                 cf: CFParams) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """(weights, trials): the best grid point per task on the inner split (`ctx` its training
+    part, `valid` what came after), with every trial tried."""
     tasks = build_tasks(ctx, valid, seed=config.seed, max_baskets=MAX_QUERIES)
-    ranker = ModelRanker(config, recommender=fit_recommender(inner, items_df, packages, config, cf_params=params,
-                                                             light=True))
-    ranker.fit(ctx)
+    model = fit_recommender(ctx, config, Recipe(cf), light=True)
     weights = dict(DEFAULT_WEIGHTS)
     trials: list[dict[str, Any]] = []
     for task_name, grid in GRIDS.items():
@@ -74,11 +96,14 @@ def tune_weights(tx: pd.DataFrame, items_df: pd.DataFrame | None, packages: pd.D
             continue
         task = _subsample(task, MAX_QUERIES, config.seed)
         metric = f"{task.metric}@{config.k}"
-        scorer = ranker.refit(without_held_out(ctx, task)) if task_name in HOLDOUT_TASKS else ranker
+        scorer = _Scorer(model, ctx)
+        if task_name in HOLDOUT_TASKS:
+            held_out = without_held_out(ctx, task)
+            scorer = _Scorer(fit_recommender(held_out, config, Recipe(cf), light=True,
+                                             services_only=HOLDOUT_TASKS <= {"service_package"}), held_out)
 
         def value_of(candidate: dict[str, float], task=task, metric=metric, task_name=task_name, scorer=scorer) -> float:
-            scorer.recommender.weights = {**weights, **candidate}
-            value = score_rankings(scorer.rank(task, config.k), task.relevant, len(ctx.items), config.k)[metric]
+            value = scorer.score(task, {**weights, **candidate}, config.k)[metric]
             trials.append({"task": task_name, **candidate, metric: round(value, 5)})
             return value
 
@@ -102,70 +127,80 @@ def tune_weights(tx: pd.DataFrame, items_df: pd.DataFrame | None, packages: pd.D
     return weights, trials
 
 
-def learn_replenishment(scorer: ModelRanker, task: TaskQueries, weights: dict[str, float], k: int,
+@dataclass(frozen=True)
+class _Scorer:
+    """A model fitted on `ctx` (same indexes), scored on that context's task queries."""
+
+    model: Recommender
+    ctx: TrainContext
+
+    def rank(self, task: TaskQueries, weights: dict[str, float], k: int) -> np.ndarray:
+        return rank_queries(reweighted(self.model, weights), self.ctx, task, k)
+
+    def score(self, task: TaskQueries, weights: dict[str, float], k: int) -> dict[str, float | int]:
+        return self.metrics(self.rank(task, weights, k), task, k)
+
+    def metrics(self, ranked: np.ndarray, task: TaskQueries, k: int) -> dict[str, float | int]:
+        return score_rankings(ranked, task.relevant, len(self.ctx.items), k)
+
+
+def learn_replenishment(scorer: _Scorer, task: TaskQueries, weights: dict[str, float], k: int,
                         trials: list[dict[str, Any]]) -> dict[str, float]:
     """The replenishment coefficients learnt on the inner split, or {} when the hand blend ranks better.
 
     The choice is cross-fitted: the regression fitted on half the clients ranks the other half
     and vice versa, and that NDCG is compared with the blend's on the same clients, so the
     regression is not judged on the answers it was fitted to."""
-    rec = scorer.recommender
-    x, y, rows = replenishment_pairs(scorer, task)
+    x, y, rows = replenishment_pairs(scorer.model, task)
     if y.sum() < 10:
         return {}
     metric = f"{task.metric}@{k}"
     folds = np.arange(len(task)) % 2
-    rec.weights = dict(weights)
-    blend = score_rankings(scorer.rank(task, k), task.relevant, len(scorer.ctx.items), k)[metric]
+    blend = scorer.score(task, weights, k)[metric]
     ranked = np.full((len(task), k), -1, dtype=np.int64)
     for fold in (0, 1):
         fit = fit_logistic(x[folds[rows] != fold], y[folds[rows] != fold])
-        rec.weights = {**weights, **as_weights(learnt.REPLENISH_PREFIX, learnt.REPLENISH_FEATURES, *fit)}
-        ranked[folds == fold] = scorer.rank(_rows(task, np.flatnonzero(folds == fold)), k)
-    value = score_rankings(ranked, task.relevant, len(scorer.ctx.items), k)[metric]
-    rec.weights = dict(weights)
+        learnt_weights = {**weights, **as_weights(learnt.REPLENISH_PREFIX, learnt.REPLENISH_FEATURES, *fit)}
+        ranked[folds == fold] = scorer.rank(_rows(task, np.flatnonzero(folds == fold)), learnt_weights, k)
+    value = scorer.metrics(ranked, task, k)[metric]
     return _choose("next_basket", metric, blend, value, trials,
                    lambda: as_weights(learnt.REPLENISH_PREFIX, learnt.REPLENISH_FEATURES, *fit_logistic(x, y)))
 
 
-def replenishment_pairs(scorer: ModelRanker, task: TaskQueries) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(features, bought again in the window, query row) for every item of every query client's history."""
-    rec, ctx = scorer.recommender, scorer.ctx
-    to_ctx = ctx.items.index_of(rec.item_ids)
+def replenishment_pairs(rec: Recommender, task: TaskQueries) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features, bought again in the window, query row) for every item of every query client's
+    history; `rec` was fitted on the task's context, so its client and item indexes are the task's."""
     xs, ys, rows = [], [], []
     for row in range(len(task)):
-        ci = rec._client_pos.get(str(ctx.clients.ids[task.clients[row]]))
-        if ci is None:
-            continue
+        ci = int(task.clients[row])
         lo, hi = rec.state.hist_indptr[ci], rec.state.hist_indptr[ci + 1]
+        if hi == lo:
+            continue
         hist = rec.state.hist_indices[lo:hi].astype(np.int64)
         xs.append(learnt.replenishment_features(rec.state, slice(lo, hi), hist))
-        ys.append(np.isin(to_ctx[hist], task.relevant[row]))
+        ys.append(np.isin(hist, task.relevant[row]))
         rows.append(np.full(hist.size, row))
     if not xs:
         return np.empty((0, len(learnt.REPLENISH_FEATURES))), np.empty(0), np.empty(0, np.int64)
     return np.vstack(xs), np.concatenate(ys).astype(np.float64), np.concatenate(rows)
 
 
-def learn_cross_sell(scorer: ModelRanker, task: TaskQueries, weights: dict[str, float], k: int,
+def learn_cross_sell(scorer: _Scorer, task: TaskQueries, weights: dict[str, float], k: int,
                      trials: list[dict[str, Any]], seed: int) -> dict[str, float]:
     """The cross-sell re-ranking coefficients learnt on the inner split, or {} when the blend ranks
     better. Cross-fitted like `learn_replenishment`; both rankings order the same pools (the
     blend's top items, `Recommender.cross_sell_pool`) under the same diversity cap."""
-    rec, ctx = scorer.recommender, scorer.ctx
-    rec.weights = dict(weights)
+    rec = reweighted(scorer.model, weights)
     task = _subsample(task, MAX_LEARN_QUERIES, seed)
-    to_ctx = ctx.items.index_of(rec.item_ids)
     pools, xs, ys = [], [], []
     with threadpool_limits(1, "blas"):
         for row in range(len(task)):
-            ci = rec._client_pos.get(str(ctx.clients.ids[task.clients[row]]))
-            got = rec.cross_sell_pool(ci, np.empty(0, np.int64), rec.state.item_in_stock.copy()) if ci is not None else None
+            got = rec.cross_sell_pool(int(task.clients[row]), np.empty(0, np.int64), rec.state.item_in_stock.copy())
             if got is None:  # a cold client: the segment's list answers, nothing to learn from
                 got = (np.empty(0, np.int64), np.empty((0, len(learnt.CROSS_SELL_FEATURES))), None)
             pools.append(got[0])
             xs.append(got[1])
-            ys.append(np.isin(to_ctx[got[0]], task.relevant[row]))
+            ys.append(np.isin(got[0], task.relevant[row]))
     blends = [x[:, learnt.CROSS_SELL_FEATURES.index("blend")] for x in xs]
     x, y = np.vstack(xs), np.concatenate(ys).astype(np.float64)
     if y.sum() < 10:
@@ -175,19 +210,20 @@ def learn_cross_sell(scorer: ModelRanker, task: TaskQueries, weights: dict[str, 
     cap = int(weights["diversity_cap"])
     metric = f"{task.metric}@{k}"
 
-    def ndcg(scores_of: list[np.ndarray]) -> float:
+    def pools_metric(scores_of: list[np.ndarray]) -> float:
+        """The task's metric of each pool ordered by these scores under the diversity cap."""
         ranked = np.full((len(task), k), -1, dtype=np.int64)
         for r, pool in enumerate(pools):
             top = rank_with_rules(scores_of[r].astype(np.float32), k, groups=rec.state.item_subcat[pool], cap=cap)
-            ranked[r, : top.size] = to_ctx[pool[top]]
-        return score_rankings(ranked, task.relevant, len(ctx.items), k)[metric]
+            ranked[r, : top.size] = pool[top]
+        return scorer.metrics(ranked, task, k)[metric]
 
     learnt_scores = [np.empty(0)] * len(task)
     for fold in (0, 1):
         model = fit_logistic(x[folds[rows] != fold], y[folds[rows] != fold])
         for r in np.flatnonzero(folds == fold):
             learnt_scores[r] = learnt.probability(xs[r], model)
-    return _choose("cross_sell", metric, ndcg(blends), ndcg(learnt_scores), trials,
+    return _choose("cross_sell", metric, pools_metric(blends), pools_metric(learnt_scores), trials,
                    lambda: as_weights(learnt.CROSS_SELL_PREFIX, learnt.CROSS_SELL_FEATURES, *fit_logistic(x, y)))
 
 

@@ -15,11 +15,11 @@ from training.baselines import (
     Repurchase,
     ScoringRanker,
     default_rankers,
-    keep_top_per_row,
-    top_k,
 )
+from training.context import TrainContext
+from training.models.toplists import keep_top_per_row
 from training.split import time_split
-from training.tasks import TASKS, TaskQueries, TrainContext, build_tasks, cross_sell, next_basket
+from training.tasks import TASKS, TaskQueries, build_tasks, cross_sell, next_basket
 
 K = 5
 
@@ -99,12 +99,6 @@ def named(ctx: TrainContext, ranked: np.ndarray) -> list[list[str]]:
 
 def by_client(ctx: TrainContext, queries: TaskQueries, ranked: np.ndarray) -> dict[str, list[str]]:
     return dict(zip((ctx.clients.id_of(c) for c in queries.clients), named(ctx, ranked), strict=True))
-
-
-def test_top_k_orders_best_first_and_never_returns_forbidden_items() -> None:
-    scores = np.array([[0.1, 0.5, -np.inf, 0.3], [-np.inf] * 4], dtype=np.float32)
-    np.testing.assert_array_equal(top_k(scores, 3), [[1, 3, 0], [-1, -1, -1]])
-    np.testing.assert_array_equal(top_k(scores[:1], 5), [[1, 3, 0, -1, -1]])
 
 
 def test_popularity_counts_distinct_clients_and_skips_what_a_client_has() -> None:

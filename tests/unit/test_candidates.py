@@ -11,6 +11,7 @@ from scoring.ranking import member_of, neighbour_sums, scatter_neighbours, top_i
 from scoring.recommender import Recommender
 from training.candidates import candidate_recall, precompute
 from training.config import TrainConfig
+from training.context import TrainContext
 from training.fit import fit_recommender
 
 CONFIG = TrainConfig(als_factors=(16,), als_iterations=8, threads=1)
@@ -20,7 +21,7 @@ SIZE = 30
 @pytest.fixture(scope="module")
 def served(slice_dir: Path) -> Recommender:
     ds = load_dataset(slice_dir)
-    rec = fit_recommender(ds.transactions, ds.items, ds.packages, CONFIG)
+    rec = fit_recommender(TrainContext.build(ds.transactions, ds.items, ds.packages), CONFIG)
     precompute(rec, size=SIZE, workers=2)  # the forked path, as `train` runs it on two cores
     return rec
 

@@ -6,13 +6,14 @@ import pytest
 from support.factories import SHOP_CONFIG, make_shop
 
 from scoring.recommender import Recommender
+from training.context import TrainContext
 from training.fit import fit_recommender
 
 
 @pytest.fixture(scope="module")
 def model() -> Recommender:
     tx, items, packages = make_shop()
-    return fit_recommender(tx, items, packages, SHOP_CONFIG)
+    return fit_recommender(TrainContext.build(tx, items, packages), SHOP_CONFIG)
 
 
 def edge_score(model: Recommender, source: str, target: str) -> float:

@@ -23,6 +23,7 @@ from support.service_model_double import CatalogueRecommender
 
 from scoring.contract import CONTRACT_METHODS, KINDS, Suggestion, SuggestionModel
 from training.candidates import precompute
+from training.context import TrainContext
 from training.fit import fit_recommender
 
 UNKNOWN_CLIENT = "__nobody-at-all__"
@@ -46,7 +47,7 @@ class Subject:
 def the_real_model() -> Subject:
     """scoring.recommender.Recommender fitted on the small shop, answering by the exact path."""
     transactions, items, packages = make_shop()
-    model = fit_recommender(transactions, items, packages, SHOP_CONFIG)
+    model = fit_recommender(TrainContext.build(transactions, items, packages), SHOP_CONFIG)
     return Subject("recommender", model, client="c07", items=("chips", "milk", "coffee"), basket=("chips",))
 
 

@@ -9,13 +9,14 @@ from support.factories import SHOP_CONFIG, make_shop
 
 from scoring import fallback
 from scoring.recommender import Recommender
+from training.context import TrainContext
 from training.fit import fit_recommender
 
 
 @pytest.fixture(scope="module")
 def model() -> Recommender:
     tx, items, packages = make_shop()
-    return fit_recommender(tx, items, packages, SHOP_CONFIG)
+    return fit_recommender(TrainContext.build(tx, items, packages), SHOP_CONFIG)
 
 
 def with_chain(model: Recommender, chain: list[str]) -> Recommender:

@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 from support.factories import make_transactions
 
-from features.baskets import Cooccurrence, basket_matrix, cooccurrence, top_k_per_row
+from features.baskets import Cooccurrence, basket_matrix, cooccurrence
 from features.matrix import IdIndex
 
 ITEMS = IdIndex.from_ids(["a", "b", "c", "d"])
@@ -107,20 +107,3 @@ def test_shrunk_confidence_damps_rare_antecedents(together) -> None:
     assert shrunk[2, 0] == pytest.approx(2 / 4)
     assert shrunk[0, 1] == pytest.approx(2 / 5)
     np.testing.assert_allclose(together.shrunk_confidence(0.0).toarray(), plain.toarray(), rtol=1e-6)
-
-
-def test_top_k_per_row_descending_with_ties_to_lower_column(together) -> None:
-    columns, values = top_k_per_row(together.confidence(), 2)
-    assert columns.dtype == np.int32
-    assert values.dtype == np.float32
-    np.testing.assert_array_equal(columns, [[1, 2], [0, 2], [0, 1], [1, -1]])
-    np.testing.assert_allclose(values, [[2 / 3, 2 / 3], [2 / 3, 1 / 3], [1, 1 / 2], [1, 0]], rtol=1e-6)
-
-
-def test_top_k_pads_empty_rows_and_rejects_k_below_one() -> None:
-    matrix = sp.csr_matrix(np.array([[0, 0, 0], [0.5, 0, 2.0]], dtype=np.float32))
-    columns, values = top_k_per_row(matrix, 3)
-    np.testing.assert_array_equal(columns, [[-1, -1, -1], [2, 0, -1]])
-    np.testing.assert_array_equal(values, [[0, 0, 0], [2.0, 0.5, 0]])
-    with pytest.raises(ValueError):
-        top_k_per_row(matrix, 0)

@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 from support.factories import make_transactions
 
-from features.matrix import IdIndex, bm25_weight, confidence_matrix, net_quantities
+from features.matrix import IdIndex, bm25_weight, confidence_matrix
 
 
 def test_id_index_is_sorted_unique_and_looks_up_vectorised() -> None:
@@ -59,14 +59,6 @@ def clients() -> IdIndex:
 @pytest.fixture()
 def items() -> IdIndex:
     return IdIndex.from_ids(["i1", "i2"])
-
-
-def test_net_quantities_subtract_returns_and_clip_at_zero(history, clients, items) -> None:
-    matrix = net_quantities(history, clients, items)
-    assert matrix.dtype == np.float32
-    assert matrix.shape == (2, 2)
-    np.testing.assert_array_equal(matrix.toarray(), [[3.0, 0.0], [6.0, 5.0]])
-    assert matrix.nnz == 3  # the clipped pair is not stored
 
 
 def test_count_confidence_counts_occasions_minus_returns(history, clients, items) -> None:
@@ -143,3 +135,13 @@ def test_bm25_gives_no_confidence_to_an_item_everybody_bought() -> None:
 def test_unknown_weighting_is_a_configuration_error(history, clients, items) -> None:
     with pytest.raises(ValueError, match="weighting"):
         confidence_matrix(history, clients, items, weighting="tfidf")
+
+
+def test_codes_computed_once_give_the_same_matrix(history, clients, items) -> None:
+    """A caller that indexed the lines once (training's TrainContext) passes the codes instead."""
+    codes = (clients.index_of(history["client_id"]), items.index_of(history["item_id"]))
+    for weighting in ("count", "log", "bm25"):
+        np.testing.assert_array_equal(confidence_matrix(history, clients, items, weighting=weighting, codes=codes).toarray(),
+                                      confidence_matrix(history, clients, items, weighting=weighting).toarray())
+    with pytest.raises(ValueError, match="one client and one item position per line"):
+        confidence_matrix(history, clients, items, codes=(codes[0][:1], codes[1][:1]))

@@ -10,6 +10,7 @@ from support.factories import SHOP_CONFIG, make_shop
 from scoring import learnt
 from scoring.recommender import Recommender
 from training.candidates import precompute
+from training.context import TrainContext
 from training.fit import fit_recommender
 from training.models.learnt import as_weights, fit_logistic
 
@@ -24,7 +25,7 @@ def shop():
 @pytest.fixture(scope="module")
 def model(shop) -> Recommender:
     tx, items, packages = shop
-    return fit_recommender(tx, items, packages, CONFIG)
+    return fit_recommender(TrainContext.build(tx, items, packages), CONFIG)
 
 
 def with_weights(model: Recommender, weights: dict[str, float]) -> Recommender:

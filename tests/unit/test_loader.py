@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from features import loader
 from features.loader import DataError, load_dataset
 
 HEADER = "client_id,item_id,timestamp,order_id,quantity,price\n"
@@ -97,6 +98,24 @@ def test_wrong_encoding_is_a_clear_error(tmp_path: Path) -> None:
     write(tmp_path, "transactions.csv", (HEADER + "Andr\u00e9,i1,2024-01-01,o1,1,1\n").encode("latin-1"))
     with pytest.raises(DataError, match="not UTF-8"):
         load_dataset(tmp_path)
+
+
+def test_a_bad_byte_is_reported_at_its_line_and_byte_in_the_file(tmp_path: Path) -> None:
+    """pandas counts from the start of its decoding block; the message must count from the file's."""
+    good = "".join(f"c{n},\u00e9picerie-{n},2024-01-{n:02d},o{n},1,1\n" for n in range(1, 12))  # UTF-8 accents
+    head = (HEADER + good).encode("utf-8")
+    assert head.count(b"\n") == 12
+    write(tmp_path, "transactions.csv", head + b"c12,Andr\xe9,2024-01-12,o12,1,1\n")
+    with pytest.raises(DataError) as caught:
+        load_dataset(tmp_path)
+    assert f"line 13, byte {len(head) + len('c12,Andr')} of the file: 0xe9" in str(caught.value)
+
+
+def test_a_character_cut_by_a_scan_block_is_not_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scan reads the file in blocks: a two-byte character across a block's end is valid."""
+    monkeypatch.setattr(loader, "_SCAN_CHUNK", 3)
+    path = write(tmp_path, "t.csv", "ab\u00e9\n\u00e9".encode() + b"\xff")
+    assert loader.first_invalid_utf8(path) == (len("ab\u00e9\n\u00e9".encode()), 2, 0xFF)
 
 
 def test_missing_transactions_file(tmp_path: Path) -> None:

@@ -11,8 +11,9 @@ from features.baskets import basket_matrix
 from features.matrix import IdIndex
 from scoring.contract import KINDS
 from scoring.recommender import Recommender
+from training.context import TrainContext
 from training.fit import fit_recommender
-from training.models.bundles import bought_together, mine_bundles
+from training.models.bundles import mine_bundles, neighbour_lists, pair_counts
 
 CONFIG = SHOP_CONFIG
 
@@ -25,7 +26,7 @@ def shop():
 @pytest.fixture(scope="module")
 def model(shop) -> Recommender:
     tx, items, packages = shop
-    return fit_recommender(tx, items, packages, CONFIG)
+    return fit_recommender(TrainContext.build(tx, items, packages), CONFIG)
 
 
 def ids(suggestions: list[dict]) -> list[str]:
@@ -40,7 +41,8 @@ def test_bundle_pattern_is_found(shop) -> None:
     tx, _, _ = shop
     items = IdIndex.from_ids(tx["item_id"])
     baskets, _ = basket_matrix(tx, items)
-    neighbours, co = bought_together(baskets, 5, shrinkage=5)
+    co = pair_counts(baskets)
+    neighbours = neighbour_lists(co, 5, shrinkage=5)
     chips, salsa = items.get("chips"), items.get("salsa")
     assert neighbours.idx[chips][0] == salsa
     assert neighbours.conf[chips][0] == pytest.approx(1.0)  # always together

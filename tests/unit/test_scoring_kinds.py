@@ -8,13 +8,14 @@ from support.factories import SHOP_CONFIG, make_shop
 from scoring.contract import KINDS, SuggestionModel
 from scoring.kinds import REGISTRY, SuggestionKind
 from scoring.recommender import Recommender
+from training.context import TrainContext
 from training.fit import fit_recommender
 
 
 @pytest.fixture(scope="module")
 def model() -> Recommender:
     tx, items, packages = make_shop()
-    return fit_recommender(tx, items, packages, SHOP_CONFIG)
+    return fit_recommender(TrainContext.build(tx, items, packages), SHOP_CONFIG)
 
 
 def test_every_contract_kind_has_one_registered_implementation(model) -> None:

@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 from support.factories import make_transactions
 
+from training.context import TrainContext
 from training.split import SplitError, time_split
 from training.tasks import (
     Skipped,
     TaskQueries,
-    TrainContext,
     basket_completion,
     build_tasks,
     cross_sell,
@@ -103,6 +103,26 @@ def test_cross_sell_skipped_when_nobody_tries_anything_new() -> None:
     rows = [("a", "milk", "2024-01-01"), ("a", "milk", "2024-03-31")]
     result = cross_sell(*build(rows))
     assert isinstance(result, Skipped) and "not bought before" in result.reason
+
+
+def test_a_test_window_without_a_known_pair_is_skipped_not_a_crash() -> None:
+    """Issue 10, item 2: no test purchase of a (training client, training item) pair gave an
+    empty sparse selection, and scipy's empty matrix is no boolean mask."""
+    returns_only = [row for row in SHOP if row[2] < "2024-03-21"] + [("a", "milk", "2024-03-25", None, -1.0, 1.0)]
+    ctx, test = build(returns_only, ITEMS)
+    assert isinstance(cross_sell(ctx, test), Skipped)
+    assert isinstance(upsell(ctx, test), Skipped)  # no purchase at all: was a str-to-price comparison
+    only_new_items = [row for row in SHOP if row[2] < "2024-03-21"] + [("b", "eggs", "2024-03-26", None, 1.0, 2.0)]
+    ctx, test = build(only_new_items, ITEMS)
+    assert answers(ctx, cross_sell(ctx, test)) == {"b": {"?-2"}}  # eggs: in the catalogue, never sold before
+
+
+def test_the_context_indexes_the_catalogue_but_knows_what_training_saw() -> None:
+    ctx, _ = build(SHOP, ITEMS)
+    assert list(ctx.items.ids) == sorted(ITEMS["item_id"])  # eggs too: the model can suggest it
+    assert dict(zip(ctx.items.ids, ctx.item_seen, strict=True))["eggs"] == False  # noqa: E712
+    assert ctx.popularity[ctx.items.get("eggs")] == 0
+    np.testing.assert_array_equal(ctx.seen_item_codes(pd.Series(["eggs", "milk"])), [-1, ctx.items.get("milk")])
 
 
 def test_next_basket_is_every_test_item_repeats_included() -> None:

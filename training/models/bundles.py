@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from features.baskets import Cooccurrence, cooccurrence, top_k_per_row
+from features.baskets import Cooccurrence, cooccurrence
+from training.models.toplists import top_per_row
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +41,9 @@ def pair_counts(baskets: sp.csr_matrix) -> Cooccurrence:
     return cooccurrence(baskets, min_count=MIN_PAIR_BASKETS)
 
 
-def bought_together(baskets: sp.csr_matrix, neighbours: int, shrinkage: float) -> tuple[Neighbours, Cooccurrence]:
-    """Top `neighbours` items per item by shrunk confidence, with their plain confidence."""
-    co = pair_counts(baskets)
-    return neighbour_lists(co, neighbours, shrinkage), co
-
-
 def neighbour_lists(co: Cooccurrence, neighbours: int, shrinkage: float) -> Neighbours:
-    """`bought_together`'s lists from counts already made."""
-    idx, score = top_k_per_row(co.shrunk_confidence(shrinkage), neighbours)
+    """Top `neighbours` items per item by shrunk confidence, with their plain confidence."""
+    idx, score = top_per_row(co.shrunk_confidence(shrinkage), neighbours)
     rows = np.repeat(np.arange(idx.shape[0]), idx.shape[1]).reshape(idx.shape)
     n_i = co.item_baskets[rows].astype(np.float32)
     conf = np.where(idx >= 0, score * (n_i + shrinkage) / np.maximum(n_i, 1), 0.0).astype(np.float32)
@@ -61,7 +56,7 @@ def bought_with_services(co: Cooccurrence, is_service: np.ndarray, neighbours: i
     crowded out of the general neighbour lists by groceries bought a hundred times more often."""
     conf = co.shrunk_confidence(shrinkage).tocsc()
     keep = sp.diags(is_service.astype(np.float32))
-    return top_k_per_row(sp.csr_matrix(conf @ keep), neighbours)
+    return top_per_row(sp.csr_matrix(conf @ keep), neighbours)
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,11 @@ import pandas as pd
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from features.matrix import IdIndex, confidence_matrix
-from features.schema import CLIENT, ITEM, QUANTITY, TIMESTAMP
+from features.matrix import confidence_matrix
+from features.schema import CLIENT, ITEM, QUANTITY
+from scoring.ranking import top_indices_per_row
+from training.context import TrainContext
+from training.metrics import score_rankings
 
 log = logging.getLogger(__name__)
 
@@ -66,55 +69,59 @@ def _fit(user_items: sp.csr_matrix, params: CFParams, show_progress: bool) -> tu
     return users, items
 
 
+#: Below this many clients in the inner part, CF keeps its configured settings.
+MIN_TUNE_CLIENTS = 10
 #: Clients scored at once by `_new_item_ndcg`: its temporaries stay a few hundred MB, not gigabytes.
 NDCG_BATCH = 256
 
 
 def _new_item_ndcg(client_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr_matrix, truth: sp.csr_matrix,
                    k: int) -> float:
-    """Mean NDCG@k of new-item suggestions (already-bought items masked): the cross-sell question.
+    """Mean NDCG@k (`training.metrics`) of new-item suggestions (already-bought items masked): the
+    cross-sell question, one row per client with something to find.
 
-    Clients are scored a batch at a time: rows are independent, so the figure is the one a single
-    clients x items product gives, without that product and its masked, negated and argpartitioned
-    copies (2.5 GB at once on Complete Journey, the peak of the whole training run). No batch holds a
-    single row: BLAS answers one row with another kernel (gemv), whose rounding differs."""
-    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    Clients are ranked a batch at a time: rows are independent, so the lists are the ones a single
+    clients x items product gives, without that product and its masked copy (2.5 GB at once on
+    Complete Journey, the peak of the whole training run). No batch holds a single row: BLAS
+    answers one row with another kernel (gemv), whose rounding differs."""
     n = client_factors.shape[0]
     bounds = list(range(0, n, NDCG_BATCH))
     if len(bounds) > 1 and n - bounds[-1] == 1:
         bounds.pop()
-    gains = [_batch_gains(client_factors[lo:hi] @ item_factors.T, seen[lo:hi], truth[lo:hi], k, disc)
-             for lo, hi in zip(bounds, [*bounds[1:], n], strict=True)]
-    gain = np.concatenate(gains) if gains else np.empty(0)
-    n_rel = np.minimum(np.diff(truth.indptr), k)
-    ideal = np.cumsum(disc)[np.maximum(n_rel - 1, 0)]
-    ok = n_rel > 0
-    return float((gain[ok] / ideal[ok]).mean()) if ok.any() else 0.0
+    ranked = [_batch_top(client_factors[lo:hi] @ item_factors.T, seen[lo:hi], k)
+              for lo, hi in zip(bounds, [*bounds[1:], n], strict=True)]
+    if not ranked:
+        return 0.0
+    truth = sp.csr_matrix(truth)
+    relevant = [truth.indices[truth.indptr[r]:truth.indptr[r + 1]] for r in range(n)]
+    return float(score_rankings(np.vstack(ranked), relevant, truth.shape[1], k)[f"ndcg@{k}"])
 
 
-def _batch_gains(scores: np.ndarray, seen: sp.csr_matrix, truth: sp.csr_matrix, k: int, disc: np.ndarray) -> np.ndarray:
-    """Discounted gain of each row's top k (seen items masked); `scores` is the batch's own array."""
+def _batch_top(scores: np.ndarray, seen: sp.csr_matrix, k: int) -> np.ndarray:
+    """Each row's top k with its seen items masked; `scores` is the batch's own array."""
     rows, cols = seen.nonzero()
     scores[rows, cols] = -np.inf
-    top = np.argpartition(-scores, k, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(scores, top, 1), axis=1)
-    top = np.take_along_axis(top, order, 1)
-    hits = np.asarray(truth[np.arange(truth.shape[0])[:, None], top].todense()) > 0
-    return (hits * disc).sum(1)
+    return top_indices_per_row(scores, k)
 
 
-def tune_cf(train_tx: pd.DataFrame, base: CFParams, factors: tuple[int, ...], regularization: tuple[float, ...],
-            tune_days: int, k: int = 10) -> tuple[CFParams, list[dict]]:
-    """Grid search on the last `tune_days` of the training part; returns the best params and the trials."""
-    cutoff = train_tx[TIMESTAMP].max() - pd.Timedelta(days=tune_days)
-    inner, valid = train_tx[train_tx[TIMESTAMP] < cutoff], train_tx[train_tx[TIMESTAMP] >= cutoff]
-    clients, items = IdIndex.from_ids(inner[CLIENT]), IdIndex.from_ids(inner[ITEM])
-    if len(clients) < 10 or valid.empty:
+def tune_cf(ctx: TrainContext, valid_tx: pd.DataFrame, base: CFParams, factors: tuple[int, ...],
+            regularization: tuple[float, ...], k: int = 10) -> tuple[CFParams, list[dict]]:
+    """Grid search on an inner time split: `ctx` indexes its training part and `valid_tx` is what
+    came after (`training.split.time_split`, as for every other figure). Scored on the items a
+    client bought in `valid_tx` that they had not bought before and that the inner part knows.
+    Returns the best params and the trials."""
+    if len(ctx.clients) < MIN_TUNE_CLIENTS or valid_tx.empty:
         log.info("too little history to tune CF; using %s", base)
         return base, []
-    conf = confidence_matrix(inner, clients, items, weighting="bm25")
-    valid = valid[valid[QUANTITY] > 0]
-    ci, ii = clients.index_of(valid[CLIENT]), items.index_of(valid[ITEM])
+    # The inner part's own items only: a catalogue item without a line there has no evidence to
+    # learn, and its empty column would only move ALS's random start (and with it the choice).
+    seen = np.flatnonzero(ctx.item_seen)
+    column = np.full(len(ctx.items), -1, dtype=np.int64)
+    column[seen] = np.arange(seen.size)
+    conf = confidence_matrix(ctx.transactions, ctx.clients, ctx.items, weighting="bm25", codes=ctx.codes)[:, seen]
+    valid = valid_tx[valid_tx[QUANTITY] > 0]
+    ci, ii = ctx.clients.index_of(valid[CLIENT]), ctx.items.index_of(valid[ITEM])
+    ii[ii >= 0] = column[ii[ii >= 0]]
     ok = (ci >= 0) & (ii >= 0)
     truth = sp.csr_matrix((np.ones(ok.sum(), np.float32), (ci[ok], ii[ok])), shape=conf.shape)
     truth.data[:] = 1.0

@@ -12,17 +12,17 @@ import pandas as pd
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from features.baskets import top_k_per_row
-from features.matrix import IdIndex, confidence_matrix
+from features.matrix import Codes, IdIndex, confidence_matrix
+from training.models.toplists import top_per_row
 
 
 def client_neighbours(tx: pd.DataFrame, clients: IdIndex, items: IdIndex, k: int,
-                      threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                      threads: int = 0, codes: Codes | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(idx int32, score float32) n_items x k by cosine similarity of log-weighted purchase columns."""
     from implicit.nearest_neighbours import CosineRecommender
     from implicit.utils import ParameterWarning
 
-    weights = confidence_matrix(tx, clients, items, weighting="log")
+    weights = confidence_matrix(tx, clients, items, weighting="log", codes=codes)
     model = CosineRecommender(K=k + 1, num_threads=threads)
     with threadpool_limits(1, "blas"), warnings.catch_warnings():
         warnings.simplefilter("ignore", ParameterWarning)  # implicit's own note on normalisation
@@ -30,4 +30,4 @@ def client_neighbours(tx: pd.DataFrame, clients: IdIndex, items: IdIndex, k: int
     sim = sp.csr_matrix(model.similarity, dtype=np.float32)
     sim.setdiag(0)
     sim.eliminate_zeros()
-    return top_k_per_row(sim, k)
+    return top_per_row(sim, k)

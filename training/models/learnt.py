@@ -24,7 +24,10 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = L2, steps: int = NEWT
         p = 1.0 / (1.0 + np.exp(-np.clip(z @ w, -30, 30)))
         grad = z.T @ (p - y) + ridge @ w
         hess = (z * (p * (1.0 - p))[:, None]).T @ z + ridge
-        step = np.linalg.solve(hess, grad)
+        try:
+            step = np.linalg.solve(hess, grad)
+        except np.linalg.LinAlgError:  # all probabilities saturated (tiny data): the least-squares step
+            step = np.linalg.lstsq(hess, grad, rcond=None)[0]
         w -= step
         if np.abs(step).max() < 1e-6:
             break

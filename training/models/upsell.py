@@ -10,6 +10,7 @@ import pandas as pd
 
 from features.matrix import IdIndex
 from features.schema import CLIENT, ITEM, QUANTITY, TIMESTAMP
+from scoring.ranking import top_indices_per_row
 
 #: Items kept per client and subcategory when counting trade-ups (bounds the pair count).
 MAX_ITEMS_PER_GROUP = 25
@@ -66,13 +67,10 @@ def upsell_table(subcat: np.ndarray, price: np.ndarray, tier: np.ndarray, popula
             m[position[mv_a[lo:hi]], position[mv_b[lo:hi]]] = mv_n[lo:hi]
         total = np.where(higher, 2.0 * np.log1p(m) + sim + 0.3 * pop[members][None, :], -np.inf)
         kk = min(k, members.size - 1)
-        top = np.argpartition(-total, kk - 1, axis=1)[:, :kk] if kk < members.size else np.argsort(-total, axis=1)[:, :kk]
-        vals = np.take_along_axis(total, top, 1)
-        order = np.argsort(-vals, axis=1)
-        top, vals = np.take_along_axis(top, order, 1), np.take_along_axis(vals, order, 1)
-        ok = np.isfinite(vals)
-        rows = np.repeat(members[:, None], kk, axis=1)
-        idx[rows[ok], np.nonzero(ok)[1]] = members[top[ok]]
-        score[rows[ok], np.nonzero(ok)[1]] = vals[ok]
-        move_out[rows[ok], np.nonzero(ok)[1]] = m[np.nonzero(ok)[0], top[ok]]
+        top = top_indices_per_row(total, kk)
+        ok = top >= 0
+        row, col = np.nonzero(ok)
+        idx[members[row], col] = members[top[ok]]
+        score[members[row], col] = total[row, top[ok]]
+        move_out[members[row], col] = m[row, top[ok]]
     return idx, score, move_out
