@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT
+from support.processes import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
