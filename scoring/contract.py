@@ -3,7 +3,9 @@
 The service imports this module and nothing else of `scoring` or `training`: it loads the
 registered MLflow pyfunc, unwraps it (`model.unwrap_python_model().recommender`) and talks to an
 object with exactly the methods of `SuggestionModel`. The trainer writes the same Redis keys the
-service reads (erasures, model-update notices), so their names live here, once.
+service reads (erasures, model-update notices), so their names live here, once. (The service
+reaches past this module in one place: a model registered before models were saved as code is
+read from its arrays by `scoring.pyfunc.load_model_folder`, so that no pickle is executed.)
 """
 from __future__ import annotations
 

@@ -12,23 +12,14 @@ also get MLFLOW_CLIENT_DEFAULTS (below) unless those MLflow variables are set.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AliasGenerator, Field, field_validator
-from pydantic.fields import FieldInfo
-from pydantic_settings import (
-    BaseSettings,
-    EnvSettingsSource,
-    NoDecode,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
-from pydantic_settings.sources.utils import parse_env_vars
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
+from envconfig import EnvSettings, absolute_sqlite_uri, comma_separated, reading
 from scoring.contract import MODEL_UPDATES_CHANNEL
 
 #: MLflow client settings for a serving process (set by `python -m service` and gunicorn unless
@@ -41,45 +32,11 @@ MLFLOW_CLIENT_DEFAULTS = {
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 
-#: The environment `Settings.from_env(env)` reads instead of os.environ, for the call's duration.
-_GIVEN_ENVIRONMENT: ContextVar[Mapping[str, str] | None] = ContextVar("given_environment", default=None)
-
 CommaSeparated = Annotated[tuple[str, ...], NoDecode]
 
 
-class _Environment(EnvSettingsSource):
-    """os.environ, or the mapping handed to `Settings.from_env` (tests pass their own); each field
-    from its own variable only."""
-
-    def _extract_field_info(self, field: FieldInfo, field_name: str) -> list[tuple[str, str, bool]]:
-        found = super()._extract_field_info(field, field_name)
-        alias = field.validation_alias
-        return [entry for entry in found if entry[0] == alias] if isinstance(alias, str) else found
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        given = _GIVEN_ENVIRONMENT.get()
-        if given is None:
-            return super()._load_env_vars()
-        return parse_env_vars(given, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
-
-
-def absolute_sqlite_uri(uri: str) -> str:
-    """`sqlite:///var/mlflow.db` made absolute from the working directory (other URIs as they are),
-    so every MLflow call and every child process means the same file wherever it runs."""
-    prefix = "sqlite:///"
-    path = uri[len(prefix):] if uri.startswith(prefix) else ""
-    if not path or path.startswith("/") or path.startswith(":memory:"):
-        return uri
-    return prefix + str(Path(path).resolve())
-
-
-class Settings(BaseSettings):
+class Settings(EnvSettings):
     """The service's configuration: one field per environment variable."""
-
-    model_config = SettingsConfigDict(
-        frozen=True, case_sensitive=False, env_ignore_empty=True, extra="ignore", protected_namespaces=(),
-        alias_generator=AliasGenerator(validation_alias=str.upper), validate_by_name=True, validate_by_alias=True,
-        validate_default=True)
 
     mlflow_tracking_uri: str = Field(
         "sqlite:///var/mlflow.db",
@@ -141,12 +98,7 @@ class Settings(BaseSettings):
         10.0, ge=0.1, description="How long a client may take to send one whole request (headers and body) "
                                   "before gunicorn drops the connection; see service/gunicorn.conf.py.")
 
-    @field_validator("api_keys", "admin_api_keys", mode="before")
-    @classmethod
-    def _comma_separated(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(key.strip() for key in value.split(",") if key.strip())
-        return value
+    _comma_separated = field_validator("api_keys", "admin_api_keys", mode="before")(comma_separated)
 
     @field_validator("mlflow_tracking_uri")
     @classmethod
@@ -164,15 +116,9 @@ class Settings(BaseSettings):
         return value.upper()
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-                                   **_: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Keyword arguments, then the environment: no .env file, no secrets directory."""
-        return init_settings, _Environment(settings_cls)
-
-    @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read the environment (or `env`), then apply keyword overrides by field name (tests)."""
-        with _reading(env):
+        with reading(env):
             return cls(**overrides)
 
     @property
@@ -183,15 +129,6 @@ class Settings(BaseSettings):
     def read_keys(self) -> tuple[str, ...]:
         """Keys that may read: admin keys read too."""
         return self.api_keys + self.admin_api_keys
-
-
-@contextmanager
-def _reading(env: Mapping[str, str] | None) -> Iterator[None]:
-    token = _GIVEN_ENVIRONMENT.set(env)
-    try:
-        yield
-    finally:
-        _GIVEN_ENVIRONMENT.reset(token)
 
 
 def apply_serving_defaults() -> None:

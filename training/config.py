@@ -10,49 +10,17 @@ nothing else reads the environment.
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import AliasGenerator, Field, field_validator
-from pydantic.fields import FieldInfo
-from pydantic_settings import (
-    BaseSettings,
-    EnvSettingsSource,
-    NoDecode,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
+from envconfig import EnvSettings, absolute_sqlite_uri, comma_separated
 from scoring.contract import MODEL_UPDATES_CHANNEL
 
 
-def absolute_sqlite_uri(uri: str) -> str:
-    """`sqlite:///var/mlflow.db` made absolute from the working directory (other URIs as they are),
-    so the trainer and its child processes mean the same file wherever they run."""
-    prefix = "sqlite:///"
-    path = uri[len(prefix):] if uri.startswith(prefix) else ""
-    if not path or path.startswith("/") or path.startswith(":memory:"):
-        return uri
-    return prefix + str(Path(path).resolve())
-
-
-class _OwnVariables(EnvSettingsSource):
-    """Each field from its own variable only: code may pass `threads=1` (validate_by_name), but a
-    shell's SEED, K or THREADS must not stand in for TRAIN_SEED, TRAIN_K or TRAIN_THREADS."""
-
-    def _extract_field_info(self, field: FieldInfo, field_name: str) -> list[tuple[str, str, bool]]:
-        found = super()._extract_field_info(field, field_name)
-        alias = field.validation_alias
-        return [entry for entry in found if entry[0] == alias] if isinstance(alias, str) else found
-
-
-class TrainConfig(BaseSettings):
+class TrainConfig(EnvSettings):
     """What the trainer does, and how hard it tries."""
-
-    model_config = SettingsConfigDict(
-        frozen=True, case_sensitive=False, env_ignore_empty=True, extra="ignore", protected_namespaces=(),
-        alias_generator=AliasGenerator(validation_alias=str.upper), validate_by_name=True, validate_by_alias=True,
-        validate_default=True)
 
     tracking_uri: str = Field("sqlite:///var/mlflow.db", validation_alias="MLFLOW_TRACKING_URI",
                               description="Where runs and the model registry live; a relative sqlite path is "
@@ -97,23 +65,12 @@ class TrainConfig(BaseSettings):
                                description="Clients erased on request (JSON lines with client_id and tenant), "
                                            "excluded from training.")
 
-    @field_validator("als_factors", "als_regularization", mode="before")
-    @classmethod
-    def _comma_separated(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
+    _comma_separated = field_validator("als_factors", "als_regularization", mode="before")(comma_separated)
 
     @field_validator("tracking_uri")
     @classmethod
     def _absolute_tracking_uri(cls, value: str) -> str:
         return absolute_sqlite_uri(value)
-
-    @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-                                   **_: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Keyword arguments, then the environment: no .env file, no secrets directory."""
-        return init_settings, _OwnVariables(settings_cls)
 
     @property
     def workers(self) -> int:
