@@ -15,6 +15,7 @@ from typing import Any
 from serving_load import finish_open_loop, open_loop, run_wrk, start_open_loop
 from serving_requests import Endpoint, Pools, lua_script, suggestions_path
 from serving_stack import Stack, wait_until, workers_serving
+from support.processes import children
 
 
 def warm_up(base: str, ep: Endpoint, pools: Pools) -> None:
@@ -50,19 +51,6 @@ def bench_endpoint(stack: Stack, ep: Endpoint, pools: Pools, pools_file: Path, a
     return row
 
 
-def _proc_children(pid: int) -> list[int]:
-    children = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                children.append(int(entry.name))
-    return sorted(children)
-
-
 def _rollup(pid: int) -> dict[str, float]:
     fields = {}
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
@@ -92,7 +80,7 @@ def memory(stack: Stack) -> dict[str, Any]:
     """RSS/PSS of the master and each worker, and how much of the model's mapped arrays they share."""
     assert stack.gunicorn is not None
     master = _rollup(stack.gunicorn.pid)
-    workers = [_rollup(pid) for pid in _proc_children(stack.gunicorn.pid)]
+    workers = [_rollup(pid) for pid in sorted(children(stack.gunicorn.pid))]
     if not workers:
         raise RuntimeError("gunicorn has no workers")
     cache = stack.work / "model-cache"

@@ -19,7 +19,7 @@ import pytest
 import redis
 import requests
 from flask import Flask
-from support.processes import ROOT, RedisServer, free_port, start_process, wait_until
+from support.processes import ROOT, RedisServer, alive, descendants, free_port, start_process, wait_until
 from support.service_model_double import register_double
 from support.service_process import Service
 
@@ -378,38 +378,6 @@ def test_gunicorn_serves_over_http_and_every_worker_follows_the_alias(
     assert any(entry.get("request_id") == "gunicorn-1" for entry in request_lines)
 
 
-def _descendants(pid: int) -> dict[int, str]:
-    """{pid: command name} of every live process below `pid` (read from /proc)."""
-    parents: dict[int, int] = {}
-    names: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            name, fields = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
-            if fields[0] != "Z":
-                parents[int(entry.name)], names[int(entry.name)] = int(fields[1]), name
-    found: dict[int, str] = {}
-    frontier = [pid]
-    while frontier:
-        parent = frontier.pop()
-        for child, ppid in parents.items():
-            if ppid == parent and child not in found:
-                found[child] = names[child]
-                frontier.append(child)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
 def _ready_model(base: str) -> dict[str, Any] | None:
     """The model /readyz names, or None (not ready yet, or too busy to answer in time)."""
     try:
@@ -436,12 +404,12 @@ def test_run_demo_starts_its_own_redis_and_stops_everything_it_started(
         assert requests.post(f"{base}/v1/events", json=event, timeout=5).status_code == 202
         assert requests.get(f"{base}/v1/clients/c1/suggestions", timeout=5).status_code == 200
         assert demo.proc is not None
-        started = _descendants(demo.proc.pid)
+        started = descendants(demo.proc.pid)
         assert "redis-server" in started.values() and sum("gunicorn" in n or "python" in n
                                                           for n in started.values()) >= 2, started
         os.kill(demo.proc.pid, stop_signal)  # the demo alone, as a terminal's Ctrl-C or `kill` reaches it
         status = demo.proc.wait(timeout=60)
-    left = {pid: name for pid, name in started.items() if _alive(pid)}
+    left = {pid: name for pid, name in started.items() if alive(pid)}
     assert left == {}, f"still running after the demo stopped: {left}"
     assert status == 128 + stop_signal
     output = demo.log_text()
@@ -466,13 +434,13 @@ def test_run_demo_stops_its_redis_when_gunicorn_cannot_start(
         demo.env["PORT"] = str(demo.port)
         demo.proc = start_process(demo.command, demo.env, demo.log, cwd=workdir)
         try:
-            redis_pids = wait_until(lambda: [pid for pid, name in _descendants(demo.proc.pid).items()
+            redis_pids = wait_until(lambda: [pid for pid, name in descendants(demo.proc.pid).items()
                                              if name == "redis-server"], timeout=60)
             status = demo.proc.wait(timeout=60)
         finally:
             demo.stop()
     assert status != 0
-    assert not [pid for pid in redis_pids if _alive(pid)]
+    assert not [pid for pid in redis_pids if alive(pid)]
     assert "stopping redis-server" in demo.log_text()
 
 

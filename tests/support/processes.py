@@ -100,3 +100,41 @@ class RedisServer:
             self.proc.terminate()
             self.proc.wait(timeout=10)
         self.proc = None
+
+
+def process_table() -> dict[int, tuple[int, str]]:
+    """{pid: (parent pid, command name)} of every live (non-zombie) process, read from /proc."""
+    table: dict[int, tuple[int, str]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name, fields = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+        if fields[0] != "Z":
+            table[int(stat.parent.name)] = (int(fields[1]), name)
+    return table
+
+
+def children(pid: int) -> dict[int, str]:
+    """{pid: command name} of the live processes whose parent is `pid`."""
+    return {child: name for child, (parent, name) in process_table().items() if parent == pid}
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """{pid: command name} of every live process below `pid`."""
+    table = process_table()
+    found: dict[int, str] = {}
+    frontier = [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, (ppid, name) in table.items():
+            if ppid == parent and child not in found:
+                found[child] = name
+                frontier.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie has stopped)."""
+    return pid in process_table()

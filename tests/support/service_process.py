@@ -16,7 +16,15 @@ from pathlib import Path
 
 import requests
 
-from support.processes import ROOT, free_port, start_process, stop_process, wait_for_port, wait_until
+from support.processes import (
+    ROOT,
+    children,
+    free_port,
+    start_process,
+    stop_process,
+    wait_for_port,
+    wait_until,
+)
 
 GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "service/gunicorn.conf.py"]
 DEMO = [sys.executable, "-m", "service.run_demo"]
@@ -101,15 +109,7 @@ class Service:
 
     def worker_pids(self) -> set[int]:
         assert self.proc is not None, "the service is not started"
-        children = set()
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if int(fields[1]) == self.proc.pid and fields[0] != "Z":
-                children.add(int(stat.parent.name))
-        return children
+        return set(children(self.proc.pid))
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of the samples of `name` whose labels include `labels` (0 when none)."""

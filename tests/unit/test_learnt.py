@@ -5,27 +5,15 @@ import copy
 
 import numpy as np
 import pytest
-from support.factories import SHOP_CONFIG, make_shop
+from support.factories import SHOP_CONFIG
 
 from scoring import learnt
 from scoring.recommender import Recommender
 from training.candidates import precompute
-from training.context import TrainContext
-from training.fit import fit_recommender
 from training.models.learnt import as_weights, fit_logistic
 
 CONFIG = SHOP_CONFIG
 
-
-@pytest.fixture(scope="module")
-def shop():
-    return make_shop()
-
-
-@pytest.fixture(scope="module")
-def model(shop) -> Recommender:
-    tx, items, packages = shop
-    return fit_recommender(TrainContext.build(tx, items, packages), CONFIG)
 
 
 def with_weights(model: Recommender, weights: dict[str, float]) -> Recommender:

@@ -5,28 +5,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.factories import SHOP_CONFIG, make_shop
+from support.factories import SHOP_CONFIG
 
 from features.baskets import basket_matrix
 from features.matrix import IdIndex
 from scoring.contract import KINDS
 from scoring.recommender import Recommender
-from training.context import TrainContext
-from training.fit import fit_recommender
 from training.models.bundles import mine_bundles, neighbour_lists, pair_counts
 
 CONFIG = SHOP_CONFIG
 
-
-@pytest.fixture(scope="module")
-def shop():
-    return make_shop()
-
-
-@pytest.fixture(scope="module")
-def model(shop) -> Recommender:
-    tx, items, packages = shop
-    return fit_recommender(TrainContext.build(tx, items, packages), CONFIG)
 
 
 def ids(suggestions: list[dict]) -> list[str]:
