@@ -57,9 +57,15 @@ class Evidence:
 
     @cached_property
     def allowed(self) -> np.ndarray:
-        """The request's filter over items (in stock, in its category, not excluded): offers made
-        of several items (packages, bundles) need every member allowed."""
+        """The request's filter over items offered on their own: in stock, in its category, not excluded."""
         return self.catalogue.allowed(category=self.category, exclude=tuple(self.exclude))
+
+    @cached_property
+    def members_allowed(self) -> np.ndarray:
+        """What an offer made of several items (a package, a bundle) may hold: every member in stock
+        and in the request's category. `exclude` names offers, not members: a bundle with what the
+        client already has in it is the point of a bundle."""
+        return self.catalogue.allowed(category=self.category, exclude=())
 
     @cached_property
     def seed_recency(self) -> np.ndarray | None:

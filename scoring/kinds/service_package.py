@@ -55,11 +55,11 @@ class ServicePackage(SuggestionKind):
                                                       anchors.tolist(), confs.tolist(), strict=True)]
         if cat.n_packages == 0:
             # mined bundles only fill what the services leave
-            offers = bundle_offers(cat, ev.seeds, ev.allowed, limit + len(ev.exclude), kind=self.name)
+            offers = bundle_offers(cat, ev.seeds, ev.members_allowed, limit + len(ev.exclude), kind=self.name)
             return (services + [o for o in offers if o["item_id"] not in ev.exclude])[:limit]
         assert ranked.dense is not None
         # business packages are scored on the services' scale: one ranking
-        offers = package_offers(ev, ranked.dense, ev.allowed, limit)
+        offers = package_offers(ev, ranked.dense, ev.members_allowed, limit)
         return sorted(services + offers, key=lambda s: -s["score"])[:limit]
 
 

@@ -151,3 +151,16 @@ def test_strongest_seeds_picks_the_strongest_anchor_per_target() -> None:
     anchors, values = strongest_seeds(idx, val, np.array([0, 1, 3]), np.array([2, 3, 1, 4]))
     assert anchors.tolist() == [3, 3, 0, -1]
     assert values.tolist() == pytest.approx([0.6, 0.8, 0.9, 0.0])
+
+
+def test_service_packages_follow_the_request_filter(model: Recommender) -> None:
+    """An excluded package never comes back, and a category filter applies to a package's members
+    (the packages of the shop are all "services": filtering on "goods" leaves none of them)."""
+    client = next(c for c in model.client_ids
+                  if any(s["item_id"].startswith("pkg_") for s in model.suggest(c, "service_package", 10)))
+    offered = [s["item_id"] for s in model.suggest(client, "service_package", 10) if s["item_id"].startswith("pkg_")]
+    assert offered
+    after = [s["item_id"] for s in model.suggest(client, "service_package", 10, exclude=offered[:1])]
+    assert offered[0] not in after
+    goods = model.suggest(client, "service_package", 10, category="goods")
+    assert not [s for s in goods if s["item_id"].startswith("pkg_")]
