@@ -23,6 +23,8 @@ from typing import Any
 import mlflow.models
 import mlflow.pyfunc
 import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
 from threadpoolctl import threadpool_limits
 
 from scoring.contract import KINDS
@@ -30,6 +32,11 @@ from scoring.recommender import Recommender
 
 INPUT_COLUMNS = ("client_id", "kind", "limit")
 OUTPUT_COLUMNS = ("client_id", "kind", "rank", "item_id", "name", "score", "price", "reason")
+#: Column types of the tables above, declared rather than inferred from an example (inference
+#: cannot know that `limit` may be left out, and warns about every integer column).
+INPUT_TYPES = {"client_id": "string", "kind": "string", "limit": "long"}
+OUTPUT_TYPES = {"client_id": "string", "kind": "string", "rank": "long", "item_id": "string", "name": "string",
+                "score": "double", "price": "double", "reason": "string"}
 ARTIFACT_KEY = "recommender"
 #: Key of the MLmodel `metadata` that records how the registered model is packaged.
 PACKAGE_FORMAT_KEY = "crm_package_format"
@@ -38,6 +45,13 @@ PACKAGE_FORMAT = 2
 #: Cloudpickled models registered before issue 10; they record no package format.
 LEGACY_PACKAGE_FORMAT = 1
 READABLE_PACKAGE_FORMATS = (LEGACY_PACKAGE_FORMAT, PACKAGE_FORMAT)
+
+
+def signature() -> ModelSignature:
+    """The MLflow signature of `RecommenderPyfunc.predict`: (client_id, kind[, limit]) in, one row
+    per suggestion out."""
+    inputs = Schema([ColSpec(INPUT_TYPES[c], c, required=c != "limit") for c in INPUT_COLUMNS])
+    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec(OUTPUT_TYPES[c], c) for c in OUTPUT_COLUMNS]))
 
 
 class UnknownModelFormat(ValueError):

@@ -26,15 +26,14 @@ import mlflow.artifacts
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
 
 from scoring.pyfunc import (
     ARTIFACT_KEY,
     PACKAGE_FORMAT,
     PACKAGE_FORMAT_KEY,
-    RecommenderPyfunc,
     UnknownModelFormat,
     load_model_folder,
+    signature,
 )
 from scoring.recommender import Recommender
 from training.config import TrainConfig
@@ -213,12 +212,9 @@ def log_and_register(rec: Recommender, result: dict[str, Any], config: TrainConf
         model_dir = Path(tmp) / "recommender"
         rec.save(model_dir)
         example = pd.DataFrame({"client_id": [str(rec.client_ids[0])], "kind": ["cross_sell"], "limit": [3]})
-        py = RecommenderPyfunc()
-        py.recommender = rec
-        signature = infer_signature(example, py.predict(None, example))
         info = mlflow.pyfunc.log_model(name="model", python_model=str(MODEL_CODE),
                                        artifacts={ARTIFACT_KEY: str(model_dir)}, code_paths=CODE_PATHS,
-                                       signature=signature, input_example=example,
+                                       signature=signature(), input_example=example,
                                        pip_requirements=pip_requirements(),
                                        metadata={PACKAGE_FORMAT_KEY: PACKAGE_FORMAT})
         run_id = run.info.run_id

@@ -26,6 +26,12 @@ from support.processes import (
     wait_until,
 )
 
+#: The keys integration services are started with (tests/integration/conftest.py `service_env`).
+READ_KEY = "integration-read-key"
+ADMIN_KEY = "integration-admin-key"
+READ = {"X-API-Key": READ_KEY}
+ADMIN = {"X-API-Key": ADMIN_KEY}
+
 GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "service/gunicorn.conf.py"]
 DEMO = [sys.executable, "-m", "service.run_demo"]
 
