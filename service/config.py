@@ -1,7 +1,7 @@
 """Every setting of the service, read from the environment and nowhere else.
 
 Each key is declared once below: its type, its default and what it changes (the README's
-configuration table mirrors them, and tests/test_configuration.py checks that it does). The
+configuration table mirrors them, and tests/unit/test_configuration.py checks that it does). The
 variable is the field's name in capitals (`redis_url` is REDIS_URL). An empty variable counts as
 unset. A value that does not parse, or is out of range, stops the service with a validation error
 naming the variable.

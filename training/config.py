@@ -3,7 +3,7 @@
 Each key is declared once below: its type, its default and what it changes. The variable is the
 field's name in capitals unless the field names it (`threads` is TRAIN_THREADS); an empty variable
 counts as unset, and a value that does not parse stops the trainer with a validation error naming
-the variable. The README's configuration table mirrors this module (tests/test_configuration.py
+the variable. The README's configuration table mirrors this module (tests/unit/test_configuration.py
 checks it). Command-line flags override these values for one run (`config.model_copy(update=...)`);
 nothing else reads the environment.
 """
