@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,9 +19,6 @@ from support.service_model_double import CatalogueRecommender
 
 from service.app import create_app
 from service.config import Settings
-from service.model.checks import check_recommender
-from service.model.errors import ModelRejected
-from service.model.store import ModelStore
 
 READ_KEY = "read-key-0123456789"
 ADMIN_KEY = "admin-key-0123456789"
@@ -310,26 +305,6 @@ def test_metrics_expose_requests_latency_and_model_version(client: FlaskClient) 
     assert 'crm_model_version{alias="champion",name="crm-recommender"} 7.0' in text
 
 
-# ---- model checks ----
-
-def test_check_rejects_broken_and_non_finite_models(tmp_path: Path) -> None:
-    class NaNScores(CatalogueRecommender):
-        def suggest(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-            return [{"item_id": "coffee", "score": math.nan}]
-
-    with pytest.raises(ModelRejected, match="smoke check"):
-        check_recommender(CatalogueRecommender(broken=True))
-    with pytest.raises(ModelRejected, match="invalid suggestion"):
-        check_recommender(NaNScores())
-    with pytest.raises(ModelRejected, match="lacks"):
-        check_recommender(object())
-    store = ModelStore(settings_for(tmp_path))
-    store.install(CatalogueRecommender(), "1")
-    with pytest.raises(ModelRejected):
-        store.install(CatalogueRecommender(broken=True), "2")
-    assert store.current is not None and store.current.version == "1"
-
-
 # ---- OpenAPI and docs ----
 
 def test_openapi_describes_every_route_from_the_code(client: FlaskClient) -> None:
@@ -405,33 +380,3 @@ def test_erasure_is_recorded_locally_even_when_redis_is_missing(make_app: Callab
     assert "recorded" in body["detail"]
     record = json.loads((tmp_path / "state" / "erasures.jsonl").read_text().splitlines()[-1])
     assert record["client_id"] == "c9" and record["tenant"] == "default" and record["erased_at"]
-
-
-def test_a_local_copy_is_reused_while_intact_and_downloaded_again_once_changed(tmp_path: Path) -> None:
-    """The digest of a copy ignores the bytecode that loading its code may write, and sees any
-    other change; a changed copy is fetched again, an intact one is reused."""
-    from service.model.local_copy import LocalCopies, VersionSource, folder_digest
-
-    published = tmp_path / "published"
-    (published / "artifacts").mkdir(parents=True)
-    (published / "MLmodel").write_text("flavors: {}\n")
-    (published / "artifacts" / "a.npy").write_bytes(b"\x93NUMPY" + bytes(range(64)))
-    downloads: list[str] = []
-
-    def download(uri: str, into: Path) -> str:
-        downloads.append(uri)
-        shutil.copytree(published, into / "model")
-        return str(into / "model")
-
-    copies = LocalCopies(tmp_path / "cache" / "m")
-    source = VersionSource("1", "m-abc", "file:///published")
-    first = copies.fetch(source, download)
-    assert first.digest == folder_digest(published) and first.identity == f"m-abc.{first.digest[:16]}"
-    (first.folder / "__pycache__").mkdir()
-    (first.folder / "__pycache__" / "code.cpython-311.pyc").write_bytes(b"bytecode")
-    assert copies.fetch(source, download) == first and len(downloads) == 1
-    (first.folder / "artifacts" / "a.npy").write_bytes(b"\x93NUMPY" + bytes(63) + b"\x01")
-    again = copies.fetch(source, download)
-    assert len(downloads) == 2 and again.digest == first.digest
-    other = copies.fetch(VersionSource("1", "m-def", "file:///elsewhere"), download)
-    assert other.folder != first.folder and len(downloads) == 3
