@@ -33,8 +33,9 @@ class ModelRanker:
     heavy = True
 
     def __init__(self, config: TrainConfig | None = None, recommender: Recommender | None = None,
-                 tune: bool = True, registered: bool = False) -> None:
-        """`registered`: a model loaded from the registry (the champion), which cannot be refitted."""
+                 tune: bool = True, registered: bool = False, recipe: Recipe | None = None) -> None:
+        """`registered`: a model loaded from the registry (the champion), which cannot be refitted.
+        `recipe`: fit with this recipe instead of tuning one (a champion's, refitted on the split)."""
         self.config = config or TrainConfig()
         self.registered = registered
         self.recommender = recommender
@@ -42,7 +43,8 @@ class ModelRanker:
         self.tune = tune
         self.ctx: TrainContext | None = None
         #: what the model was fitted with (None for a registered model: it is never refitted)
-        self.recipe: Recipe | None = Recipe.from_meta(recommender.meta) if recommender and not registered else None
+        self.recipe: Recipe | None = recipe or (Recipe.from_meta(recommender.meta) if recommender and not registered
+                                                else None)
         #: the tasks a hold-out refit answers (None: every task of TASK_KIND)
         self.only: frozenset[str] | None = None
         self._index: IndexMap | None = None
@@ -56,7 +58,9 @@ class ModelRanker:
 
     def fit(self, ctx: TrainContext) -> ModelRanker:
         self.ctx = ctx
-        if not self._prefit:
+        if not self._prefit and self.recipe is not None:
+            self.recommender = fit_recommender(ctx, self.config, self.recipe)
+        elif not self._prefit:
             self.recipe, self.recommender = fit_tuned(ctx, self.config, tune=self.tune)
         self._index = IndexMap.between(self.recommender, ctx)
         return self

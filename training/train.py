@@ -2,7 +2,7 @@
 
 Steps, each logged: load and validate the data (rejections reported), drop erased clients,
 evaluate every ranker on the time split (the model is tuned on an inner split of the training
-part only), refit the model on all the data with the chosen settings, smoke-check it, then log
+part only; the champion is compared as `champion_ranker` says is fair), refit the model on all the data with the chosen settings, smoke-check it, then log
 and register it; the promotion gate decides `@champion` or `@challenger`.
 """
 from __future__ import annotations
@@ -15,7 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from features.loader import load_dataset
+from features.schema import TIMESTAMP
+from scoring.recommender import Recommender
 from training.baselines import default_rankers
 from training.candidates import precompute as precompute_candidates
 from training.config import TrainConfig
@@ -26,9 +30,35 @@ from training.fit import fit_recommender
 from training.minimums import require_scored, require_trainable
 from training.model_ranker import ModelRanker
 from training.plots import metric_bars
+from training.recipe import Recipe
 from training.registry import load_champion, log_and_register
 
 log = logging.getLogger(__name__)
+
+#: How the gate compared the champion (`result["champion"]["compared_as"]`).
+AS_REGISTERED = "as registered (its data ends before the test window)"
+AS_REFIT = "its recipe refitted on this split's training part (its data overlaps the test window)"
+
+
+def champion_ranker(champion: Recommender, config: TrainConfig, transactions: pd.DataFrame) -> tuple[ModelRanker, str]:
+    """The champion as the promotion gate may fairly compare it, and how.
+
+    The champion was refitted on all of its data. If that data reaches into this split's test
+    window, the champion has seen the answers and would beat any new model there: its recipe is
+    refitted on this split's training part instead, so both recipes meet the same data (the gate
+    then asks whether the new recipe is at least as good). A champion whose data ends before the
+    test window is scored as registered, which also checks the new code against the old model."""
+    cutoff = transactions[TIMESTAMP].max() - pd.Timedelta(days=config.test_days)
+    last = champion.meta.get("data", {}).get("last")
+    if last is not None and pd.Timestamp(last) < cutoff:
+        return ModelRanker(config, recommender=champion, registered=True), AS_REGISTERED
+    try:
+        recipe = Recipe.from_meta(champion.meta)
+    except (KeyError, TypeError):
+        log.warning("the champion records no recipe to refit: it is scored as registered, on a test window "
+                    "its data may include")
+        return ModelRanker(config, recommender=champion, registered=True), AS_REGISTERED
+    return ModelRanker(config, recipe=recipe), AS_REFIT
 
 
 def train(data: str | Path, *, model_name: str | None = None, test_days: float | None = None, k: int | None = None,
@@ -47,12 +77,15 @@ def train(data: str | Path, *, model_name: str | None = None, test_days: float |
     rankers: dict[str, Any] = {r.name: r for r in default_rankers()}
     rankers["model"] = ModelRanker(config, tune=tune)
     champion, champion_version = load_champion(config)
+    compared_as = None
     if champion is not None:
-        log.info("comparing with the champion, version %s", champion_version)
-        rankers["champion"] = ModelRanker(config, recommender=champion, registered=True)
+        rankers["champion"], compared_as = champion_ranker(champion, config, dataset.transactions)
+        log.info("comparing with the champion, version %s, %s", champion_version, compared_as)
     result = evaluate(dataset, test_days=config.test_days, k=config.k, rankers=rankers, seed=config.seed,
                       max_baskets=max_baskets, workers=config.workers)
     result["data"]["load_report"] = dataset.report.as_dict()
+    if champion is not None:
+        result["champion"] = {"version": champion_version, "compared_as": compared_as}
     print(format_table(result))
     require_scored(result, config.test_days)
 
