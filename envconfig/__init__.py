@@ -13,9 +13,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AliasGenerator
+from pydantic import AfterValidator, AliasGenerator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
@@ -82,3 +82,7 @@ def absolute_sqlite_uri(uri: str) -> str:
     if not path or path.startswith("/") or path.startswith(":memory:"):
         return uri
     return prefix + str(Path(path).resolve())
+
+
+#: An MLflow tracking URI as both configs hold it: a relative sqlite path made absolute.
+TrackingUri = Annotated[str, AfterValidator(absolute_sqlite_uri)]

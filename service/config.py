@@ -19,7 +19,7 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from envconfig import EnvSettings, absolute_sqlite_uri, comma_separated, reading
+from envconfig import EnvSettings, TrackingUri, comma_separated, reading
 from scoring.contract import MODEL_UPDATES_CHANNEL
 
 #: MLflow client settings for a serving process (set by `python -m service` and gunicorn unless
@@ -38,7 +38,7 @@ CommaSeparated = Annotated[tuple[str, ...], NoDecode]
 class Settings(EnvSettings):
     """The service's configuration: one field per environment variable."""
 
-    mlflow_tracking_uri: str = Field(
+    mlflow_tracking_uri: TrackingUri = Field(
         "sqlite:///var/mlflow.db",
         description="Where the model registry lives; a relative sqlite path is made absolute from the "
                     "working directory (as `make run` has it).")
@@ -99,11 +99,6 @@ class Settings(EnvSettings):
                                   "before gunicorn drops the connection; see service/gunicorn.conf.py.")
 
     _comma_separated = field_validator("api_keys", "admin_api_keys", mode="before")(comma_separated)
-
-    @field_validator("mlflow_tracking_uri")
-    @classmethod
-    def _absolute_tracking_uri(cls, value: str) -> str:
-        return absolute_sqlite_uri(value)
 
     @field_validator("model_cache_dir", "service_state_dir")
     @classmethod

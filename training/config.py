@@ -15,14 +15,14 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from envconfig import EnvSettings, absolute_sqlite_uri, comma_separated
+from envconfig import EnvSettings, TrackingUri, comma_separated
 from scoring.contract import MODEL_UPDATES_CHANNEL
 
 
 class TrainConfig(EnvSettings):
     """What the trainer does, and how hard it tries."""
 
-    tracking_uri: str = Field("sqlite:///var/mlflow.db", validation_alias="MLFLOW_TRACKING_URI",
+    tracking_uri: TrackingUri = Field("sqlite:///var/mlflow.db", validation_alias="MLFLOW_TRACKING_URI",
                               description="Where runs and the model registry live; a relative sqlite path is "
                                           "made absolute from the working directory.")
     model_name: str = Field("crm-recommender", description="The registered model's name.")
@@ -66,11 +66,6 @@ class TrainConfig(EnvSettings):
                                            "excluded from training.")
 
     _comma_separated = field_validator("als_factors", "als_regularization", mode="before")(comma_separated)
-
-    @field_validator("tracking_uri")
-    @classmethod
-    def _absolute_tracking_uri(cls, value: str) -> str:
-        return absolute_sqlite_uri(value)
 
     @property
     def workers(self) -> int:
