@@ -134,20 +134,38 @@ class Popularity(ScoringRanker):
 
 
 class Repurchase(ScoringRanker):
-    """The client's own most frequent items (distinct orders), ties broken by recency.
+    """The client's own most frequent items (distinct orders), ties broken by recency, then by
+    popularity (distinct clients), then by the one tie rule (lower index).
 
     Grocery and consumables are mostly bought again: this is the bar for next_basket. For
-    cross_sell the client's own items are excluded, so it falls back to popularity.
+    cross_sell the client's own items are excluded, so it falls back to popularity. Popularity
+    matters where a history is one large order (a wholesaler's): every item ties on count and
+    recency, and a baseline must be the honest best of its kind, not chance.
     """
 
     name = "repurchase"
     tasks = CLIENT_TASKS
 
     def score(self, queries: TaskQueries, rows: slice) -> np.ndarray:
-        counts = sp.csr_matrix(queries.history[rows], dtype=np.float32)
-        recency = query_rows(self.ctx.recency, queries, rows)
-        # counts are whole numbers, so adding half the recency (in (0, 1]) only breaks ties.
-        return (counts + 0.5 * recency).toarray()
+        counts = sp.csr_matrix(queries.history[rows], dtype=np.float64)
+        counts.eliminate_zeros()
+        counts.sort_indices()
+        row_of = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
+        recency = np.asarray(query_rows(self.ctx.recency, queries, rows)[row_of, counts.indices]).ravel()
+        order = repurchase_order(row_of, counts.data, recency, self.ctx.popularity[counts.indices], counts.indices)
+        return sp.csr_matrix((order, counts.indices, counts.indptr), shape=counts.shape).toarray()
+
+
+def repurchase_order(row_of: np.ndarray, count: np.ndarray, recency: np.ndarray, popularity: np.ndarray,
+                     column: np.ndarray) -> np.ndarray:
+    """Per entry, its place within its row (1 = weakest) when sorted by count, then recency,
+    then popularity, then the lower column: scores that keep the whole order exactly in float32
+    (a sum of weighted keys would lose the finer ones)."""
+    ranked = np.lexsort((-column, popularity, recency, count, row_of))
+    starts = np.searchsorted(row_of[ranked], row_of[ranked], side="left")
+    place = np.empty(len(ranked), dtype=np.float32)
+    place[ranked] = (np.arange(len(ranked)) - starts + 1).astype(np.float32)
+    return place
 
 
 class ItemKNN(ScoringRanker):
@@ -257,4 +275,8 @@ class PricierPopular(ScoringRanker):
 
 def default_rankers() -> list[Ranker]:
     """The baselines every evaluation reports, in display order."""
-    return [Popularity(), Repurchase(), ItemKNN(), CoOccurrence(), PricierPopular()]
+    # Imported here: the published baselines build on ScoringRanker from this module.
+    from training.ease import Ease
+    from training.sar import Sar
+
+    return [Popularity(), Repurchase(), ItemKNN(), CoOccurrence(), PricierPopular(), Ease(), Sar()]
