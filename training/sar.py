@@ -54,7 +54,7 @@ def similarity_rows(cooc: sp.csr_matrix, rows: np.ndarray, counts: np.ndarray, s
 
 
 def item_similarity(binary: sp.csr_matrix, similarity: str = "jaccard", neighbours: int = NEIGHBOURS) -> sp.csr_matrix:
-    """items x items: each item's `neighbours` strongest SAR similarities (diagonal included)."""
+    """items x items: each item's similarity to itself and its `neighbours` - 1 strongest others."""
     if similarity not in SIMILARITIES:
         raise ValueError(f"sar similarity is one of {SIMILARITIES}, not {similarity!r}")
     binary = sp.csr_matrix(binary, dtype=np.float32)
@@ -63,8 +63,13 @@ def item_similarity(binary: sp.csr_matrix, similarity: str = "jaccard", neighbou
     blocks = []
     for start in range(0, by_item.shape[0], _BLOCK):
         rows = np.arange(start, min(start + _BLOCK, by_item.shape[0]))
-        block = similarity_rows(by_item[rows] @ binary, rows, counts, similarity)
-        blocks.append(keep_top_per_row(block, neighbours))
+        block = similarity_rows(by_item[rows] @ binary, rows, counts, similarity).tocoo()
+        own = block.row + start == block.col
+        # The diagonal is always kept: many rare items tie with it at jaccard 1, and the cut's
+        # tie rule (lower index) would otherwise drop an item's similarity to itself.
+        others = keep_top_per_row(sp.csr_matrix((block.data[~own], (block.row[~own], block.col[~own])),
+                                                shape=block.shape), max(neighbours - 1, 1))
+        blocks.append(others + sp.csr_matrix((block.data[own], (block.row[own], block.col[own])), shape=block.shape))
     return sp.csr_matrix(sp.vstack(blocks, format="csr"), dtype=np.float32)
 
 
