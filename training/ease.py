@@ -17,8 +17,8 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from scoring.ranking import top_indices
-from training.baselines import ScoringRanker
 from training.context import TrainContext
+from training.ranker import ScoringRanker
 from training.tasks import TaskQueries
 
 log = logging.getLogger(__name__)

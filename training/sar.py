@@ -21,9 +21,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from features.schema import ORDER, TIMESTAMP
-from training.baselines import ScoringRanker, query_rows
 from training.context import TrainContext, csr
 from training.models.toplists import keep_top_per_row
+from training.ranker import ScoringRanker, query_rows
 from training.tasks import TaskQueries
 
 log = logging.getLogger(__name__)
