@@ -257,4 +257,13 @@ class PricierPopular(ScoringRanker):
 
 def default_rankers() -> list[Ranker]:
     """The baselines every evaluation reports, in display order."""
-    return [Popularity(), Repurchase(), ItemKNN(), CoOccurrence(), PricierPopular()]
+    from training.tifu_knn import TifuKNN  # it builds on ScoringRanker: imported here, not in a cycle
+
+    return [
+        Popularity(),
+        Repurchase(),
+        ItemKNN(),
+        CoOccurrence(),
+        PricierPopular(),
+        TifuKNN(),
+    ]
