@@ -27,9 +27,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from features.schema import ORDER, TIMESTAMP
-from training.baselines import ScoringRanker
 from training.context import TrainContext, csr
 from training.metrics import score_rankings
+from training.ranker import ScoringRanker
 from training.split import SplitError, time_split
 from training.tasks import Skipped, TaskQueries, next_basket
 
