@@ -132,6 +132,7 @@ class TifuKNN(ScoringRanker):
     def _fit(self, ctx: TrainContext) -> None:
         self.chosen, self.inner = (self.params, {}) if self.params is not None else choose(ctx, self.candidates)
         self.vectors = client_vectors(ctx, self.chosen)
+        self._vectors_t = sp.csr_matrix(self.vectors.T)
         self.neighbours = nearest_clients(self.vectors, self.chosen.neighbours)
         log.debug("tifu_knn: %s, %d clients x %d neighbours", self.chosen, *self.neighbours.shape)
 
@@ -142,9 +143,10 @@ class TifuKNN(ScoringRanker):
         k = self.neighbours.shape[1]
         if k == 0:
             return own
-        mix = sp.csr_matrix((np.full(len(clients) * k, 1.0 / k), self.neighbours[clients].ravel(),
-                             np.arange(0, len(clients) * k + 1, k)), shape=(len(clients), self.vectors.shape[0]))
-        return alpha * own + (1.0 - alpha) * (mix @ self.vectors).toarray()
+        # rows x clients dense weights, then sparse.T @ dense: a dense product, no sparse fill-in
+        mix = np.zeros((len(clients), self.vectors.shape[0]))
+        mix[np.arange(len(clients))[:, None], self.neighbours[clients]] = 1.0 / k
+        return alpha * own + (1.0 - alpha) * (self._vectors_t @ mix.T).T
 
 
 def choose(ctx: TrainContext, candidates: tuple[TifuParams, ...]) -> tuple[TifuParams, dict[str, float]]:
