@@ -13,6 +13,10 @@ the client vector u is the mean of the G groups, group i weighing r_g^(G - i). T
 clients nearest by Euclidean distance on u (the client itself excluded) give their mean vector v;
 an item scores alpha * u + (1 - alpha) * v.
 
+Two choices where the paper and the authors' code differ, both the paper's: the within-group
+decay counts from the end of each group (the code counts from the end of the whole history), and
+a client with fewer baskets than groups weighs its G' groups r_g^(G' - i) (the code keeps G).
+
 Both published parameter sets are tried on an inner time split of the training part and the
 better one on its next_basket NDCG@10 is kept (`TifuKNN.chosen` says which, and the log).
 """
