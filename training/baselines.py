@@ -2,7 +2,7 @@
 
 Each implements `training.ranker.Ranker` (re-exported here) on the shared rules of
 `training.ranker.ScoringRanker`: exclusions and candidates honoured, popularity fill when the
-evidence runs out. The published baselines (EASE, SAR) live in their own modules and are
+evidence runs out. The published baselines (EASE, SAR, TIFU-KNN) live in their own modules and are
 registered in `default_rankers`.
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ from training.models.toplists import keep_top_per_row
 from training.ranker import BATCH_SIZE, Ranker, ScoringRanker, query_rows
 from training.sar import Sar
 from training.tasks import CLIENT_TASKS, PRICE_TOLERANCE, TaskQueries, max_paid
+from training.tifu_knn import TifuKNN
 
 __all__ = ["BATCH_SIZE", "CoOccurrence", "ItemKNN", "Popularity", "PricierPopular", "Ranker", "Repurchase",
            "ScoringRanker", "default_rankers", "query_rows", "repurchase_order"]
@@ -192,6 +193,10 @@ class PricierPopular(ScoringRanker):
         return ceilings
 
 
-def default_rankers() -> list[Ranker]:
-    """The baselines every evaluation reports, in display order."""
-    return [Popularity(), Repurchase(), ItemKNN(), CoOccurrence(), PricierPopular(), Ease(), Sar()]
+def default_rankers(published: bool = True) -> list[Ranker]:
+    """The baselines an evaluation reports, in display order. `published=False` leaves out the
+    published methods (EASE, SAR, TIFU-KNN): `train` compares with the fast baselines only (its
+    gate needs popularity), because SAR alone adds minutes per fit on a full catalogue, while
+    `python -m training evaluate` reports them all."""
+    fast: list[Ranker] = [Popularity(), Repurchase(), ItemKNN(), CoOccurrence(), PricierPopular()]
+    return fast + [Ease(), Sar(), TifuKNN()] if published else fast

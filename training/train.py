@@ -74,7 +74,7 @@ def train(data: str | Path, *, model_name: str | None = None, test_days: float |
     dataset = without_clients(dataset, erased_clients(config))
     require_trainable(dataset.transactions)
 
-    rankers: dict[str, Any] = {r.name: r for r in default_rankers()}
+    rankers: dict[str, Any] = {r.name: r for r in default_rankers(published=False)}
     rankers["model"] = ModelRanker(config, tune=tune)
     champion, champion_version = load_champion(config)
     compared_as = None

@@ -71,7 +71,7 @@ def test_every_list_obeys_the_task_rules(shop: tuple, fitted: list[Ranker], rank
 def test_baselines_implement_the_ranker_protocol() -> None:
     rankers = default_rankers()
     assert [r.name for r in rankers] == ["popularity", "repurchase", "item_knn", "cooccurrence", "pricier_popular",
-                                         "ease", "sar"]
+                                         "ease", "sar", "tifu_knn"]
     assert all(isinstance(r, Ranker) for r in rankers)
     assert all(r.answers(t) for r in rankers if r.name in ("popularity", "item_knn", "cooccurrence") for t in TASKS)
     assert not Repurchase().answers("basket_completion")

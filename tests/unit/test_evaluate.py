@@ -46,7 +46,7 @@ def test_result_shape(result: dict) -> None:
 def test_each_task_lists_the_rankers_that_answer_it(result: dict) -> None:
     scores = {name: set(task["scores"]) for name, task in result["tasks"].items()}
     everywhere = {"popularity", "item_knn", "cooccurrence", "ease", "sar"}
-    assert scores["cross_sell"] == scores["next_basket"] == everywhere | {"repurchase"}
+    assert scores["cross_sell"] == scores["next_basket"] == everywhere | {"repurchase", "tifu_knn"}
     assert scores["basket_completion"] == everywhere | {"pricier_popular"}
     assert scores["upsell"] == everywhere | {"repurchase", "pricier_popular"}
     assert scores["service_package"] == everywhere | {"repurchase"}
