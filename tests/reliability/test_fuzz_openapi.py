@@ -22,8 +22,7 @@ from pathlib import Path
 
 import pytest
 from support.processes import ROOT, RedisServer
-from support.reliability_doubles import register_variant
-from support.reliability_harness import ADMIN_KEY, FULL, Figures, service_env
+from support.reliability_harness import ADMIN_KEY, FULL, Figures, service_env, serving_variant
 from support.service_process import Service
 
 EXAMPLES_PER_OPERATION = 150 if FULL else 10
@@ -35,13 +34,8 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str, redis_s
     root = tmp_path_factory.mktemp("fuzz")
     name = f"crm-fuzz-{uuid.uuid4().hex[:8]}"
     env = service_env(root, mlflow_server, name, f"{redis_server.url.rsplit('/', 1)[0]}/7", WORKERS="1")
-    service = Service(root, env, "fuzz")
-    try:
-        register_variant(mlflow_server, name)
-        service.start()
+    with serving_variant(root, env, "fuzz", mlflow_server, name) as (service, _):
         yield service
-    finally:
-        service.stop()
 
 
 def test_every_endpoint_fuzzed_from_the_published_spec(fuzzed: Service, tmp_path: Path, figures: Figures) -> None:

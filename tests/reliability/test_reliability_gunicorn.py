@@ -24,7 +24,6 @@ from pathlib import Path
 import pytest
 import requests
 from support.processes import wait_until
-from support.reliability_doubles import register_variant
 from support.reliability_harness import (
     ADMIN,
     READ,
@@ -34,6 +33,7 @@ from support.reliability_harness import (
     percentile,
     scaled,
     service_env,
+    serving_variant,
 )
 from support.service_process import Service
 
@@ -48,13 +48,8 @@ def service(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str, redis_
     env = service_env(root, mlflow_server, name, f"{redis_server.url.rsplit('/', 1)[0]}/6",  # type: ignore[attr-defined]
                       REQUEST_READ_TIMEOUT_SECONDS=str(READ_TIMEOUT), GUNICORN_THREADS=str(THREADS),
                       MAX_BODY_BYTES="65536", MAX_EVENTS_PER_BATCH="50", MAX_CART_ITEMS="20", MAX_LIMIT="25")
-    running = Service(root, env, "gunicorn-faults")
-    try:
-        register_variant(mlflow_server, name)
-        running.start()
+    with serving_variant(root, env, "gunicorn-faults", mlflow_server, name) as (running, _):
         yield running
-    finally:
-        running.stop()
 
 
 def _problem(response: requests.Response, status: int, field: str | None = None) -> dict:

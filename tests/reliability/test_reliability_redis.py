@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 from support.processes import RedisServer, wait_until
-from support.reliability_doubles import register_variant
 from support.reliability_harness import (
     SUGGESTION_ENDPOINTS,
     Figures,
@@ -25,6 +24,7 @@ from support.reliability_harness import (
     percentile,
     scaled,
     service_env,
+    serving_variant,
 )
 from support.service_process import Service
 
@@ -49,13 +49,10 @@ def shop(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str) -> Iterat
     name = f"crm-redis-faults-{uuid.uuid4().hex[:8]}"
     env = service_env(root, mlflow_server, name, f"redis://127.0.0.1:{proxy.port}/0",
                       REDIS_TIMEOUT_SECONDS=str(REDIS_TIMEOUT), REDIS_RETRY_SECONDS=str(REDIS_RETRY))
-    service = Service(root, env, "redis-faults")
     try:
-        version = register_variant(mlflow_server, name)
-        service.start()
-        yield Shop(server, proxy, service, version)
+        with serving_variant(root, env, "redis-faults", mlflow_server, name) as (service, version):
+            yield Shop(server, proxy, service, version)
     finally:
-        service.stop()
         proxy.down()
         server.stop()
 

@@ -33,8 +33,7 @@ import pytest
 import redis
 import requests
 from support.processes import ROOT, RedisServer, wait_until
-from support.reliability_doubles import register_variant
-from support.reliability_harness import Figures, TcpProxy, service_env
+from support.reliability_harness import Figures, TcpProxy, service_env, serving_variant
 from support.service_process import Service
 
 from service.redis.core import Keys
@@ -64,13 +63,10 @@ def secured(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str, redis_
     env = service_env(root, mlflow_server, name, redis_url, API_KEYS=",".join(KEYS.values()),
                       ADMIN_API_KEYS=",".join(ADMIN_KEYS.values()), RATE_LIMIT_PER_MINUTE="600",
                       RATE_LIMIT_WINDOW_SECONDS=str(WINDOW), LOG_LEVEL="DEBUG")
-    service = Service(root, env, "security")
     try:
-        register_variant(mlflow_server, name)
-        service.start()
-        yield Secured(service, proxy, f"{redis_server.url.rsplit('/', 1)[0]}/8", root / "state")
+        with serving_variant(root, env, "security", mlflow_server, name) as (service, _):
+            yield Secured(service, proxy, f"{redis_server.url.rsplit('/', 1)[0]}/8", root / "state")
     finally:
-        service.stop()
         proxy.down()
 
 

@@ -20,6 +20,8 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,8 @@ import pytest
 import requests
 
 from support.processes import free_port
+from support.reliability_doubles import register_variant
+from support.service_process import Service
 
 FULL = os.environ.get("RELIABILITY_FULL", "").strip().lower() in {"1", "true", "yes"}
 READ_KEY = "reliability-read-key-5b0c1f"
@@ -331,3 +335,18 @@ def service_env(tmp_path: Path, mlflow_uri: str, model_name: str, redis_url: str
            "RATE_LIMIT_PER_MINUTE": "10000000"}  # the load generator is one key; rate limits have their own tests
     env.update(extra)
     return env
+
+
+@contextmanager
+def serving_variant(root: Path, env: dict[str, str], label: str, mlflow_uri: str,
+                    model_name: str) -> Iterator[tuple[Service, str]]:
+    """(the service, the version) with a freshly registered tagged variant as @champion, the
+    service started on it and stopped when the block ends (also when it fails to start)."""
+    service = Service(root, env, label)
+    try:
+        version = register_variant(mlflow_uri, model_name)
+        service.start()
+        yield service, version
+    finally:
+        service.stop()
+
