@@ -141,7 +141,9 @@ def write_format_1(current: Path, target: Path) -> Path:
 
 def _register_folder(tracking_uri: str, name: str, folder: Path, alias: str = "champion") -> str:
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    run = client.create_run(client.create_experiment(f"formats-{uuid.uuid4().hex[:8]}"))
+    # artifacts beside the store, not in ./mlruns of whatever directory the tests run from
+    artifacts = (folder.parent / "mlartifacts").resolve().as_uri()
+    run = client.create_run(client.create_experiment(f"formats-{uuid.uuid4().hex[:8]}", artifact_location=artifacts))
     client.log_artifacts(run.info.run_id, str(folder), "model")
     client.set_terminated(run.info.run_id)
     try:
