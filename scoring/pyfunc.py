@@ -94,12 +94,6 @@ class RecommenderPyfunc(mlflow.pyfunc.PythonModel):
                                                                          "price": "float64"})
 
 
-def package_format(folder: str | Path) -> int:
-    """The package format of the MLflow model in `folder`, read from its MLmodel file only.
-    UnknownModelFormat when it is none this code reads."""
-    return _package_format(folder, mlflow.models.Model.load(str(folder)))
-
-
 def _package_format(folder: str | Path, model: mlflow.models.Model) -> int:
     recorded = (model.metadata or {}).get(PACKAGE_FORMAT_KEY)
     if recorded is not None:
