@@ -5,11 +5,17 @@ split (`training.models.learnt`) weighs them by how well they predicted what cli
 Only the coefficients travel with the model, as flat blend weights (`<prefix><feature>`, plus
 `<prefix>intercept`), and the features are computed from the saved arrays, so the service needs
 numpy alone. All coefficients zero (the default) means "not learnt": the hand blend answers.
+Where gradient-boosted trees ranked better on the inner split (`training.models.gbdt`), they
+travel instead, as flat arrays in the model's extras (`<TREES prefix><part>`, `scoring.trees`),
+and the chance is the logistic of their raw score.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import numpy as np
 
+from scoring import trees
 from scoring.state import ModelState
 
 #: Replenishment: which of the client's own items are bought again. Counts and ages enter as log1p.
@@ -27,6 +33,8 @@ REPLENISH_FEATURES = (
     "recency_share",      # recency-weighted occasions / the client's largest
 )
 REPLENISH_PREFIX = "replenish_coef."
+#: The extras prefix of the replenishment trees, when trees were chosen.
+REPLENISH_TREES = "trees_replenish."
 
 #: Cross-sell: which items new to the client they buy first. Scored over the hand blend's top
 #: `CROSS_SELL_POOL` only (the blend finds the candidates, the regression orders them). On the
@@ -48,6 +56,8 @@ CROSS_SELL_FEATURES = (
     "log_history",        # distinct items the client bought: a wide basket tries more new items
 )
 CROSS_SELL_PREFIX = "cross_sell_coef."
+#: The extras prefix of the cross-sell trees, when trees were chosen.
+CROSS_SELL_TREES = "trees_cross_sell."
 CROSS_SELL_POOL = 100
 
 
@@ -60,6 +70,23 @@ def coefficients(weights: dict[str, float], prefix: str, features: tuple[str, ..
 def probability(x: np.ndarray, model: tuple[float, np.ndarray]) -> np.ndarray:
     intercept, coef = model
     return 1.0 / (1.0 + np.exp(-np.clip(x @ coef + intercept, -30.0, 30.0)))
+
+
+def tree_probability(x: np.ndarray, ensemble: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The logistic of the trees' raw score: a probability for the binary objective, and an order-
+    keeping squash into (0, 1) for lambdarank's scores."""
+    return 1.0 / (1.0 + np.exp(-np.clip(trees.predict(ensemble, x), -30.0, 30.0)))
+
+
+def chance(weights: dict[str, float], extras: Mapping[str, np.ndarray], prefix: str, trees_prefix: str,
+           features: tuple[str, ...]) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The learnt chance over `features` rows: the trees stored under `trees_prefix` if the model
+    has them, else the coefficients under `prefix`, else None (the hand blend answers)."""
+    ensemble = trees.stored(extras, trees_prefix)
+    if ensemble is not None:
+        return lambda x: tree_probability(x, ensemble)
+    model = coefficients(weights, prefix, features)
+    return None if model is None else (lambda x: probability(x, model))
 
 
 def replenishment_features(state: ModelState, sl: slice, hist: np.ndarray) -> np.ndarray:

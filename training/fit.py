@@ -231,6 +231,7 @@ def fit_recommender(ctx: TrainContext, config: TrainConfig | None = None, recipe
         bundle_items=mined.items, bundle_lift=mined.lift, bundle_support=mined.support,
         bundle_price=bprice, bundle_full_price=full,
         package_items=pk_items, package_tier=pk_tier, package_price=pk_price,
+        extras={name: np.array(array) for name, array in recipe.trees.items()},  # learnt trees, as tuned
     )
     state.meta["fit_seconds"] = stage.timings
     return Recommender(state)

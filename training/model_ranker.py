@@ -43,7 +43,7 @@ class ModelRanker:
         self.tune = tune
         self.ctx: TrainContext | None = None
         #: what the model was fitted with (None for a registered model: it is never refitted)
-        self.recipe: Recipe | None = recipe or (Recipe.from_meta(recommender.meta) if recommender and not registered
+        self.recipe: Recipe | None = recipe or (Recipe.from_meta(recommender.meta, recommender.state.extras) if recommender and not registered
                                                 else None)
         #: the tasks a hold-out refit answers (None: every task of TASK_KIND)
         self.only: frozenset[str] | None = None

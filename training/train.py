@@ -53,7 +53,7 @@ def champion_ranker(champion: Recommender, config: TrainConfig, transactions: pd
     if last is not None and pd.Timestamp(last) < cutoff:
         return ModelRanker(config, recommender=champion, registered=True), AS_REGISTERED
     try:
-        recipe = Recipe.from_meta(champion.meta)
+        recipe = Recipe.from_meta(champion.meta, champion.state.extras)
     except (KeyError, TypeError):
         log.warning("the champion records no recipe to refit: it is scored as registered, on a test window "
                     "its data may include")

@@ -9,9 +9,9 @@ which travels in the model's meta.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -28,6 +28,7 @@ from training.fit import fit_recommender
 from training.metrics import score_rankings
 from training.model_answers import rank_queries, reweighted
 from training.models.cf import CFParams, tune_cf
+from training.models.gbdt import fit_gbdt
 from training.models.learnt import as_weights, fit_logistic
 from training.recipe import Recipe
 from training.split import SplitError, time_split
@@ -51,6 +52,9 @@ GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
 MAX_QUERIES = 250
 #: Queries whose candidates train the learnt cross-sell ranking (the replenishment one uses all).
 MAX_LEARN_QUERIES = 2500
+#: The learnt trees' objective: pointwise ranked better than lambdarank on the Complete Journey
+#: inner split, for cross-sell and replenishment alike (see `training.models.gbdt`).
+TREE_OBJECTIVE = "binary"
 
 
 def _subsample(task: TaskQueries, n: int, seed: int) -> TaskQueries:
@@ -76,20 +80,22 @@ def tune(ctx: TrainContext, config: TrainConfig) -> tuple[Recipe, dict[str, Any]
     inner = TrainContext.build(inner_tx, ctx.items_df, ctx.packages)
     cf, cf_trials = tune_cf(inner, valid, recipe.cf, config.als_factors, config.als_regularization, config.k)
     log.info("CF chosen: %s (%.1fs)", cf, time.perf_counter() - started)
-    weights, weight_trials = tune_weights(inner, valid, config, cf)
+    weights, weight_trials, trees = tune_weights(inner, valid, config, cf)
     log.info("blend weights chosen (%.1fs)", time.perf_counter() - started)
-    return Recipe(cf, weights), {"cf": cf_trials, "weights": weight_trials,
-                                 "seconds": round(time.perf_counter() - started, 1)}
+    return Recipe(cf, weights, trees), {"cf": cf_trials, "weights": weight_trials,
+                                        "seconds": round(time.perf_counter() - started, 1)}
 
 
 def tune_weights(ctx: TrainContext, valid: pd.DataFrame, config: TrainConfig,
-                 cf: CFParams) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """(weights, trials): the best grid point per task on the inner split (`ctx` its training
-    part, `valid` what came after), with every trial tried."""
+                 cf: CFParams) -> tuple[dict[str, float], list[dict[str, Any]], dict[str, np.ndarray]]:
+    """(weights, trials, trees): the best grid point per task on the inner split (`ctx` its
+    training part, `valid` what came after), with every trial tried, and the learnt trees where
+    they ranked best."""
     tasks = build_tasks(ctx, valid, seed=config.seed, max_baskets=MAX_QUERIES)
     model = fit_recommender(ctx, config, Recipe(cf), light=True)
     weights = dict(DEFAULT_WEIGHTS)
     trials: list[dict[str, Any]] = []
+    trees: dict[str, np.ndarray] = {}
     for task_name, grid in GRIDS.items():
         task = tasks.get(task_name)
         if task is None or isinstance(task, Skipped):
@@ -120,11 +126,12 @@ def tune_weights(ctx: TrainContext, valid: pd.DataFrame, config: TrainConfig,
                     best, best_value = candidate, value
         weights.update(best)
         log.info("weights for %s: %s (inner %s %.4f)", task_name, best, metric, best_value)
-        if task_name == "next_basket":
-            weights.update(learn_replenishment(scorer, tasks[task_name], weights, config.k, trials))
-        elif task_name == "cross_sell":
-            weights.update(learn_cross_sell(scorer, tasks[task_name], weights, config.k, trials, config.seed))
-    return weights, trials
+        learn = {"next_basket": learn_replenishment, "cross_sell": learn_cross_sell}.get(task_name)
+        if learn is not None:
+            learnt_weights, learnt_trees = learn(scorer, tasks[task_name], weights, config.k, trials, config.seed)
+            weights.update(learnt_weights)
+            trees.update(learnt_trees)
+    return weights, trials, trees
 
 
 @dataclass(frozen=True)
@@ -145,26 +152,63 @@ class _Scorer:
 
 
 def learn_replenishment(scorer: _Scorer, task: TaskQueries, weights: dict[str, float], k: int,
-                        trials: list[dict[str, Any]]) -> dict[str, float]:
-    """The replenishment coefficients learnt on the inner split, or {} when the hand blend ranks better.
+                        trials: list[dict[str, Any]], seed: int = 0) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """(coefficients, trees) of the replenishment ranking learnt on the inner split: the logistic
+    regression's, or gradient-boosted trees' (`training.models.gbdt`), whichever ranks best, or
+    neither ({}, {}) when the hand blend ranks better.
 
-    The choice is cross-fitted: the regression fitted on half the clients ranks the other half
-    and vice versa, and that NDCG is compared with the blend's on the same clients, so the
-    regression is not judged on the answers it was fitted to."""
+    The choice is cross-fitted: a ranking fitted on half the clients ranks the other half and vice
+    versa, through the replenishment kind itself, and that NDCG is compared with the blend's on
+    the same clients, so no ranking is judged on the answers it was fitted to."""
     x, y, rows = replenishment_pairs(scorer.model, task)
     if y.sum() < 10:
-        return {}
+        return {}, {}
     metric = f"{task.metric}@{k}"
     folds = np.arange(len(task)) % 2
     blend = scorer.score(task, weights, k)[metric]
-    ranked = np.full((len(task), k), -1, dtype=np.int64)
+    ranked = {name: np.full((len(task), k), -1, dtype=np.int64) for name in ("learnt", "trees")}
+    seconds = 0.0
     for fold in (0, 1):
-        fit = fit_logistic(x[folds[rows] != fold], y[folds[rows] != fold])
+        train, part = folds[rows] != fold, _rows(task, np.flatnonzero(folds == fold))
+        fit = fit_logistic(x[train], y[train])
         learnt_weights = {**weights, **as_weights(learnt.REPLENISH_PREFIX, learnt.REPLENISH_FEATURES, *fit)}
-        ranked[folds == fold] = scorer.rank(_rows(task, np.flatnonzero(folds == fold)), learnt_weights, k)
-    value = scorer.metrics(ranked, task, k)[metric]
-    return _choose("next_basket", metric, blend, value, trials,
-                   lambda: as_weights(learnt.REPLENISH_PREFIX, learnt.REPLENISH_FEATURES, *fit_logistic(x, y)))
+        ranked["learnt"][folds == fold] = scorer.rank(part, learnt_weights, k)
+        started = time.perf_counter()
+        ensemble = fit_gbdt(x[train], y[train], rows[train], TREE_OBJECTIVE, seed)
+        seconds += time.perf_counter() - started
+        with_trees = _Scorer(_with_trees(scorer.model, learnt.REPLENISH_TREES, ensemble), scorer.ctx)
+        ranked["trees"][folds == fold] = with_trees.rank(part, weights, k)
+    values = {"blend": blend, **{name: scorer.metrics(r, task, k)[metric] for name, r in ranked.items()}}
+    best = _chosen("next_basket", metric, values, seconds, trials)
+    if best == "learnt":
+        return as_weights(learnt.REPLENISH_PREFIX, learnt.REPLENISH_FEATURES, *fit_logistic(x, y)), {}
+    if best == "trees":
+        return {}, _prefixed(learnt.REPLENISH_TREES, fit_gbdt(x, y, rows, TREE_OBJECTIVE, seed))
+    return {}, {}
+
+
+def _prefixed(prefix: str, ensemble: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {prefix + part: array for part, array in ensemble.items()}
+
+
+def _with_trees(rec: Recommender, prefix: str, ensemble: dict[str, np.ndarray]) -> Recommender:
+    """A model like `rec` (arrays shared, same weights) that also carries these trees."""
+    state = copy.copy(rec.state)
+    state.extras = {**rec.state.extras, **_prefixed(prefix, ensemble)}
+    view = Recommender(state).without_candidates()
+    view.weights = dict(rec.weights)
+    return view
+
+
+def _chosen(task_name: str, metric: str, values: dict[str, float], seconds: float,
+            trials: list[dict[str, Any]]) -> str:
+    """The best of the cross-fitted inner scores (`choose_ranking`), recorded as a trial."""
+    best = choose_ranking(values)
+    trials.append({"task": task_name, **{name: round(v, 5) for name, v in values.items()},
+                   "trees_objective": TREE_OBJECTIVE, "trees_seconds": round(seconds, 1), "chosen": best})
+    log.info("%s on the inner split (cross-fitted %s): %s; %s chosen", task_name, metric,
+             ", ".join(f"{name} {v:.4f}" for name, v in values.items()), best)
+    return best
 
 
 def replenishment_pairs(rec: Recommender, task: TaskQueries) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -186,10 +230,12 @@ def replenishment_pairs(rec: Recommender, task: TaskQueries) -> tuple[np.ndarray
 
 
 def learn_cross_sell(scorer: _Scorer, task: TaskQueries, weights: dict[str, float], k: int,
-                     trials: list[dict[str, Any]], seed: int) -> dict[str, float]:
-    """The cross-sell re-ranking coefficients learnt on the inner split, or {} when the blend ranks
-    better. Cross-fitted like `learn_replenishment`; both rankings order the same pools (the
-    blend's top items, `Recommender.cross_sell_pool`) under the same diversity cap."""
+                     trials: list[dict[str, Any]], seed: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """(coefficients, trees) of the cross-sell re-ranking learnt on the inner split: the logistic
+    regression's coefficients, or gradient-boosted trees (`training.models.gbdt`), whichever
+    ranks best, or neither ({}, {}) when the blend ranks better. Cross-fitted like
+    `learn_replenishment`; every ranking orders the same pools (the blend's top items,
+    `Recommender.cross_sell_pool`) under the same diversity cap."""
     rec = reweighted(scorer.model, weights)
     task = _subsample(task, MAX_LEARN_QUERIES, seed)
     pools, xs, ys = [], [], []
@@ -204,7 +250,7 @@ def learn_cross_sell(scorer: _Scorer, task: TaskQueries, weights: dict[str, floa
     blends = [x[:, learnt.CROSS_SELL_FEATURES.index("blend")] for x in xs]
     x, y = np.vstack(xs), np.concatenate(ys).astype(np.float64)
     if y.sum() < 10:
-        return {}
+        return {}, {}
     rows = np.concatenate([np.full(len(p), r) for r, p in enumerate(pools)])
     folds = np.arange(len(task)) % 2
     cap = int(weights["diversity_cap"])
@@ -218,20 +264,35 @@ def learn_cross_sell(scorer: _Scorer, task: TaskQueries, weights: dict[str, floa
             ranked[r, : top.size] = pool[top]
         return scorer.metrics(ranked, task, k)[metric]
 
-    learnt_scores = [np.empty(0)] * len(task)
+    logistic_scores, tree_scores = [np.empty(0)] * len(task), [np.empty(0)] * len(task)
+    seconds = 0.0
     for fold in (0, 1):
-        model = fit_logistic(x[folds[rows] != fold], y[folds[rows] != fold])
+        train = folds[rows] != fold
+        model = fit_logistic(x[train], y[train])
+        started = time.perf_counter()
+        ensemble = fit_gbdt(x[train], y[train], rows[train], TREE_OBJECTIVE, seed)
+        seconds += time.perf_counter() - started
         for r in np.flatnonzero(folds == fold):
-            learnt_scores[r] = learnt.probability(xs[r], model)
-    return _choose("cross_sell", metric, pools_metric(blends), pools_metric(learnt_scores), trials,
-                   lambda: as_weights(learnt.CROSS_SELL_PREFIX, learnt.CROSS_SELL_FEATURES, *fit_logistic(x, y)))
+            logistic_scores[r] = learnt.probability(xs[r], model)
+            tree_scores[r] = learnt.tree_probability(xs[r], ensemble)
+    values = {"blend": pools_metric(blends), "learnt": pools_metric(logistic_scores),
+              "trees": pools_metric(tree_scores)}
+    best = _chosen("cross_sell", metric, values, seconds, trials)
+    if best == "learnt":
+        return as_weights(learnt.CROSS_SELL_PREFIX, learnt.CROSS_SELL_FEATURES, *fit_logistic(x, y)), {}
+    if best == "trees":
+        return {}, _prefixed(learnt.CROSS_SELL_TREES, fit_gbdt(x, y, rows, TREE_OBJECTIVE, seed))
+    return {}, {}
 
 
-def _choose(task_name: str, metric: str, blend: float, value: float, trials: list[dict[str, Any]],
-            fit_all: Callable[[], dict[str, float]]) -> dict[str, float]:
-    trials.append({"task": task_name, "blend": round(blend, 5), "learnt": round(value, 5)})
-    log.info("%s on the inner split: blend %s %.4f, learnt (cross-fitted) %.4f", task_name, metric, blend, value)
-    return fit_all() if value > blend else {}
+def choose_ranking(values: dict[str, float]) -> str:
+    """The ranking with the best inner score; the blend unless another beats it (a tie keeps the
+    simpler one, in the order given: blend, then the regression, then the trees)."""
+    best = "blend"
+    for name, value in values.items():
+        if value > values[best]:
+            best = name
+    return best
 
 
 def _rows(task: TaskQueries, rows: np.ndarray) -> TaskQueries:

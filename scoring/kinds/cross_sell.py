@@ -2,8 +2,8 @@
 
 The client's ALS taste blended with the neighbours of their items (co-bought, bought by the same
 clients) and, as tuned, popularity; products only, never what the client owns, at most
-`diversity_cap` per subcategory. When learnt coefficients travel with the model, the blend's
-top `learnt.CROSS_SELL_POOL` are re-ordered by the learnt chance of a first purchase. A client
+`diversity_cap` per subcategory. When learnt coefficients or trees travel with the model, the
+blend's top `learnt.CROSS_SELL_POOL` are re-ordered by the learnt chance of a first purchase. A client
 the blend knows nothing about is answered along the fallback chain (`scoring.fallback`).
 """
 from __future__ import annotations
@@ -71,7 +71,8 @@ class CrossSell(SuggestionKind):
     anchored = True
 
     def rank(self, ev: Evidence, allowed: np.ndarray, limit: int) -> Ranked:
-        model = learnt.coefficients(ev.weights, learnt.CROSS_SELL_PREFIX, learnt.CROSS_SELL_FEATURES)
+        model = learnt.chance(ev.weights, ev.state.extras, learnt.CROSS_SELL_PREFIX, learnt.CROSS_SELL_TREES,
+                              learnt.CROSS_SELL_FEATURES)
         parts: dict[str, np.ndarray] | None = {} if model is not None else None
         stage, scores = fallback.first_answer(ev, lambda e: blend(e, parts))
         allowed = offerable(ev, allowed)
@@ -80,7 +81,7 @@ class CrossSell(SuggestionKind):
             # the rest follow in the blend's order, below every probability, so a list never runs short
             top, x, masked = _pooled(ev, np.where(allowed, scores, NEG), parts)
             scores = np.where(np.isfinite(masked), minmax(masked) - np.float32(2.0), NEG)
-            scores[top] = learnt.probability(x, model)
+            scores[top] = model(x)
             allowed = np.isfinite(scores)
         ranked = rank_with_rules(scores, limit, allowed=allowed, groups=ev.state.item_subcat,
                                  cap=int(ev.weights["diversity_cap"]))

@@ -1,8 +1,8 @@
 """Replenishment: the client's own items that they are likely to buy again now.
 
 The hand blend: recency-weighted frequency plus long-run frequency, boosted for items people do
-buy again (milk over a grill). With learnt coefficients in the model, the learnt chance of a
-repurchase replaces it. Items whose usual interval has elapsed are flagged "due". Nothing for a
+buy again (milk over a grill). With learnt coefficients or trees in the model, the learnt chance
+of a repurchase replaces it. Items whose usual interval has elapsed are flagged "due". Nothing for a
 client without history; never what the request says was just bought.
 """
 from __future__ import annotations
@@ -38,9 +38,10 @@ class Replenishment(SuggestionKind):
         hist = ev.history
         if hist.size == 0:
             return Ranked(np.empty(0, np.int64), np.empty(0, np.float32), None)
-        model = learnt.coefficients(ev.weights, learnt.REPLENISH_PREFIX, learnt.REPLENISH_FEATURES)
+        model = learnt.chance(ev.weights, ev.state.extras, learnt.REPLENISH_PREFIX, learnt.REPLENISH_TREES,
+                              learnt.REPLENISH_FEATURES)
         if model is not None:  # the chance of buying it again, learnt on the inner split
-            score = learnt.probability(learnt.replenishment_features(ev.state, ev.history_slice, hist), model)
+            score = model(learnt.replenishment_features(ev.state, ev.history_slice, hist))
         else:
             score = blend(ev)
         score = np.where(allowed[hist] & ~np.isin(hist, ev.recent), score, NEG)
