@@ -43,11 +43,15 @@ def evaluate(
     keep: dict[str, Any] | None = None,
     workers: int = 1,
 ) -> dict[str, Any]:
-    """{"split", "data", "tasks": {task: {"metric", "scores": {ranker: metrics}} | {"skipped": why}}}.
+    """{"split", "data", "tasks": {task: {"metric", "scores": {ranker: metrics}} | {"skipped": why}},
+    "settings": {ranker: what it chose}}.
 
     `dataset` is a `features.loader.Dataset` (transactions, items, packages, fingerprint).
     `rankers` defaults to `default_rankers()`; a mapping renames them (e.g. {"model": m}).
     A ranker that does not answer a task is left out of that task's scores.
+    "settings" holds, for each ranker that has them (a `settings` dict after fitting), the
+    settings it chose on the inner split and each candidate's inner score (`training.baseline_tuning`),
+    or the model's inner split.
     `keep`, when given, receives the context, the task queries and every ranking (for breakdowns
     such as `training.breakdown.by_segment`).
     `workers` > 1 evaluates that many rankers at once, in threads. Rankers share nothing but the
@@ -91,8 +95,9 @@ def evaluate(
             keep.setdefault("tasks", {})[task_name] = task
             keep.setdefault("rankings", {})[task_name] = {name: per_ranker[name][task_name][1] for name in answered}
             keep["ctx"] = ctx
+    settings = {name: chosen for name, ranker in named.items() if (chosen := getattr(ranker, "settings", None))}
     log.log(level, "evaluation done in %.1fs", time.perf_counter() - started)
-    return {"split": split_info, "data": dict(dataset.fingerprint), "tasks": results}
+    return {"split": split_info, "data": dict(dataset.fingerprint), "tasks": results, "settings": settings}
 
 
 def _in_parallel(jobs: Mapping[str, Callable[[], Any]], named: Mapping[str, Ranker], workers: int) -> dict[str, Any]:

@@ -49,6 +49,15 @@ class ModelRanker:
         self.only: frozenset[str] | None = None
         self._index: IndexMap | None = None
 
+    @property
+    def settings(self) -> dict | None:
+        """For the evaluation JSON: the inner split the model was tuned on (method and why), when
+        this run tuned it."""
+        if self._prefit or self.recommender is None:
+            return None
+        split = self.recommender.meta.get("tuning", {}).get("inner_split")
+        return {"inner_split": split} if split else None
+
     def answers(self, task: str) -> bool:
         if task in HOLDOUT_TASKS and self.registered:
             return False  # a registered model has seen the hidden items: its score would leak

@@ -28,7 +28,7 @@ def result() -> dict:
 
 
 def test_result_shape(result: dict) -> None:
-    assert set(result) == {"split", "data", "tasks"}
+    assert set(result) == {"split", "data", "tasks", "settings"}
     assert result["split"]["test_days"] == 30 and "cutoff" in result["split"]
     assert result["data"]["transactions"] == len(make_shop()[0])
     assert list(result["tasks"]) == list(TASKS)
@@ -53,6 +53,20 @@ def test_each_task_lists_the_rankers_that_answer_it(result: dict) -> None:
     # the shop's trade-up pattern is what the upsell baseline exists for
     upsell = result["tasks"]["upsell"]["scores"]
     assert upsell["pricier_popular"]["hr@5"] >= upsell["popularity"]["hr@5"]
+
+
+def test_the_published_baselines_record_their_choice_on_the_inner_split(result: dict) -> None:
+    settings = result["settings"]
+    assert set(settings) == {"ease", "sar", "tifu_knn"}
+    assert settings["ease"]["chosen_on"] == settings["sar"]["chosen_on"] == "cross_sell ndcg@10"
+    assert settings["tifu_knn"]["chosen_on"] == "next_basket ndcg@10"
+    for name, chosen_by in (("ease", lambda c: f"{c['l2']:g}"), ("tifu_knn", lambda c: c["name"]),
+                            ("sar", lambda c: f"{c['similarity']}/{c['half_life_days']:g}d"
+                             if c["half_life_days"] else f"{c['similarity']}/no-decay")):
+        entry = settings[name]
+        assert len(entry["inner"]) >= 2, name
+        assert entry["inner"][chosen_by(entry["chosen"])] == max(entry["inner"].values()), name
+        assert entry["inner_split"]["method"] == "time" and entry["inner_split"]["why"], name
 
 
 def test_tasks_the_data_cannot_support_are_skipped_with_a_reason() -> None:
