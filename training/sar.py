@@ -15,8 +15,9 @@ block of items at a time and each item keeps only its `neighbours` strongest sim
 The similarity (jaccard or lift) and the half-life (none, SAR's default, or 30 days, its
 `time_decay_coefficient`) are chosen on the inner split (`training.baseline_tuning`, the model's
 own inner split) by cross_sell NDCG@10, the task SAR is made for. Cost: one co-occurrence pass on
-the inner training part gives both similarities, so the four candidates cost about one fit more
-(the decay only changes the cheap affinity matrix).
+the inner training part gives both similarities (the decay only changes the cheap affinity
+matrix); on Complete Journey, on 2 cores shared with other jobs, the choice took 340 s and the
+fit after it 112 s.
 """
 from __future__ import annotations
 

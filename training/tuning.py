@@ -79,7 +79,7 @@ def tune(ctx: TrainContext, config: TrainConfig) -> tuple[Recipe, dict[str, Any]
         return recipe, {"cf": [], "weights": [], "seconds": 0.0, "inner_split": {"method": None, "why": str(exc)}}
     split = {"method": info["method"], "why": info["why"]}
     if info["method"] == "time":
-        log.info("inner split: the last %g days (%s)", config.tune_days, info["why"])
+        log.info("inner split: %s", info["why"])
     else:
         log.warning("inner split: a per-client random hold-out of %d%% of orders instead of the last %g days, "
                     "because %s", round(100 * info["share"]), config.tune_days, info["why"])

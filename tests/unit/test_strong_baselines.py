@@ -117,6 +117,8 @@ def test_sar_affinity_halves_every_thirty_days() -> None:
     old, new = ctx.items.index_of(["old", "new"])
     assert affinity[c, old] == pytest.approx(0.5)
     assert affinity[c, new] == pytest.approx(1.5)  # two purchase occasions, today and 30 days ago
+    undecayed = decayed_affinity(ctx, None)  # SAR with its time decay off: occasions counted
+    assert undecayed[c, old] == 1.0 and undecayed[c, new] == 2.0
 
 
 def test_repurchase_breaks_a_single_orders_ties_by_popularity() -> None:
