@@ -43,7 +43,9 @@ def make_shop(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """A small synthetic shop whose right answers are known (transactions, items, packages).
 
     - chips and salsa are always bought in the same basket (a bundle pattern);
-    - 30 clients buy the 3.00 coffee first and move to the 5.00 coffee later (a trade-up);
+    - 30 clients buy the 3.00 coffee (250 G, private label) first and move to the 5.00 coffee later
+      (its 500 G pack: a trade-up); the 8.00 coffee is the national brand's 500 G, bread_plus the
+      national brand of the bread (better-brand upsells);
     - everyone buys milk weekly; client "due" stopped 20 days before the end (due for milk);
     - clients "basic1".."basic5" hold the basic care package; the premium tier exists.
     """
@@ -90,12 +92,16 @@ def make_shop(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     sub = {"milk": "dairy", "bread": "bakery", "bread_plus": "bakery", "coffee": "coffee", "coffee_plus": "coffee",
            "coffee_top": "coffee", "chips": "snacks", "salsa": "dips", "printer": "printers", "cartridge": "ink",
            "soap": "hygiene", "tea": "tea", "care_basic": "care", "care_premium": "care", "discontinued": "hygiene"}
+    sizes = {"coffee": "250 G", "coffee_plus": "500 G", "coffee_top": "500 G", "bread": "500 G",
+             "bread_plus": "500 G", "milk": "1 L", "chips": "150 G", "salsa": "300 G"}
     items = pd.DataFrame({
         ITEM: list(prices),
         "name": [name.replace("_", " ").title() for name in prices],
         "category": ["services" if sub[n] == "care" else "goods" for n in prices],
         "subcategory": [sub[n] for n in prices],
         "price": list(prices.values()),
+        "brand": ["Private" if n in ("coffee", "coffee_plus", "bread") else "National" for n in prices],
+        "package_size": [sizes.get(n) for n in prices],
         "kind": ["service" if sub[n] == "care" else "product" for n in prices],
         "tier": ["basic" if n == "care_basic" else "premium" if n == "care_premium" else None for n in prices],
         "in_stock": [n != "discontinued" for n in prices],
