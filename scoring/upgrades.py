@@ -14,11 +14,9 @@ the evaluation's upsell task, so that what we measure is what we answer.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-
-from scoring.state import ModelState
 
 if TYPE_CHECKING:
     from scoring.catalogue import Catalogue
@@ -30,7 +28,19 @@ STEPS = ("", "higher_tier", "larger_pack", "better_brand")
 LARGER = 1.05
 
 
-def step_up(st: ModelState, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+class ItemArrays(Protocol):
+    """The item arrays the definition reads (a `ModelState`, or training's `ItemFacts`)."""
+
+    item_type: np.ndarray
+    item_group: np.ndarray
+    item_price: np.ndarray
+    item_tier: np.ndarray
+    item_size: np.ndarray
+    item_size_unit: np.ndarray
+    item_brand_level: np.ndarray
+
+
+def step_up(st: ItemArrays, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per pair (a[i], b[i]) (or broadcast shapes), the step that makes b an upsell of a
     (HIGHER_TIER, LARGER_PACK, BETTER_BRAND) or NONE."""
     a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)

@@ -261,7 +261,8 @@ def item_facts(cat: pd.DataFrame, baskets: Any, groups: np.ndarray) -> dict[str,
             "item_brand_level": brand_levels(cat).to_numpy(np.float32),
             "item_merch": (cat["kind"] != KIND_FEE).to_numpy(),
             "item_margin": cat["margin"].to_numpy(np.float32),
-            "item_baskets": np.asarray((baskets > 0).sum(axis=0), dtype=np.float32).ravel()}
+            "item_baskets": (np.asarray((baskets > 0).sum(axis=0), dtype=np.float32).ravel() if baskets is not None
+                             else np.zeros(len(cat), np.float32))}
 
 
 def merchandise_report(cat: pd.DataFrame) -> dict[str, Any]:
