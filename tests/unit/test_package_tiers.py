@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 from support.factories import SHOP_CONFIG, make_transactions
 
 from features.completejourney import DEMO_PACKAGES, SERVICE_DEPARTMENTS, demo_packages, prepare
@@ -16,6 +17,8 @@ from scoring.recommender import Recommender
 from training.config import TrainConfig
 from training.context import TrainContext
 from training.fit import fit_recommender
+from training.model_answers import rank_queries
+from training.tasks import TaskQueries
 
 TIERS = {"basic": 1, "standard": 2, "premium": 3}
 #: The real slice the tests prepare (as tests/conftest.py's `slice_dir`): 150 households, seed 0.
@@ -193,3 +196,15 @@ def test_on_the_real_slice_a_salad_bar_basic_holder_gets_the_standard(prepared: 
         assert "salad_bar_basic" not in got, client
         assert got["salad_bar_standard"]["reason"] == "next tier of your current plan Salad Bar Basic: fresh fruit"
         assert got["salad_bar_standard"]["tier"] == 2.0 and got["salad_bar_standard"]["price"] == 4.43
+
+
+def test_the_evaluation_reads_k_services_past_the_packages(lines_model: Recommender) -> None:
+    ctx = TrainContext.build(*two_lines_shop())
+    ci = int(ctx.clients.index_of(["h1"])[0])
+    queries = TaskQueries(task="service_package", kind="client", metric="hr", clients=np.array([ci]),
+                          history=sp.csr_matrix((1, len(ctx.items))), relevant=[np.array([0])])
+    answer = lines_model.suggest("h1", "service_package", 5)
+    assert sum("items" not in s for s in answer) < 5, "packages take places in the client's list"
+    ranked = rank_queries(lines_model, ctx, queries, 5)[0]
+    services = set(ctx.items.index_of(["wash2", "wash3", "cut1", "cut2", "cut3"]).tolist())
+    assert set(ranked.tolist()) == services, "the five services h1 does not use, none crowded out"
