@@ -42,8 +42,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print("error: --test-days must be positive, --k and --max-baskets at least 1", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    dataset = load_dataset(args.data)
     config = TrainConfig()
+    dataset = load_dataset(args.data, non_merchandise=config.non_merchandise,
+                           merchandise_allow=config.merchandise_allow)
     rankers = {r.name: r for r in default_rankers(config=config)}
     if not args.no_model:
         from training.model_ranker import ModelRanker
