@@ -7,7 +7,8 @@ per-client random hold-out when time gives no usable window), never on the test.
 one of its two published settings this way, EASE its L2 weight, SAR its similarity and half-life.
 
 `choose_on_inner` does it once for all of them: build the inner split and its context, build the
-one task the baseline is chosen on, fit and score each candidate, keep the best (the first on a
+one task the baseline is chosen on, fit and score each candidate (its lists through the same
+presentability rules as in the evaluation, `training.presentable`), keep the best (the first on a
 tie, so the published default listed first wins unless another beats it). `TunedOnInner` gives
 such a ranker the two things the harness asks of it: `settings` (the choice and every
 candidate's inner score, written to the evaluation JSON) and `refit` (a hold-out task's refit
@@ -22,7 +23,9 @@ from typing import Any, Generic, TypeVar
 
 from training.config import TrainConfig
 from training.context import TrainContext
+from training.item_facts import item_facts
 from training.metrics import score_rankings
+from training.presentable import fetch_depth, presentable
 from training.ranker import Ranker
 from training.split import SplitError, inner_split
 from training.tasks import Skipped, TaskQueries, cross_sell, next_basket
@@ -95,9 +98,11 @@ def choose_on_inner(ctx: TrainContext, candidates: Sequence[P], label: Callable[
                  label(candidates[0]))
         return Choice(candidates[0], inner_split=how)
     metric = f"{queries.metric}@{INNER_K}"
+    facts = item_facts(inner)
     values: dict[str, float] = {}
     for candidate, ranker in fitted(inner):
-        ranked = ranker.rank(queries, INNER_K)
+        # scored as the evaluation scores it: the list cut to what the service could show
+        ranked = presentable(queries, ranker.rank(queries, fetch_depth(task, INNER_K)), facts, INNER_K)
         del ranker  # one fitted candidate at a time (an EASE candidate holds 256 MB)
         values[label(candidate)] = round(float(score_rankings(ranked, queries.relevant, len(inner.items),
                                                               INNER_K)[metric]), 5)
