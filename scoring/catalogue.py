@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from scoring import fallback
+from scoring import fallback, objective
 from scoring.contract import Suggestion
 from scoring.ranking import minmax
 from scoring.state import ModelState
@@ -50,6 +50,7 @@ class Catalogue:
         self.pop_score = minmax(np.log1p(state.item_pop))
         self.recent_pop_score = minmax(np.log1p(state.item_recent_pop))
         self.products = ~state.item_service & state.item_in_stock
+        self.has_margins = objective.has_margins(state.item_margin)
         self.n_packages = len(state.packages)
         # plain arrays: a pandas row lookup costs ~0.1 ms, ten of them per answer was most of its time
         self.bundle_ids, self.bundle_names = _strings(state.bundles, "bundle_id"), _strings(state.bundles, "name")

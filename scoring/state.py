@@ -82,8 +82,14 @@ class ModelState:
     package_tier: np.ndarray        # float32, NaN unknown
     package_price: np.ndarray       # float32, NaN unknown
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+    # item arrays added after format 2 first shipped: a default, so older saved models still load
+    item_margin: np.ndarray | None = None  # float32 money per unit sold, NaN unknown (all NaN: no margins)
 
     TABLES = ("items", "clients", "bundles", "packages")
+
+    def __post_init__(self) -> None:
+        if self.item_margin is None:
+            self.item_margin = np.full(len(self.item_price), np.nan, dtype=np.float32)
 
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)

@@ -103,12 +103,14 @@ def client_suggestions(model: LoadedModel, store: RedisStore, client_id: str,
     recent = context.recent_purchases if context is not None else []
     recommender = model.recommender
     kinds = KINDS if query.kind == "all" else (query.kind,)
-    by_kind = {kind: recommender.suggest(client_id, kind, query.limit, category=query.category,
-                                         exclude=query.exclude, recent_purchases=recent) for kind in kinds}
+    by_kind = {kind: _shown(recommender.suggest(client_id, kind, query.limit, category=query.category,
+                                                exclude=query.exclude, recent_purchases=recent,
+                                                objective=query.objective), query.explain) for kind in kinds}
     body = encode({
         "client_id": client_id,
         "model_version": model.version,
         "kind": query.kind,
+        "objective": query.objective,
         "segment": recommender.segment(client_id),
         "cold_start": not recommender.knows_client(client_id),
         "suggestions": by_kind if query.kind == "all" else by_kind[query.kind],
@@ -116,6 +118,13 @@ def client_suggestions(model: LoadedModel, store: RedisStore, client_id: str,
     if context is not None:
         _remember(store, client_id, field, body, context)
     return body, "miss" if context is not None else "off"
+
+
+def _shown(suggestions: list[Any], explain: bool) -> list[Any]:
+    """The suggestions as answered: the score breakdown only when the request asked for it."""
+    if explain:
+        return suggestions
+    return [{key: value for key, value in s.items() if key != "breakdown"} for s in suggestions]
 
 
 def cart_suggestions(model: LoadedModel, store: RedisStore, cart: CartRequest) -> tuple[str, str]:

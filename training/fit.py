@@ -71,6 +71,7 @@ def catalogue(ctx: TrainContext) -> pd.DataFrame:
     out["in_stock"] = stock.astype("boolean").fillna(True).astype(bool)
     out["tier"] = tier_rank(base["tier"]) if "tier" in base else np.nan
     out["price"] = item_unit_prices(tx, items_df).reindex(ids)
+    out["margin"] = pd.to_numeric(base["margin"], errors="coerce") if "margin" in base else np.nan
     return out.reset_index()
 
 
@@ -231,6 +232,7 @@ def fit_recommender(ctx: TrainContext, config: TrainConfig | None = None, recipe
         bundle_items=mined.items, bundle_lift=mined.lift, bundle_support=mined.support,
         bundle_price=bprice, bundle_full_price=full,
         package_items=pk_items, package_tier=pk_tier, package_price=pk_price,
+        item_margin=cat["margin"].to_numpy(np.float32),
     )
     state.meta["fit_seconds"] = stage.timings
     return Recommender(state)

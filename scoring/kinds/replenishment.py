@@ -47,6 +47,9 @@ class Replenishment(SuggestionKind):
         top = top_indices(score, limit)
         return Ranked(hist[top], score[top], None)
 
+    def scores_are_probabilities(self, ev: Evidence) -> bool:
+        return learnt.coefficients(ev.weights, learnt.REPLENISH_PREFIX, learnt.REPLENISH_FEATURES) is not None
+
     def explain(self, ev: Evidence, ranked: Ranked, limit: int, *, with_reasons: bool = True) -> list[Suggestion]:
         """Due or regular, with the days until it is due."""
         st, sl = ev.state, ev.history_slice
