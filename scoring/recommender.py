@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from scoring import candidates
-from scoring import objective as objectives
 from scoring import cart as cart_answers
+from scoring import objective as objectives
 from scoring.candidates import CANDIDATE_KINDS, CANDIDATES, CandidateLists
 from scoring.catalogue import ABC, ACTIVITY, Catalogue
 from scoring.contract import KINDS, CartAnswer, Suggestion, SuggestionModel

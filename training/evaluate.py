@@ -28,8 +28,8 @@ from threadpoolctl import threadpool_limits
 from training.baselines import Ranker, default_rankers
 from training.context import TrainContext
 from training.metrics import metric_names, score_rankings
-from training.revenue import revenue_metrics, spent_in_window
 from training.revenue import metric_names as revenue_names
+from training.revenue import revenue_metrics, spent_in_window
 from training.split import time_split
 from training.tasks import HOLDOUT_TASKS, TASKS, Skipped, TaskQueries, build_tasks, without_held_out
 

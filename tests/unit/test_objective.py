@@ -163,3 +163,20 @@ def test_margins_are_saved_and_an_older_model_without_them_loads_with_none(model
     (tmp_path / "old" / "arrays" / "item_margin.npy").unlink()  # as a model saved before margins existed
     old = ModelState.load(tmp_path / "old")
     assert old.item_margin is not None and np.isnan(old.item_margin).all() and len(old.item_margin) == len(old.items)
+
+
+def test_the_pyfunc_table_takes_an_optional_objective_column(model: Recommender) -> None:
+    import pandas as pd
+
+    from scoring.pyfunc import RecommenderPyfunc, signature
+
+    pyfunc = RecommenderPyfunc()
+    pyfunc.recommender = model
+    frame = pd.DataFrame({"client_id": ["c07", "c07"], "kind": ["cross_sell"] * 2, "limit": [2, 2],
+                          "objective": ["relevance", "revenue"]})
+    rows = pyfunc.predict(None, frame)
+    assert rows.groupby("rank").size().tolist() == [2, 2]
+    assert rows["item_id"].tolist()[2:] == [s["item_id"] for s in model.suggest("c07", "cross_sell", 2,
+                                                                                objective="revenue")]
+    assert len(pyfunc.predict(None, frame.drop(columns="objective"))) == 4  # relevance when left out
+    assert not {c.name: c for c in signature().inputs.inputs}["objective"].required
