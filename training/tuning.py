@@ -133,7 +133,9 @@ def first_place_rate(scorer: _Scorer, task: TaskQueries, weights: dict[str, floa
     """The kind's first-place hit rate under the chosen weights, on the inner split: what maps its
     places to probabilities of purchase for the business objective (`scoring.objective`)."""
     hits, _ = hit_matrix(scorer.rank(task, weights, k), task.relevant)
-    return round(objective.measured_rate(hits), 6)
+    rate = round(objective.measured_rate(hits), 6)
+    log.info("%s: first-place hit rate on the inner split %.4f (the business objective's rank mapping)", task.task, rate)
+    return rate
 
 
 @dataclass(frozen=True)
