@@ -21,14 +21,14 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from scoring import learnt
+from scoring import learnt, objective
 from scoring.ranking import rank_with_rules
 from scoring.recommender import DEFAULT_WEIGHTS, Recommender
 from training.config import TrainConfig
 from training.context import TrainContext
 from training.fit import fit_recommender
-from training.metrics import score_rankings
-from training.model_answers import rank_queries, reweighted
+from training.metrics import hit_matrix, score_rankings
+from training.model_answers import TASK_KIND, rank_queries, reweighted
 from training.models.cf import CFParams, tune_cf
 from training.models.learnt import as_weights, fit_logistic
 from training.recipe import Recipe
@@ -134,7 +134,18 @@ def tune_weights(ctx: TrainContext, valid: pd.DataFrame, config: TrainConfig,
             weights.update(learn_replenishment(scorer, tasks[task_name], weights, config.k, trials))
         elif task_name == "cross_sell":
             weights.update(learn_cross_sell(scorer, tasks[task_name], weights, config.k, trials, config.seed))
+        if task_name in TASK_KIND:
+            weights[objective.RATE_PREFIX + TASK_KIND[task_name]] = first_place_rate(scorer, task, weights, config.k)
     return weights, trials
+
+
+def first_place_rate(scorer: _Scorer, task: TaskQueries, weights: dict[str, float], k: int) -> float:
+    """The kind's first-place hit rate under the chosen weights, on the inner split: what maps its
+    places to probabilities of purchase for the business objective (`scoring.objective`)."""
+    hits, _ = hit_matrix(scorer.rank(task, weights, k), task.relevant)
+    rate = round(objective.measured_rate(hits), 6)
+    log.info("%s: first-place hit rate on the inner split %.4f (the business objective's rank mapping)", task.task, rate)
+    return rate
 
 
 @dataclass(frozen=True)

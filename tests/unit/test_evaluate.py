@@ -12,7 +12,8 @@ from training.__main__ import main
 from training.baselines import Popularity
 from training.evaluate import evaluate, format_table
 from training.metrics import metric_names
-from training.tasks import TASKS
+from training.revenue import metric_names as revenue_names
+from training.tasks import CLIENT_TASKS, TASKS
 
 
 def dataset(with_catalogue: bool = True) -> Dataset:
@@ -36,8 +37,9 @@ def test_result_shape(result: dict) -> None:
         assert set(task) == {"metric", "scores"}, name
         assert task["metric"] == ("ndcg@5" if name in ("cross_sell", "next_basket") else "hr@5")
         assert task["scores"], f"no ranker scored {name}"
+        money = (*revenue_names(5), "probability_source") if name in CLIENT_TASKS else ()
         for ranker, scores in task["scores"].items():
-            assert tuple(scores) == metric_names(5), (name, ranker)
+            assert tuple(scores) == (*metric_names(5), *money), (name, ranker)
             assert isinstance(scores["n"], int) and scores["n"] > 0
             assert all(0.0 <= scores[m] <= 1.0 for m in metric_names(5)[:-1])
     assert json.loads(json.dumps(result)) == result  # plain JSON, no numpy scalars
@@ -123,7 +125,15 @@ def test_cli_writes_the_json_and_prints_the_table(tmp_path: Path, capsys: pytest
     result = json.loads(out.read_text())
     assert list(result["tasks"]) == list(TASKS)
     assert result["tasks"]["service_package"]["metric"] == "hr@5"
-    assert "basket_completion" in capsys.readouterr().out
+    cross_sell = result["tasks"]["cross_sell"]["scores"]
+    # the model is scored under the revenue objective too, beside itself, with money figures
+    assert {"model", "model_revenue"} <= set(cross_sell)
+    assert cross_sell["model"]["probability_source"] == "model"
+    assert cross_sell["popularity"]["probability_source"] == "rank-unmeasured"
+    assert all(cross_sell[r]["revenue_expected@5"] >= 0 and cross_sell[r]["revenue_realised@5"] >= 0 for r in cross_sell)
+    assert "model_revenue" not in result["tasks"]["next_basket"]["scores"]
+    table = capsys.readouterr().out
+    assert "basket_completion" in table and "revenue_realised@5" in table and "model_revenue" in table
 
 
 @pytest.mark.parametrize(
