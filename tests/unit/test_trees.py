@@ -8,12 +8,15 @@ import copy
 import lightgbm as lgb
 import numpy as np
 import pytest
+from support.factories import SHOP_CONFIG
 from support.processes import ROOT
 
 from scoring import learnt, trees
 from scoring.recommender import Recommender
 from scoring.state import ModelState
 from training.candidates import precompute
+from training.context import TrainContext
+from training.fit import fit_recommender
 from training.models.gbdt import fit_gbdt
 from training.recipe import Recipe
 from training.tuning import choose_ranking
@@ -148,3 +151,12 @@ def test_trees_travel_in_the_recipe_and_survive_saving(tree_cross_sell, tmp_path
     loaded = Recommender(ModelState.load(tmp_path / "m"))
     for client in tree_cross_sell.client_ids[:10]:
         assert loaded.suggest(str(client), "cross_sell", 10) == tree_cross_sell.suggest(str(client), "cross_sell", 10)
+
+
+def test_a_recipe_with_trees_fits_a_model_that_answers_with_them(tree_cross_sell, shop) -> None:
+    tx, items, packages = shop
+    recipe = Recipe.from_meta(tree_cross_sell.meta, tree_cross_sell.state.extras)
+    refitted = fit_recommender(TrainContext.build(tx, items, packages), SHOP_CONFIG, recipe)
+    assert {k for k in refitted.state.extras if k.startswith(Recipe.TREES)} == set(recipe.trees)
+    for client in ("c00", "c31", "due"):
+        assert refitted.suggest(client, "cross_sell", 10) == tree_cross_sell.suggest(client, "cross_sell", 10)
