@@ -35,6 +35,9 @@ REPLENISH_FEATURES = (
 REPLENISH_PREFIX = "replenish_coef."
 #: The extras prefix of the replenishment trees, when trees were chosen.
 REPLENISH_TREES = "trees_replenish."
+#: Trees order the hand blend's top this many of a history (the rest follow in the blend's
+#: order): a history runs to thousands of items, and the trees' cost grows with it.
+REPLENISH_POOL = 100
 
 #: Cross-sell: which items new to the client they buy first. Scored over the hand blend's top
 #: `CROSS_SELL_POOL` only (the blend finds the candidates, the regression orders them). On the

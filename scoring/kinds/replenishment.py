@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from scoring import learnt, reasons
+from scoring import learnt, reasons, trees
 from scoring.contract import Suggestion
 from scoring.evidence import Evidence
 from scoring.kinds.base import Ranked, SuggestionKind
-from scoring.ranking import NEG, first_positions, top_indices
+from scoring.ranking import NEG, first_positions, minmax, top_indices
 
 
 def due_ratio(ev: Evidence) -> np.ndarray:
@@ -38,14 +38,24 @@ class Replenishment(SuggestionKind):
         hist = ev.history
         if hist.size == 0:
             return Ranked(np.empty(0, np.int64), np.empty(0, np.float32), None)
-        model = learnt.chance(ev.weights, ev.state.extras, learnt.REPLENISH_PREFIX, learnt.REPLENISH_TREES,
-                              learnt.REPLENISH_FEATURES)
-        if model is not None:  # the chance of buying it again, learnt on the inner split
-            score = model(learnt.replenishment_features(ev.state, ev.history_slice, hist))
-        else:
-            score = blend(ev)
         # never a fee or a coupon, and one code per product group (two sodas of one name read twice)
-        score = np.where(allowed[hist] & ev.state.item_merch[hist] & ~np.isin(hist, ev.recent), score, NEG)
+        ok = allowed[hist] & ev.state.item_merch[hist] & ~np.isin(hist, ev.recent)
+        ensemble = trees.stored(ev.state.extras, learnt.REPLENISH_TREES)
+        coef = learnt.coefficients(ev.weights, learnt.REPLENISH_PREFIX, learnt.REPLENISH_FEATURES)
+        if ensemble is not None:
+            # a second stage, as for cross-sell: the trees order the blend's top REPLENISH_POOL, the
+            # rest follow in the blend's order below every probability (trees over a history of
+            # thousands of items cost tens of milliseconds a request)
+            base = np.where(ok, blend(ev), NEG)
+            top = top_indices(base, learnt.REPLENISH_POOL)
+            score = np.where(ok, minmax(base) - np.float32(2.0), NEG).astype(np.float64)
+            x = learnt.replenishment_features(ev.state, ev.history_slice, hist)
+            score[top] = learnt.tree_probability(x[top], ensemble)
+        elif coef is not None:  # the chance of buying it again, learnt on the inner split
+            score = np.where(ok, learnt.probability(learnt.replenishment_features(ev.state, ev.history_slice, hist),
+                                                    coef), NEG)
+        else:
+            score = np.where(ok, blend(ev), NEG)
         fetch = limit
         while True:
             top = top_indices(score, fetch)

@@ -17,9 +17,11 @@ from scoring.state import ModelState
 from training.candidates import precompute
 from training.context import TrainContext
 from training.fit import fit_recommender
+from training.metrics import score_rankings
 from training.models.gbdt import fit_gbdt
 from training.recipe import Recipe
-from training.tuning import choose_ranking
+from training.tasks import TaskQueries
+from training.tuning import choose_ranking, per_query
 
 
 def _data(rng: np.random.Generator, n: int, zero_share: float = 0.1) -> np.ndarray:
@@ -86,12 +88,33 @@ def test_fit_gbdt_learns_the_order_on_unseen_queries(objective) -> None:
         fit_gbdt(x, y, rows[::-1], objective)
 
 
-def test_the_choice_is_the_best_inner_score_and_ties_keep_the_simpler() -> None:
-    assert choose_ranking({"blend": 0.05, "learnt": 0.054, "trees": 0.057}) == "trees"
-    assert choose_ranking({"blend": 0.05, "learnt": 0.054, "trees": 0.053}) == "learnt"
-    assert choose_ranking({"blend": 0.06, "learnt": 0.054, "trees": 0.057}) == "blend"
-    assert choose_ranking({"blend": 0.05, "learnt": 0.05, "trees": 0.05}) == "blend"
-    assert choose_ranking({"blend": 0.05, "learnt": 0.057, "trees": 0.057}) == "learnt"
+def test_the_choice_keeps_trees_only_when_they_win_beyond_the_noise() -> None:
+    rng = np.random.default_rng(5)
+    base = rng.random(2000)
+
+    def chosen(blend: float, learnt_: float, trees_: np.ndarray) -> tuple[str, float]:
+        return choose_ranking({"blend": base + blend, "learnt": base + learnt_, "trees": trees_})
+
+    assert chosen(0.0, 0.01, base + 0.02)[0] == "trees", "a constant gain has no noise"
+    assert chosen(0.0, 0.01, base)[0] == "learnt", "the regression replaces the blend when its mean is higher"
+    assert chosen(0.01, 0.0, base)[0] == "blend"
+    assert chosen(0.0, 0.0, base + 0.01)[0] == "trees"
+    assert chosen(0.0, 0.0, base)[0] == "blend", "a tie keeps the simpler"
+    noise = rng.normal(0.0, 0.2, size=2000)  # standard error of the mean difference about 0.0045
+    small, z_small = chosen(0.0, 0.0, base + noise - noise.mean() + 0.005)
+    large, z_large = chosen(0.0, 0.0, base + noise - noise.mean() + 0.02)
+    assert small == "blend" and 0.5 < z_small < 2.0, z_small
+    assert large == "trees" and z_large > 2.0, z_large
+
+
+def test_per_query_scores_average_to_the_reported_metric() -> None:
+    rng = np.random.default_rng(6)
+    relevant = [rng.choice(50, size=rng.integers(1, 6), replace=False) for _ in range(300)]
+    ranked = np.array([rng.permutation(50)[:10] for _ in range(300)])
+    for metric, name in (("ndcg", "ndcg@10"), ("hr", "hr@10")):
+        task = TaskQueries(task="t", kind="client", metric=metric, clients=np.arange(300), history=None,
+                           relevant=relevant)
+        assert per_query(ranked, task, 10).mean() == pytest.approx(score_rankings(ranked, relevant, 50, 10)[name])
 
 
 def test_scoring_never_imports_lightgbm() -> None:
@@ -160,3 +183,31 @@ def test_a_recipe_with_trees_fits_a_model_that_answers_with_them(tree_cross_sell
     assert {k for k in refitted.state.extras if k.startswith(Recipe.TREES)} == set(recipe.trees)
     for client in ("c00", "c31", "due"):
         assert refitted.suggest(client, "cross_sell", 10) == tree_cross_sell.suggest(client, "cross_sell", 10)
+
+
+@pytest.fixture(scope="module")
+def tree_replenishment(model) -> Recommender:
+    """The shop model with replenishment trees that prefer often-bought items."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(6000, len(learnt.REPLENISH_FEATURES)))
+    count = learnt.REPLENISH_FEATURES.index("log_count")
+    y = (1.5 * x[:, count] + rng.normal(size=len(x)) > 1.0).astype(float)
+    ensemble = fit_gbdt(x, y, np.repeat(np.arange(60), 100), "binary")
+    state = copy.copy(model.state)
+    state.extras = {**model.state.extras, **{learnt.REPLENISH_TREES + k: v for k, v in ensemble.items()}}
+    return Recommender(state)
+
+
+def test_replenishment_trees_order_the_blends_top_items(tree_replenishment, model, monkeypatch) -> None:
+    got = tree_replenishment.suggest("due", "replenishment", 10)
+    scores = [s["score"] for s in got]
+    assert len(got) > 3 and all(0.0 < v < 1.0 for v in scores), "the trees' chance orders the list"
+    assert scores == sorted(scores, reverse=True)
+    first = got[0]["item_id"]
+    assert first not in [s["item_id"] for s in tree_replenishment.suggest("due", "replenishment", 10,
+                                                                          recent_purchases=[first])]
+    monkeypatch.setattr(learnt, "REPLENISH_POOL", 2)  # a second stage: only the blend's top 2 are re-ordered
+    blend_top = {s["item_id"] for s in model.suggest("due", "replenishment", 2)}
+    pooled = tree_replenishment.suggest("due", "replenishment", 10)
+    assert {s["item_id"] for s in pooled[:2]} == blend_top
+    assert all(0.0 < s["score"] < 1.0 for s in pooled[:2]) and all(s["score"] < 0.0 for s in pooled[2:])
