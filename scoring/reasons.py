@@ -30,6 +30,13 @@ def regular(times: float, days_since: float) -> str:
     return f"bought regularly ({times:.0f} times), last {days_since:.0f} days ago"
 
 
+def bought_before(times: float, days_since: float) -> str:
+    """An own item bought too few times to call it regular."""
+    if times < 1.5:
+        return f"you bought this once, {days_since:.0f} days ago"
+    return f"you bought this {times:.0f} times, last {days_since:.0f} days ago"
+
+
 def upgrade(current: str, difference: float) -> str:
     diff = "" if math.isnan(difference) else f" (+{difference:.2f})"
     return f"premium alternative to {current}{diff}"

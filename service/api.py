@@ -45,9 +45,10 @@ def _store_unavailable(error: RedisUnavailable, what: str) -> Problem:
 
 
 @api_route(v1, "/clients/<client_id>/suggestions", "GET", Endpoint(
-    summary="Suggestions for one client: cross-sell, upsell, service packages, replenishment",
+    summary="Suggestions for one client: cross-sell, upsell, service packages, replenishment, next basket",
     tag="suggestions", query=SuggestionQuery, response=ClientSuggestions, errors=(503,),
-    description="Unknown clients get cold-start suggestions (cold_start: true). kind=all groups by kind."))
+    description="Unknown clients get cold-start suggestions (cold_start: true). kind=all groups by kind, every "
+                "kind but next_basket (the whole next basket in one list: due repeats and new items)."))
 def client_suggestions(client_id: str) -> Response:
     rt = runtime()
     client_id = path_id("client_id", client_id)

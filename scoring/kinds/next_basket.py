@@ -1,0 +1,213 @@
+"""Next basket: the whole next basket as one ranked list, due repeats and new items together.
+
+Why a kind of its own: replenishment answers from the client's own items only, so a client with
+a short history gets a short list (on a grocery set 29 % of lists held fewer than 10 items). A
+next-basket predictor (TIFU-KNN, `training.tifu_knn`) ranks repeats and new items on one scale,
+and this kind does the same with the model's two rankings:
+
+- the client's own products, ordered by the replenishment score (the learnt chance of buying it
+  again when the model has learnt coefficients, `scoring.kinds.replenishment`);
+- products new to the client, ordered by the cross-sell blend (the learnt chance of a first
+  purchase when learnt), which follows the fallback chain for a client it knows nothing about;
+- then, only when both run out (a small catalogue, the diversity cap), the remaining products
+  by popularity, so the list is `limit` long whenever the catalogue has that many products.
+
+How the first two meet is the `next_basket_new` weight. 0 puts every own item first. A positive
+value merges by probability, a new item's chance of a first purchase times that weight against an
+own item's chance of a repeat. Both chances are fitted on the same inner window, so they are on
+one scale; tuning keeps the value that ranks best on the inner split (`training.tuning`). Without
+learnt coefficients on both sides no probability exists, so own items come first whatever the
+weight says.
+
+Products only (never a service, `Catalogue.products`), never an item twice, never what the
+request says was just bought.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from scoring import fallback, learnt, reasons
+from scoring.contract import Suggestion
+from scoring.evidence import Evidence
+from scoring.kinds.base import Ranked, SuggestionKind
+from scoring.kinds.cross_sell import CrossSell
+from scoring.kinds.replenishment import Replenishment, due_ratio
+from scoring.ranking import NEG, minmax, top_indices
+
+#: From this many purchase occasions an own item reads "bought regularly".
+REGULAR_FROM = 3
+
+_OWN, _NEW = Replenishment(), CrossSell()
+
+
+def merges_by_probability(ev: Evidence) -> bool:
+    """Whether own and new items are ranked on one probability scale: learnt coefficients on both
+    sides, a positive `next_basket_new` weight, and a client the personalised cross-sell stage
+    answers (the learnt re-ranking runs there only; a fallback stage's scores are no chance)."""
+    w = ev.weights
+    return (float(w.get("next_basket_new", 0.0)) > 0.0
+            and ev.catalogue.fallback[:1] == (fallback.PERSONALISED,) and ev.taste is not None
+            and learnt.coefficients(w, learnt.REPLENISH_PREFIX, learnt.REPLENISH_FEATURES) is not None
+            and learnt.coefficients(w, learnt.CROSS_SELL_PREFIX, learnt.CROSS_SELL_FEATURES) is not None)
+
+
+class NextBasket(SuggestionKind):
+    name = "next_basket"
+    anchored = True  # new items' reasons name an owned item found in a neighbour list
+
+    def rank(self, ev: Evidence, allowed: np.ndarray, limit: int) -> Ranked:
+        """The first `limit` of one descending sequence: own and new items merged, then the fill.
+
+        Scores depend on the items alone, never on `limit`, so a shorter list is the prefix of a
+        longer one (what lets the candidate lists stored at training time answer every limit)."""
+        if limit <= 0:
+            return Ranked(np.empty(0, np.int64), np.empty(0, np.float32), None)
+        offer = allowed & ev.catalogue.products
+        own = _OWN.rank(ev, offer.copy(), ev.history.size)  # every own product, best first
+        by_probability = merges_by_probability(ev)
+        fetch = limit
+        while True:
+            new = _NEW.rank(ev, offer.copy(), fetch)  # products the client does not own, best first
+            exhausted = new.items.size < fetch
+            items, scores, exact = _merge(ev, own, new, by_probability, exhausted)
+            items, scores = _first_of_each_group(ev, items[:exact], scores[:exact], limit)
+            if items.size >= limit or exhausted:
+                break
+            fetch *= 4  # product groups (or a probability merge) used up what was fetched
+        if items.size < limit:
+            items, scores = _fill(ev, offer, new.dense, items, scores, limit, by_probability)
+        return Ranked(items, scores, None)
+
+    def anchors(self, ev: Evidence, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """New items: the cross-sell anchor; own items: none (their reason is their own history)."""
+        anchors, confs = _NEW.anchors(ev, items)
+        own = np.isin(items, ev.history)
+        return np.where(own, -1, anchors), np.where(own, np.float32(0.0), confs).astype(np.float32)
+
+    def explain(self, ev: Evidence, ranked: Ranked, limit: int, *, with_reasons: bool = True) -> list[Suggestion]:
+        cat = ev.catalogue
+        if not with_reasons:
+            return [cat.suggestion(int(i), self.name, v, "") for i, v in zip(ranked.items, ranked.scores, strict=True)]
+        own = np.isin(ranked.items, ev.history)
+        new_items = ranked.items[~own]
+        if ranked.anchors is not None:
+            anchors, confs = ranked.anchors[0][~own], ranked.anchors[1][~own]
+        else:
+            anchors, confs = _NEW.anchors(ev, new_items)
+        new_reasons = iter(_NEW.explain(ev, Ranked(new_items, ranked.scores[~own], None, (anchors, confs)), limit))
+        own_facts = _own_facts(ev, ranked.items[own])
+        out: list[Suggestion] = []
+        for i, value, mine in zip(ranked.items.tolist(), ranked.scores, own.tolist(), strict=True):
+            if mine:
+                reason, extra = own_facts[i]
+                out.append(cat.suggestion(i, self.name, value, reason, **extra))
+            else:
+                out.append({**next(new_reasons), "kind": self.name})
+        return out
+
+
+def _own_facts(ev: Evidence, items: np.ndarray) -> dict[int, tuple[str, dict]]:
+    """Per own item: its reason (due, bought regularly, or bought N times) and the due fields."""
+    if items.size == 0:
+        return {}
+    st, sl = ev.state, ev.history_slice
+    interval, age, count = st.hist_interval[sl], st.hist_last_age[sl], st.hist_count[sl]
+    ratio = due_ratio(ev)
+    out = {}
+    for pos, i in zip(ev.history_positions(items).tolist(), items.tolist(), strict=True):
+        is_due = bool(ratio[pos] >= 1.0)
+        if is_due:
+            reason = reasons.due(interval[pos], age[pos])
+        elif count[pos] >= REGULAR_FROM:
+            reason = reasons.regular(count[pos], age[pos])
+        else:
+            reason = reasons.bought_before(count[pos], age[pos])
+        days_left = None if np.isnan(interval[pos]) else round(float(interval[pos] - age[pos]), 1)
+        out[i] = (reason, {"due": is_due, "due_in_days": days_left})
+    return out
+
+
+def _groups(ev: Evidence) -> np.ndarray | None:
+    """The model's product groups (one item per group per list), when the model has them."""
+    groups = getattr(ev.state, "item_group", None)
+    return None if groups is None or len(groups) != ev.catalogue.n_items else np.asarray(groups)
+
+
+def _first_of_each_group(ev: Evidence, items: np.ndarray, scores: np.ndarray,
+                         limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first `limit` items, keeping the best of each product group (no item twice either)."""
+    groups = _groups(ev)
+    keep = np.zeros(items.size, dtype=bool)
+    seen_items: set[int] = set()
+    seen_groups: set[int] = set()
+    for pos, i in enumerate(items.tolist()):
+        if i in seen_items:
+            continue
+        g = -1 if groups is None else int(groups[i])
+        if g >= 0 and g in seen_groups:
+            continue
+        seen_items.add(i)
+        if g >= 0:
+            seen_groups.add(g)
+        keep[pos] = True
+        if len(seen_items) >= limit:
+            break
+    return items[keep], scores[keep]
+
+
+def _squash(values: np.ndarray) -> np.ndarray:
+    """Any score into (0, 1), order kept and the same for every list length (minmax would not be)."""
+    values = np.asarray(values, dtype=np.float64)
+    return (0.5 + 0.5 * values / (1.0 + np.abs(values))).astype(np.float32)
+
+
+def _merge(ev: Evidence, own: Ranked, new: Ranked, by_probability: bool,
+           exhausted: bool) -> tuple[np.ndarray, np.ndarray, int]:
+    """(items, scores, exact): own and new items on one descending scale, of which the first
+    `exact` are certain: past the last new item fetched, a new item not fetched could come first.
+
+    By probability: an own item scores its chance of a repeat, a new item of the learnt pool its
+    chance of a first purchase times `next_basket_new` (the rest of the cross-sell list follows
+    below 0, as the learnt cross-sell scores it). Own first: own items in (2, 3), new in (1, 2)."""
+    if not by_probability:
+        items = np.concatenate([own.items, new.items])
+        scores = np.concatenate([2.0 + _squash(own.scores), 1.0 + _squash(new.scores)]).astype(np.float32)
+        return items, scores, items.size
+    weight = np.float32(ev.weights["next_basket_new"])
+    new_scores = np.where(new.scores > 0, new.scores * weight, new.scores).astype(np.float32)
+    items = np.concatenate([own.items, new.items])
+    scores = np.concatenate([own.scores.astype(np.float32), new_scores])
+    order = np.lexsort((np.arange(items.size), -scores))
+    items, scores = items[order], scores[order]
+    if exhausted or new.items.size == 0:
+        return items, scores, items.size
+    last_new = int(np.flatnonzero(np.isin(items, new.items[-1:]))[0])
+    return items, scores, last_new + 1
+
+
+def _fill(ev: Evidence, offer: np.ndarray, dense: np.ndarray | None, items: np.ndarray, scores: np.ndarray,
+          limit: int, by_probability: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The list topped up from every other offerable product, below what is listed: first what
+    the cross-sell stage scored (past its diversity cap), then the rest by popularity."""
+    rest = offer & ~ev.owned
+    rest[items] = False
+    groups = _groups(ev)
+    if groups is not None and items.size:
+        taken = groups[items]
+        rest &= ~np.isin(groups, taken[taken >= 0])
+    key = 0.5 * ev.catalogue.pop_score.astype(np.float32)
+    if dense is not None:
+        scored = np.isfinite(dense)
+        key = np.where(scored, 0.5 + 0.5 * _squash(np.where(scored, dense, 0.0)), key)
+    key = np.where(rest, key, NEG).astype(np.float32)
+    # below the listed scores whatever the limit: (0, 1) under own first, (-4, -3) under the
+    # probability merge, whose cross-sell tail scores from -2 to -1
+    base = np.float32(-4.0 if by_probability else 0.0)
+    fetch = 2 * (limit - items.size)
+    while True:
+        extra = top_indices(key, fetch)
+        more, more_scores = _first_of_each_group(ev, np.concatenate([items, extra]),
+                                                 np.concatenate([scores, base + key[extra]]), limit)
+        if more.size >= limit or extra.size < fetch:
+            return more, more_scores.astype(np.float32)
+        fetch *= 4
