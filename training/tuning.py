@@ -47,6 +47,8 @@ GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
 }
 #: Tried on the Complete Journey inner split and never chosen, so left at their defaults to keep
 #: training fast: replenish_recent, replenish_due, replenish_knn, upsell_subcat, upsell_step.
+#: `next_basket_new` values tried once both learnt chances exist (0: own items first, then new ones).
+MERGE_GRID = (0.0, 0.5, 1.0, 2.0)
 #: Queries per task used for tuning (a sample keeps training within its time budget).
 MAX_QUERIES = 250
 #: Queries whose candidates train the learnt cross-sell ranking (the replenishment one uses all).
@@ -122,6 +124,7 @@ def tune_weights(ctx: TrainContext, valid: pd.DataFrame, config: TrainConfig,
         log.info("weights for %s: %s (inner %s %.4f)", task_name, best, metric, best_value)
         if task_name == "next_basket":
             weights.update(learn_replenishment(scorer, tasks[task_name], weights, config.k, trials))
+            weights.update(learn_merge(scorer, tasks[task_name], weights, config.k, trials))
         elif task_name == "cross_sell":
             weights.update(learn_cross_sell(scorer, tasks[task_name], weights, config.k, trials, config.seed))
     return weights, trials
@@ -165,6 +168,28 @@ def learn_replenishment(scorer: _Scorer, task: TaskQueries, weights: dict[str, f
     value = scorer.metrics(ranked, task, k)[metric]
     return _choose("next_basket", metric, blend, value, trials,
                    lambda: as_weights(learnt.REPLENISH_PREFIX, learnt.REPLENISH_FEATURES, *fit_logistic(x, y)))
+
+
+def learn_merge(scorer: _Scorer, task: TaskQueries, weights: dict[str, float], k: int,
+                trials: list[dict[str, Any]]) -> dict[str, float]:
+    """`next_basket_new`: how a new item's learnt chance of a first purchase weighs against an own
+    item's chance of a repeat in the next_basket kind, the best of `MERGE_GRID` on the inner split
+    ({} when either chance was not learnt: own items then come first).
+
+    Both regressions were fitted on this split's window, so the comparison reads their in-sample
+    chances; they are the same in every arm, only the weight between them differs."""
+    if not all(learnt.coefficients(weights, prefix, features) is not None for prefix, features in (
+            (learnt.REPLENISH_PREFIX, learnt.REPLENISH_FEATURES), (learnt.CROSS_SELL_PREFIX, learnt.CROSS_SELL_FEATURES))):
+        return {}
+    metric = f"{task.metric}@{k}"
+    values = {}
+    for value in MERGE_GRID:
+        values[value] = scorer.score(task, {**weights, "next_basket_new": value}, k)[metric]
+        trials.append({"task": "next_basket", "next_basket_new": value, metric: round(values[value], 5)})
+    best = max(values, key=lambda v: (values[v], -v))  # a tie keeps the simpler order (own first)
+    log.info("next_basket merge on the inner split: %s; chosen next_basket_new=%s",
+             ", ".join(f"{v}: {m:.4f}" for v, m in values.items()), best)
+    return {"next_basket_new": best}
 
 
 def replenishment_pairs(rec: Recommender, task: TaskQueries) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

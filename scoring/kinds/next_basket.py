@@ -65,6 +65,10 @@ class NextBasket(SuggestionKind):
         offer = allowed & ev.catalogue.products
         own = _OWN.rank(ev, offer.copy(), ev.history.size)  # every own product, best first
         by_probability = merges_by_probability(ev)
+        if not by_probability:  # own first: enough own products make the list, no catalogue pass
+            items, scores = _first_of_each_group(ev, own.items, (2.0 + _squash(own.scores)).astype(np.float32), limit)
+            if items.size >= limit:
+                return Ranked(items, scores, None)
         fetch = limit
         while True:
             new = _NEW.rank(ev, offer.copy(), fetch)  # products the client does not own, best first
