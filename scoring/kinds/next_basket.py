@@ -1,7 +1,7 @@
 """Next basket: the whole next basket as one ranked list, due repeats and new items together.
 
 Why a kind of its own: replenishment answers from the client's own items only, so a client with
-a short history gets a short list (on a grocery set 29 % of lists held fewer than 10 items). A
+a short history gets a short list (issue 11: on a grocery set 29 % of lists held fewer than 10). A
 next-basket predictor (TIFU-KNN, `training.tifu_knn`) ranks repeats and new items on one scale,
 and this kind does the same with the model's two rankings:
 
@@ -32,7 +32,7 @@ from scoring.evidence import Evidence
 from scoring.kinds.base import Ranked, SuggestionKind
 from scoring.kinds.cross_sell import CrossSell
 from scoring.kinds.replenishment import Replenishment, due_ratio
-from scoring.ranking import NEG, minmax, top_indices
+from scoring.ranking import NEG, top_indices
 
 #: From this many purchase occasions an own item reads "bought regularly".
 REGULAR_FROM = 3
