@@ -31,7 +31,7 @@ from scoring.contract import Suggestion
 from scoring.evidence import Evidence
 from scoring.kinds.base import Ranked, SuggestionKind
 from scoring.kinds.cross_sell import CrossSell
-from scoring.kinds.replenishment import Replenishment, due_ratio
+from scoring.kinds.replenishment import Replenishment
 from scoring.ranking import NEG, top_indices
 
 #: From this many purchase occasions an own item reads "bought regularly".
@@ -84,30 +84,40 @@ class NextBasket(SuggestionKind):
 
     def anchors(self, ev: Evidence, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """New items: the cross-sell anchor; own items: none (their reason is their own history)."""
-        anchors, confs = _NEW.anchors(ev, items)
-        own = np.isin(items, ev.history)
-        return np.where(own, -1, anchors), np.where(own, np.float32(0.0), confs).astype(np.float32)
+        own = _is_own(ev, items)
+        anchors = np.full(items.size, -1, dtype=np.int64)
+        confs = np.zeros(items.size, dtype=np.float32)
+        if (~own).any():
+            anchors[~own], confs[~own] = _NEW.anchors(ev, items[~own])
+        return anchors, confs
 
     def explain(self, ev: Evidence, ranked: Ranked, limit: int, *, with_reasons: bool = True) -> list[Suggestion]:
         cat = ev.catalogue
         if not with_reasons:
             return [cat.suggestion(int(i), self.name, v, "") for i, v in zip(ranked.items, ranked.scores, strict=True)]
-        own = np.isin(ranked.items, ev.history)
-        new_items = ranked.items[~own]
-        if ranked.anchors is not None:
-            anchors, confs = ranked.anchors[0][~own], ranked.anchors[1][~own]
-        else:
-            anchors, confs = _NEW.anchors(ev, new_items)
-        new_reasons = iter(_NEW.explain(ev, Ranked(new_items, ranked.scores[~own], None, (anchors, confs)), limit))
+        own = _is_own(ev, ranked.items)
+        new_reasons: list[Suggestion] = []
+        if (~own).any():  # the cross-sell reasons ("bought together with X ...")
+            new_items = ranked.items[~own]
+            anchors = ((ranked.anchors[0][~own], ranked.anchors[1][~own]) if ranked.anchors is not None
+                       else _NEW.anchors(ev, new_items))
+            new_reasons = _NEW.explain(ev, Ranked(new_items, ranked.scores[~own], None, anchors), limit)
         own_facts = _own_facts(ev, ranked.items[own])
+        new_iter = iter(new_reasons)
         out: list[Suggestion] = []
         for i, value, mine in zip(ranked.items.tolist(), ranked.scores, own.tolist(), strict=True):
             if mine:
                 reason, extra = own_facts[i]
                 out.append(cat.suggestion(i, self.name, value, reason, **extra))
             else:
-                out.append({**next(new_reasons), "kind": self.name})
+                out.append({**next(new_iter), "kind": self.name})
         return out
+
+
+def _is_own(ev: Evidence, items: np.ndarray) -> np.ndarray:
+    """Which of a listed `items` are the client's own. (`owned` also holds what was just bought,
+    which this kind never lists, so among listed items it means bought before.)"""
+    return ev.owned[items] if items.size else np.zeros(0, dtype=bool)
 
 
 def _own_facts(ev: Evidence, items: np.ndarray) -> dict[int, tuple[str, dict]]:
@@ -115,18 +125,20 @@ def _own_facts(ev: Evidence, items: np.ndarray) -> dict[int, tuple[str, dict]]:
     if items.size == 0:
         return {}
     st, sl = ev.state, ev.history_slice
-    interval, age, count = st.hist_interval[sl], st.hist_last_age[sl], st.hist_count[sl]
-    ratio = due_ratio(ev)
+    pos = ev.history_positions(items) + sl.start
+    interval, age, count = st.hist_interval[pos], st.hist_last_age[pos], st.hist_count[pos]
+    known = ~np.isnan(interval)
+    ratio = np.where(known, age / np.maximum(np.where(known, interval, 1.0), 1.0), 0.0)  # as `due_ratio`
     out = {}
-    for pos, i in zip(ev.history_positions(items).tolist(), items.tolist(), strict=True):
-        is_due = bool(ratio[pos] >= 1.0)
+    for k, i in enumerate(items.tolist()):
+        is_due = bool(ratio[k] >= 1.0)
         if is_due:
-            reason = reasons.due(interval[pos], age[pos])
-        elif count[pos] >= REGULAR_FROM:
-            reason = reasons.regular(count[pos], age[pos])
+            reason = reasons.due(interval[k], age[k])
+        elif count[k] >= REGULAR_FROM:
+            reason = reasons.regular(count[k], age[k])
         else:
-            reason = reasons.bought_before(count[pos], age[pos])
-        days_left = None if np.isnan(interval[pos]) else round(float(interval[pos] - age[pos]), 1)
+            reason = reasons.bought_before(count[k], age[k])
+        days_left = None if not known[k] else round(float(interval[k] - age[k]), 1)
         out[i] = (reason, {"due": is_due, "due_in_days": days_left})
     return out
 
