@@ -9,8 +9,9 @@ and this kind does the same with the model's two rankings:
   again when the model has learnt coefficients, `scoring.kinds.replenishment`);
 - products new to the client, ordered by the cross-sell blend (the learnt chance of a first
   purchase when learnt), which follows the fallback chain for a client it knows nothing about;
-- then, only when both run out (a small catalogue, the diversity cap), the remaining products
-  by popularity, so the list is `limit` long whenever the catalogue has that many products.
+- then, only when both run out (a small catalogue, the diversity cap), the other products: first
+  what cross-sell may offer, by its blend, then other brands and sizes of what the client buys
+  regularly, by popularity; so the list is `limit` long whenever the catalogue has that many.
 
 How the first two meet is the `next_basket_new` weight. 0 puts every own item first. A positive
 value merges by probability, a new item's chance of a first purchase times that weight against an
@@ -19,8 +20,8 @@ one scale; tuning keeps the value that ranks best on the inner split (`training.
 learnt coefficients on both sides no probability exists, so own items come first whatever the
 weight says.
 
-Products only (never a service, `Catalogue.products`), never an item twice, never what the
-request says was just bought.
+Products only (never a service nor a fee, `Catalogue.products`), one item per product group,
+never what the request says was just bought.
 """
 from __future__ import annotations
 
@@ -30,14 +31,15 @@ from scoring import fallback, learnt, reasons
 from scoring.contract import Suggestion
 from scoring.evidence import Evidence
 from scoring.kinds.base import Ranked, SuggestionKind
-from scoring.kinds.cross_sell import CrossSell
+from scoring.kinds.cross_sell import CrossSell, offerable
 from scoring.kinds.replenishment import Replenishment
-from scoring.ranking import NEG, top_indices
-
-#: From this many purchase occasions an own item reads "bought regularly".
-REGULAR_FROM = 3
+from scoring.ranking import NEG, first_positions, top_indices
 
 _OWN, _NEW = Replenishment(), CrossSell()
+#: Where the fill's scores start: below every own and new item, whatever the list length (under
+#: own first those score in (1, 3); under the probability merge the cross-sell tail in (-2, -1)).
+#: The fill's popular part scores in the lower half of its band: its reason says so.
+FILL_OWN_FIRST, FILL_BY_PROBABILITY = np.float32(0.0), np.float32(-4.0)
 
 
 def merges_by_probability(ev: Evidence) -> bool:
@@ -111,6 +113,9 @@ class NextBasket(SuggestionKind):
                 out.append(cat.suggestion(i, self.name, value, reason, **extra))
             else:
                 out.append({**next(new_iter), "kind": self.name})
+        popular = _popular_fill(ev, ranked.scores)
+        for pos in np.flatnonzero(popular & ~own).tolist():  # not the cross-sell's: its reason is popularity
+            out[pos]["reason"] = reasons.bought_by(int(ev.state.item_pop[int(ranked.items[pos])]))
         return out
 
 
@@ -132,42 +137,17 @@ def _own_facts(ev: Evidence, items: np.ndarray) -> dict[int, tuple[str, dict]]:
     out = {}
     for k, i in enumerate(items.tolist()):
         is_due = bool(ratio[k] >= 1.0)
-        if is_due:
-            reason = reasons.due(interval[k], age[k])
-        elif count[k] >= REGULAR_FROM:
-            reason = reasons.regular(count[k], age[k])
-        else:
-            reason = reasons.bought_before(count[k], age[k])
+        reason = reasons.due(interval[k], age[k]) if is_due else reasons.bought_before(count[k], age[k])
         days_left = None if not known[k] else round(float(interval[k] - age[k]), 1)
         out[i] = (reason, {"due": is_due, "due_in_days": days_left})
     return out
 
 
-def _groups(ev: Evidence) -> np.ndarray | None:
-    """The model's product groups (one item per group per list), when the model has them."""
-    groups = getattr(ev.state, "item_group", None)
-    return None if groups is None or len(groups) != ev.catalogue.n_items else np.asarray(groups)
-
-
 def _first_of_each_group(ev: Evidence, items: np.ndarray, scores: np.ndarray,
                          limit: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first `limit` items, keeping the best of each product group (no item twice either)."""
-    groups = _groups(ev)
-    keep = np.zeros(items.size, dtype=bool)
-    seen_items: set[int] = set()
-    seen_groups: set[int] = set()
-    for pos, i in enumerate(items.tolist()):
-        if i in seen_items:
-            continue
-        g = -1 if groups is None else int(groups[i])
-        if g >= 0 and g in seen_groups:
-            continue
-        seen_items.add(i)
-        if g >= 0:
-            seen_groups.add(g)
-        keep[pos] = True
-        if len(seen_items) >= limit:
-            break
+    """The first `limit` items, keeping the best of each product group (an item twice is one
+    group twice)."""
+    keep = first_positions(ev.catalogue.groups[items])[:limit]
     return items[keep], scores[keep]
 
 
@@ -203,22 +183,18 @@ def _merge(ev: Evidence, own: Ranked, new: Ranked, by_probability: bool,
 
 def _fill(ev: Evidence, offer: np.ndarray, dense: np.ndarray | None, items: np.ndarray, scores: np.ndarray,
           limit: int, by_probability: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The list topped up from every other offerable product, below what is listed: first what
-    the cross-sell stage scored (past its diversity cap), then the rest by popularity."""
-    rest = offer & ~ev.owned
-    rest[items] = False
-    groups = _groups(ev)
-    if groups is not None and items.size:
-        taken = groups[items]
-        rest &= ~np.isin(groups, taken[taken >= 0])
-    key = 0.5 * ev.catalogue.pop_score.astype(np.float32)
+    """The list topped up from the other products, below what is listed: first what cross-sell
+    may offer, by the score its stage gave (past its diversity cap), then other codes of product
+    types the client buys regularly, by popularity. Never a group the client owns or the list holds."""
+    cat = ev.catalogue
+    rest = offer & ~ev.owned & ~ev.owned_groups & ~cat.in_groups_of(items)
+    new = offerable(ev, offer)
+    key = 0.5 * cat.pop_score.astype(np.float32)  # [0, 0.5]
     if dense is not None:
-        scored = np.isfinite(dense)
-        key = np.where(scored, 0.5 + 0.5 * _squash(np.where(scored, dense, 0.0)), key)
+        scored = new & np.isfinite(dense)
+        key = np.where(scored, 0.5 + 0.5 * _squash(np.where(scored, dense, 0.0)), key)  # (0.5, 1)
     key = np.where(rest, key, NEG).astype(np.float32)
-    # below the listed scores whatever the limit: (0, 1) under own first, (-4, -3) under the
-    # probability merge, whose cross-sell tail scores from -2 to -1
-    base = np.float32(-4.0 if by_probability else 0.0)
+    base = FILL_BY_PROBABILITY if by_probability else FILL_OWN_FIRST
     fetch = 2 * (limit - items.size)
     while True:
         extra = top_indices(key, fetch)
@@ -227,3 +203,9 @@ def _fill(ev: Evidence, offer: np.ndarray, dense: np.ndarray | None, items: np.n
         if more.size >= limit or extra.size < fetch:
             return more, more_scores.astype(np.float32)
         fetch *= 4
+
+
+def _popular_fill(ev: Evidence, scores: np.ndarray) -> np.ndarray:
+    """Which listed scores are the fill's popular part (see `_fill`)."""
+    base = FILL_BY_PROBABILITY if merges_by_probability(ev) else FILL_OWN_FIRST
+    return (scores >= base) & (scores <= base + np.float32(0.5))
