@@ -84,6 +84,12 @@ class NextBasket(SuggestionKind):
             items, scores = _fill(ev, offer, new.dense, items, scores, limit, by_probability)
         return Ranked(items, scores, None)
 
+    def scores_are_probabilities(self, ev: Evidence) -> bool:
+        """Under the probability merge at weight 1, every score in [0, 1] is a learnt chance (the
+        cross-sell tail and the fill score below 0, as no chance); at another weight a new item's
+        score is a weighted chance, so the objective reads the places instead."""
+        return merges_by_probability(ev) and float(ev.weights["next_basket_new"]) == 1.0
+
     def anchors(self, ev: Evidence, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """New items: the cross-sell anchor; own items: none (their reason is their own history)."""
         own = _is_own(ev, items)
