@@ -150,3 +150,13 @@ def test_merged_by_probability_new_items_rank_among_own_ones(learnt_model: Recom
     own_scores = [s["score"] for s in got if s["item_id"] in mine]
     assert all(0.0 < v < 1.0 for v in own_scores), "an own item scores its chance of a repeat"
     assert merged.suggest("due", "next_basket", 4) == got[:4]
+
+
+def test_the_business_objective_reads_the_merged_chances(learnt_model: Recommender) -> None:
+    merged = with_weights(learnt_model, {"next_basket_new": 1.0})
+    got = merged.suggest("due", "next_basket", 5, objective="revenue")
+    assert len(got) == 5
+    sources = {s["breakdown"]["probability_source"] for s in got}
+    assert sources <= {"learnt", "none"} and "learnt" in sources, sources
+    own_first = learnt_model.suggest("due", "next_basket", 5, objective="revenue")
+    assert {s["breakdown"]["probability_source"] for s in own_first} <= {"rank", "rank-unmeasured"}
