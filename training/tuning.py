@@ -43,7 +43,7 @@ GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
                    "cross_sell_recent": (0.0, 0.5)},
     "next_basket": {"replenish_freq": (0.25, 0.5, 1.0), "replenish_repeat": (0.0, 1.0, 3.0)},
     "basket_completion": {"cart_personal": (0.5, 1.0, 2.0), "cart_taste": (0.0, 0.2)},
-    # upsell is tuned on a light model (no trade-up table): its trade-up weight keeps its default
+    # upsell is tuned on a light model (its upsell table, no bundles)
     "upsell": {"upsell_taste": (0.0, 0.3, 1.0), "upsell_cap": (3, 10)},
     "service_package": {"service_taste": (0.0, 1.0), "service_cooc": (1.0, 5.0), "service_segment": (0.2, 1.0)},
 }
