@@ -56,6 +56,7 @@ class Run:
     command: str
     date: str
     data: str
+    code: str
     model: str
     version: str
     asked: list[str]
@@ -125,6 +126,7 @@ def page(run: Run, facts: Facts, seed: int) -> str:
         "`features` functions, never against the model's own labels.",
         "",
         f"- Data: {run.data}",
+        f"- Code: {run.code}",
         f"- Model: `{run.model}` version {run.version}",
         *[f"- Asked: {text}" for text in run.asked],
         f"- Suggestions audited: {run.audited.suggestions:,} "

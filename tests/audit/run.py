@@ -79,6 +79,18 @@ def train(data: Path, work: Path, reuse: bool) -> str:
     return uri
 
 
+def code_version() -> str:
+    """The commit audited, and whether the tree had changes on top of it."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"commit {commit}" + (" with uncommitted changes" if dirty else "")
+
+
 def ask(session: requests.Session, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
     response = session.request(method, url, timeout=120, **kwargs)
     if response.status_code != 200:
@@ -170,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         data=(f"`{os.path.relpath(data, ROOT)}` ({lines:,} lines, {n_clients:,} clients, {len(facts.names):,} items, "
               f"{len(set(facts.groups.values())):,} product groups, {len(facts.non_merchandise):,} items "
               "not merchandise by the facts)"),
-        model=MODEL_NAME, version=f"{ready['model']['version']} (@{ready['model']['alias']}, "
+        code=code_version(), model=MODEL_NAME, version=f"{ready['model']['version']} (@{ready['model']['alias']}, "
                                   f"trained by this run in `{os.path.relpath(work, ROOT)}`"
                                   + (", reused)" if args.reuse_model else ")"),
         asked=[f"{len(clients)} clients drawn (seed {args.seed}) from the {n_clients:,} the model knows: "
