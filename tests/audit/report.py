@@ -60,6 +60,7 @@ class Run:
     model: str
     version: str
     asked: list[str]
+    took: str
     audited: Audited
     by_answer: dict[str, Audited]
     quotable: list[Quotable] = field(default_factory=list)
@@ -131,6 +132,7 @@ def page(run: Run, facts: Facts, seed: int) -> str:
         *[f"- Asked: {text}" for text in run.asked],
         f"- Suggestions audited: {run.audited.suggestions:,} "
         f"({', '.join(f'{name}: {a.suggestions:,}' for name, a in run.by_answer.items())})",
+        f"- Time: {run.took} (2 gunicorn workers, shared machine)",
         "",
         "## Findings per 1,000 suggestions (target: 0 of each)",
         "",

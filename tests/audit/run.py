@@ -50,15 +50,15 @@ def prepare(data: Path) -> None:
                    check=True, cwd=ROOT, timeout=3600)
 
 
-def train(data: Path, work: Path, reuse: bool) -> str:
+def train(data: Path, work: Path, reuse: bool) -> tuple[str, float | None]:
     """The tracking URI of var/audit's own store, holding a freshly trained @champion (or, with
-    `reuse`, the one already there). A fresh store each time: --promote-if-none then always
+    `reuse`, the one already there), and the seconds training took (None when reused). A fresh store each time: --promote-if-none then always
     promotes this run's model, so the audit never serves an older one the gate preferred."""
     store = work / "mlflow.db"
     uri = f"sqlite:///{store}"
     if reuse and store.exists():
         print(f"reusing the champion in {store}", flush=True)
-        return uri
+        return uri, None
     store.unlink(missing_ok=True)
     shutil.rmtree(work / "mlartifacts", ignore_errors=True)
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_ARTIFACTS_DESTINATION": str(work / "mlartifacts"),
@@ -75,8 +75,9 @@ def train(data: Path, work: Path, reuse: bool) -> str:
     if code != 0:
         tail = (work / "train.log").read_text(errors="replace").splitlines()[-20:]
         raise SystemExit(f"training failed ({code}):\n" + "\n".join(tail))
-    print(f"trained in {time.monotonic() - started:.0f}s", flush=True)
-    return uri
+    seconds = time.monotonic() - started
+    print(f"trained in {seconds:.0f}s", flush=True)
+    return uri, seconds
 
 
 def code_version() -> str:
@@ -148,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     command = "make audit" if os.environ.get("MAKELEVEL") else " ".join(["python tests/audit/run.py", *(argv or sys.argv[1:])])
 
+    started = time.monotonic()
     prepare(data)
-    uri = train(data, work, args.reuse_model)
+    uri, training_seconds = train(data, work, args.reuse_model)
 
     from features.loader import load_dataset
     from training.config import TrainConfig
@@ -168,9 +170,14 @@ def main(argv: list[str] | None = None) -> int:
         ready = requests.get(stack.base + "/readyz", timeout=10).json()
         print(f"serving {MODEL_NAME} version {ready['model']['version']}; asking {len(clients)} clients and "
               f"{len(carts)} carts ...", flush=True)
+        asking = time.monotonic()
         by_answer, quotable, cold = audit(stack.base, facts, clients, carts, args.limit, work / "answers.jsonl")
+        asking = time.monotonic() - asking
     finally:
         stack.stop()
+    took = (f"{(time.monotonic() - started) / 60:.1f} min in all"
+            + (f", training {training_seconds:.0f} s" if training_seconds is not None else "")
+            + f", asking {len(clients) + len(carts)} requests {asking:.0f} s")
 
     audited = Audited()
     for part in by_answer.values():
@@ -182,15 +189,16 @@ def main(argv: list[str] | None = None) -> int:
         data=(f"`{os.path.relpath(data, ROOT)}` ({lines:,} lines, {n_clients:,} clients, {len(facts.names):,} items, "
               f"{len(set(facts.groups.values())):,} product groups, {len(facts.non_merchandise):,} items "
               "not merchandise by the facts)"),
-        code=code_version(), model=MODEL_NAME, version=f"{ready['model']['version']} (@{ready['model']['alias']}, "
-                                  f"trained by this run in `{os.path.relpath(work, ROOT)}`"
-                                  + (", reused)" if args.reuse_model else ")"),
+        code=code_version(), model=MODEL_NAME,
+        version=(f"{ready['model']['version']} (@{ready['model']['alias']}, "
+                 + ("already in" if args.reuse_model else "trained by this run into")
+                 + f" `{os.path.relpath(work, ROOT)}`)"),
         asked=[f"{len(clients)} clients drawn (seed {args.seed}) from the {n_clients:,} the model knows: "
                f"`GET /v1/clients/{{id}}/suggestions?kind=all&limit={args.limit}` ({cold} answered as cold start)",
                f"{len(carts)} carts: real baskets of the last {args.test_days:g} days (seed {args.seed}), each cut "
                f"to its first 2-5 items; {anonymous} anonymous, {len(carts) - anonymous} with their client: "
                f"`POST /v1/cart/suggestions` (limit {args.limit})"],
-        audited=audited, by_answer=by_answer, quotable=quotable)
+        took=took, audited=audited, by_answer=by_answer, quotable=quotable)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(page(run, facts, args.seed), encoding="utf-8")
     findings = [vars(f) for f in audited.findings]
@@ -199,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{audited.suggestions:,} suggestions audited")
     for rule, row in tally(audited).items():
         print(f"  {RULES[rule]:<54} {row['findings']:>6,}  ({row['per_1000']:g} per 1,000)")
-    print(f"wrote {args.out}; answers {work / 'answers.jsonl'}, findings {work / 'findings.json'}")
+    print(f"took {took}; wrote {args.out}; answers {work / 'answers.jsonl'}, findings {work / 'findings.json'}")
     return 1 if args.strict and audited.findings else 0
 
 
