@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features import merchandise
 from features import schema as s
 
 log = logging.getLogger(__name__)
@@ -81,11 +83,13 @@ class Dataset:
     packages: pd.DataFrame | None
     report: LoadReport
     fingerprint: dict[str, Any]
+    #: items found not to be merchandise (item_id, reason; `features.merchandise`): their kind is `fee`
+    non_merchandise: pd.DataFrame | None = None
 
     def with_transactions(self, transactions: pd.DataFrame) -> Dataset:
         """The same catalogue with other transactions (a time split, a household slice)."""
         return Dataset(transactions, self.items, self.clients, self.packages, self.report,
-                       fingerprint(transactions, self.items, self.clients, self.packages))
+                       fingerprint(transactions, self.items, self.clients, self.packages), self.non_merchandise)
 
 
 def find_table(folder: Path, table: str) -> Path | None:
@@ -283,9 +287,9 @@ def _clean_items(raw: pd.DataFrame, path: Path, report: LoadReport) -> pd.DataFr
             frame[col] = num.where(~non_numeric)
     if "kind" in frame.columns:
         kind = frame["kind"].astype("string").str.strip().str.lower()
-        unknown = kind.notna() & ~kind.isin([s.KIND_PRODUCT, s.KIND_SERVICE])
+        unknown = kind.notna() & ~kind.isin(s.KINDS)
         fixed["unknown_kind_set_product"] = int(unknown.sum())
-        frame["kind"] = kind.where(kind.isin([s.KIND_PRODUCT, s.KIND_SERVICE]), s.KIND_PRODUCT).astype(str)
+        frame["kind"] = kind.where(kind.isin(s.KINDS), s.KIND_PRODUCT).astype(str)
     else:
         frame["kind"] = s.KIND_PRODUCT
     if "in_stock" in frame.columns:
@@ -295,7 +299,7 @@ def _clean_items(raw: pd.DataFrame, path: Path, report: LoadReport) -> pd.DataFr
         frame["in_stock"] = ~text.isin(_FALSE).fillna(False).astype(bool)
     else:
         frame["in_stock"] = True
-    for col in ("name", "category", "subcategory", "brand"):
+    for col in s.ITEM_TEXT:
         if col in frame.columns:
             frame[col] = frame[col].astype("string").str.strip().replace("", pd.NA).astype(object)
     frame = frame.reset_index(drop=True)
@@ -362,8 +366,13 @@ def fingerprint(transactions: pd.DataFrame, items: pd.DataFrame | None = None,
     }
 
 
-def load_dataset(folder: str | Path) -> Dataset:
-    """Read and validate a data folder; raise `DataError` when it cannot be used at all."""
+def load_dataset(folder: str | Path, *, non_merchandise: Sequence[str] = (),
+                 merchandise_allow: Sequence[str] = ()) -> Dataset:
+    """Read and validate a data folder; raise `DataError` when it cannot be used at all.
+
+    Items that are not merchandise (fees, coupons, fuel: `features.merchandise`) come back with
+    kind `fee`, whatever the file said; `non_merchandise` declares more ids, `merchandise_allow`
+    un-flags ids. The fingerprint is of the files as read, before that marking."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: no such data folder")
@@ -383,5 +392,9 @@ def load_dataset(folder: str | Path) -> Dataset:
         packages = _clean_packages(read_table(path), path, known_items, report)
     if report.total_rejected:
         log.warning("rejected rows: %s", report.format().replace("\n", "; "))
-    return Dataset(transactions, items, clients, packages, report,
-                   fingerprint(transactions, items, clients, packages))
+    prints = fingerprint(transactions, items, clients, packages)
+    items, flagged = merchandise.mark(items, transactions, declared=non_merchandise, allowed=merchandise_allow)
+    if len(flagged):
+        log.info("not merchandise, never offered: %d items (%s)", len(flagged),
+                 "; ".join(f"{r.item_id}: {r.reason}" for r in flagged.head(5).itertuples()))
+    return Dataset(transactions, items, clients, packages, report, prints, flagged)

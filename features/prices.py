@@ -42,6 +42,7 @@ def item_unit_prices(transactions: pd.DataFrame, items: pd.DataFrame | None = No
     prices = paid.groupby(ITEM)[PRICE].median().astype(np.float64)
     if items is not None and PRICE in items.columns:
         listed = items.dropna(subset=[PRICE]).drop_duplicates(ITEM, keep="last").set_index(ITEM)[PRICE]
+        listed = listed[listed > 0]  # a price of zero or below is no price a client can be quoted
         prices = listed.astype(np.float64).combine_first(prices)
     prices.index = prices.index.astype("str").rename(ITEM)
     return prices.sort_index().rename(PRICE)

@@ -12,8 +12,10 @@ transactions  one row per purchase line
     order_id   str            the basket; defaults to "<client_id>|<YYYY-MM-DD>"
     quantity   float64        > 0 a purchase; <= 0 a return or cancellation (never a positive)
     price      float64        unit price paid, NaN when unknown
-items         item_id str, and optionally name, category, subcategory, brand, price (float),
-              kind ("product" | "service"), tier (ordered level), margin (float), in_stock (bool)
+items         item_id str, and optionally name, category, subcategory, product_type (the finest
+              grouping: what an upsell stays within), brand, package_size ("32 OZ", "2 LB", "12 CT"),
+              price (float), kind ("product" | "service" | "fee": a fee is never offered), tier
+              (ordered level), margin (float, money per unit), in_stock (bool), image_url, url
 clients       client_id str, and any attributes
 packages      package_id str, name str, items (list of item ids, parsed from "a|b|c"), tier, price
 """
@@ -30,7 +32,10 @@ TRANSACTION_REQUIRED = (CLIENT, ITEM, TIMESTAMP)
 TRANSACTION_OPTIONAL = (ORDER, QUANTITY, PRICE)
 
 ITEM_REQUIRED = (ITEM,)
-ITEM_OPTIONAL = ("name", "category", "subcategory", "brand", "price", "kind", "tier", "margin", "in_stock")
+ITEM_OPTIONAL = ("name", "category", "subcategory", "product_type", "brand", "package_size", "price", "kind",
+                 "tier", "margin", "in_stock", "image_url", "url")
+#: Item columns that are text, stripped by the loader and carried onto every suggestion.
+ITEM_TEXT = ("name", "category", "subcategory", "product_type", "brand", "package_size", "image_url", "url")
 
 CLIENT_REQUIRED = (CLIENT,)
 
@@ -40,5 +45,7 @@ PACKAGE_OPTIONAL = ("tier", "price")
 
 KIND_PRODUCT = "product"
 KIND_SERVICE = "service"
+KIND_FEE = "fee"
+KINDS = (KIND_PRODUCT, KIND_SERVICE, KIND_FEE)
 
 TABLES = ("transactions", "items", "clients", "packages")

@@ -95,8 +95,10 @@ class CandidateLists:
             return None
         keep = stored[0][ci] >= 0
         full = bool(keep.all())  # a short list means the exact ranking had no more to give
-        if exclude:
-            keep &= ~np.isin(stored[0][ci], catalogue.item_index(exclude))
+        if exclude:  # an excluded item takes its product group along (`Catalogue.allowed`)
+            excluded = catalogue.item_index(exclude)
+            row_items = np.maximum(stored[0][ci], 0)
+            keep &= ~np.isin(catalogue.groups[row_items], catalogue.groups[excluded]) if excluded.size else keep
         if keep.sum() < limit and full:
             return None
         chosen = np.flatnonzero(keep)[:limit]

@@ -13,8 +13,10 @@ from scoring import reasons
 from scoring.catalogue import Catalogue
 from scoring.contract import Suggestion
 from scoring.evidence import Evidence
+from scoring.fallback import RECENT_DAYS
 from scoring.ranking import (
     NEG,
+    first_positions,
     member_of,
     minmax,
     neighbour_sums,
@@ -23,6 +25,7 @@ from scoring.ranking import (
     strongest_seeds,
     top_indices,
 )
+from scoring.upgrades import STEPS, upgrade_detail
 
 
 def complete(ev: Evidence, basket: np.ndarray, limit: int, *, sparse: tuple[np.ndarray, np.ndarray] | None,
@@ -34,19 +37,27 @@ def complete(ev: Evidence, basket: np.ndarray, limit: int, *, sparse: tuple[np.n
         ranked, values = sparse
     else:
         scores = dense_scores(ev, basket)
-        allowed = st.item_in_stock & cat.products
-        allowed[basket] = False
-        ranked = rank_with_rules(scores, limit, allowed=allowed)
+        ranked = rank_with_rules(scores, limit, allowed=offerable(cat, basket), unique=cat.groups)
         values = scores[ranked]
     if not explain:
         return [cat.suggestion(int(i), "cart", v, "") for i, v in zip(ranked, values, strict=True)]
     anchors, confs = strongest_seeds(st.cooc_idx, st.cooc_conf, basket, ranked)
     out = []
     for i, v, anchor, conf in zip(ranked.tolist(), values.tolist(), anchors.tolist(), confs.tolist(), strict=True):
-        reason = (reasons.bought_together(cat.names[anchor], conf) if anchor >= 0 and conf > 0
-                  else reasons.clients_like_you(None) if ev.known else reasons.popular(None))
+        together = cat.together(anchor, conf) if anchor >= 0 else 0
+        reason = (reasons.bought_together(cat.names[anchor], together, int(st.item_baskets[anchor]))
+                  if together >= reasons.MIN_TOGETHER
+                  else reasons.clients_like_you(None) if ev.known else reasons.popular_recently(RECENT_DAYS))
         out.append(cat.suggestion(i, "cart", v, reason))
     return out
+
+
+def offerable(cat: Catalogue, basket: np.ndarray) -> np.ndarray:
+    """What the cart may offer: products in stock, none of the basket's product groups."""
+    allowed = cat.products.copy()
+    if basket.size:
+        allowed &= ~np.isin(cat.groups, cat.groups[basket])
+    return allowed
 
 
 def sparse_complete(ev: Evidence, basket: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -74,8 +85,9 @@ def sparse_complete(ev: Evidence, basket: np.ndarray, limit: int) -> tuple[np.nd
         if not most > 0:
             return None
         scores = scores + w["cart_personal"] * (personal / np.float32(most))
-    allowed = st.item_in_stock[cand] & cat.products[cand] & ~member_of(cand, basket, cat.n_items)
-    pos = top_indices(np.where(allowed, scores, NEG), limit)
+    allowed = offerable(cat, basket)[cand]
+    pos = top_indices(np.where(allowed, scores, NEG), limit * 4)
+    pos = pos[first_positions(cat.groups[cand[pos]])][:limit]
     if pos.size < limit or not scores[pos[-1]] > 0:
         return None
     return cand[pos], scores[pos]
@@ -103,20 +115,23 @@ def dense_scores(ev: Evidence, basket: np.ndarray) -> np.ndarray:
 
 
 def upsells(cat: Catalogue, basket: np.ndarray, limit: int) -> list[Suggestion]:
-    """Per cart item, its best stored pricier alternative that is a product in stock and not in
-    the cart, scored by that alternative's own upsell score; best first."""
+    """Per cart item, its best stored upsell (`scoring.upgrades`) that is a product in stock and of
+    none of the cart's product groups, scored by that upsell's own score; best first."""
     st = cat.state
-    allowed = st.item_in_stock & cat.products
-    allowed[basket] = False
-    out = []
-    for b in basket:
-        for j, score, moves in zip(st.upsell_idx[b], st.upsell_score[b], st.upsell_moves[b], strict=True):
-            if j >= 0 and allowed[j]:
+    allowed = offerable(cat, basket)
+    out: list[Suggestion] = []
+    taken: set[int] = set()
+    for b in basket.tolist():
+        for j, score, step, moves in zip(st.upsell_idx[b], st.upsell_score[b], st.upsell_step[b], st.upsell_moves[b],
+                                         strict=True):
+            if j >= 0 and allowed[j] and int(cat.groups[j]) not in taken:
                 diff = float(st.item_price[j] - st.item_price[b])
-                reason = (reasons.traded_up(int(moves), cat.names[b]) if moves >= 2
-                          else reasons.upgrade(cat.names[b], diff))
-                out.append(cat.suggestion(int(j), "upsell", float(score), reason,
+                name = STEPS[int(step)] or "larger_pack"
+                reason = reasons.upgrade(name, cat.names[b], upgrade_detail(cat, int(j), name), diff, cat.currency,
+                                         int(moves))
+                out.append(cat.suggestion(int(j), "upsell", float(score), reason, upsell_step=name,
                                           upgrade_from=str(cat.item_ids[b]), price_difference=round(diff, 2)))
+                taken.add(int(cat.groups[j]))
                 break
     out.sort(key=lambda s: -s["score"])
     return out[:limit]
@@ -138,13 +153,19 @@ def bundle_offers(cat: Catalogue, seeds: np.ndarray, allowed: np.ndarray, limit:
     order = np.flatnonzero(ok)
     order = order[np.lexsort((-st.bundle_lift[order], -has[order]))][:limit]
     discount = float(st.meta.get("params", {}).get("bundle_discount", 0.1))
+    n_baskets = float(st.meta.get("n_baskets") or 0)
     out: list[Suggestion] = []
     for b in order:
-        ids = [str(cat.item_ids[i]) for i in safe[b][valid[b]]]
+        members = safe[b][valid[b]]
+        ids = [str(cat.item_ids[i]) for i in members]
+        held = members[np.isin(members, seeds)]
+        anchor = int(held[np.argmax(st.item_baskets[held])])
+        together = int(round(float(st.bundle_support[b]) * n_baskets))
         out.append({"bundle_id": cat.bundle_ids[b], "item_id": cat.bundle_ids[b],
                     "name": cat.bundle_names[b], "kind": kind, "items": ids,
                     "score": round(float(np.log1p(st.bundle_lift[b]) * has[b] / valid[b].sum()), 6),
                     "price": round(float(st.bundle_full_price[b]), 2),
                     "bundle_price": round(float(st.bundle_price[b]), 2),
-                    "reason": reasons.bundle(len(ids), float(st.bundle_lift[b]), discount)})
+                    "reason": reasons.bundle(len(ids), together, cat.names[anchor], int(st.item_baskets[anchor]),
+                                             discount)})
     return out

@@ -17,6 +17,13 @@ from scoring.contract import Suggestion
 from scoring.ranking import minmax
 from scoring.state import ModelState
 
+#: Item facts on every suggestion (None when the items file has no such column or value).
+FACTS = ("brand", "package_size", "category", "subcategory", "product_type")
+#: Item links, on suggestions only when the items file has them.
+LINKS = ("image_url", "url")
+#: Why a suggestion has `price: null`.
+NO_PRICE = "no positive price in the catalogue or the sales history"
+
 #: Client value classes, in the order of `ModelState.client_abc` codes (0=A).
 ABC = ("A", "B", "C")
 #: Client activity classes (`ModelState.clients["activity"]`).
@@ -49,7 +56,17 @@ class Catalogue:
                                       where=norms > 0)
         self.pop_score = minmax(np.log1p(state.item_pop))
         self.recent_pop_score = minmax(np.log1p(state.item_recent_pop))
-        self.products = ~state.item_service & state.item_in_stock
+        #: what may be offered as a product: no service, in stock, merchandise (no fee or coupon)
+        self.products = ~state.item_service & state.item_in_stock & state.item_merch
+        self.groups, self.types = state.item_group, state.item_type
+        # the facts every suggestion carries (the cart widget and the CRM card show them)
+        self.facts = {col: (items[col].astype(object).where(items[col].notna(), None).to_numpy()
+                            if col in items else np.full(len(items), None, dtype=object))
+                      for col in FACTS}
+        self.links = [col for col in LINKS if col in items and items[col].notna().any()]
+        self.facts_links = {col: items[col].astype(object).where(items[col].notna(), None).to_numpy()
+                            for col in self.links}
+        self.currency = str(state.meta.get("currency") or "")
         self.n_packages = len(state.packages)
         # plain arrays: a pandas row lookup costs ~0.1 ms, ten of them per answer was most of its time
         self.bundle_ids, self.bundle_names = _strings(state.bundles, "bundle_id"), _strings(state.bundles, "name")
@@ -72,23 +89,49 @@ class Catalogue:
         return None if ci is None else ABC[int(self.state.client_abc[ci])]
 
     def allowed(self, *, category: str | None, exclude: Sequence[str]) -> np.ndarray:
-        """The request's filter over items: in stock, in `category` (or subcategory), not excluded."""
+        """The request's filter over items: in stock, in `category` (or subcategory), not excluded.
+        Excluding an item excludes its product group: another code of it is the same thing."""
         allowed = self.state.item_in_stock.copy()
         if category:
             allowed &= (self.categories == category) | (self.subcategories == category)
-        allowed[self.item_index(exclude)] = False
+        allowed &= ~self.in_groups_of(self.item_index(exclude))
         return allowed
 
-    def suggestion(self, idx: int, kind: str, score: float, reason: str, **extra: Any) -> Suggestion:
-        """Item `idx` as the contract's `Suggestion` (score to 6 places, price to cents)."""
+    def in_groups_of(self, items: np.ndarray) -> np.ndarray:
+        """Mask over items: of the product group of one of `items`."""
+        if items.size == 0:
+            return np.zeros(self.n_items, dtype=bool)
+        return np.isin(self.groups, self.groups[items])
+
+    def price_of(self, idx: int) -> float | None:
+        """The item's typical positive price to cents, or None (never 0: a zero is no price)."""
         price = float(self.state.item_price[idx])
+        return round(price, 2) if np.isfinite(price) and price > 0 else None
+
+    def together(self, anchor: int, confidence: float) -> int:
+        """Baskets holding both `anchor` and an item bought with it at `confidence`."""
+        return int(round(float(confidence) * float(self.state.item_baskets[anchor])))
+
+    def suggestion(self, idx: int, kind: str, score: float, reason: str, **extra: Any) -> Suggestion:
+        """Item `idx` as the contract's `Suggestion` (score to 6 places, price to cents), with
+        the item's facts; a missing price says why."""
+        price = self.price_of(idx)
         out: Suggestion = {
             "item_id": str(self.item_ids[idx]),
             "name": str(self.names[idx]),
             "kind": kind,
             "score": round(float(score), 6),
-            "price": None if np.isnan(price) else round(price, 2),
+            "price": price,
             "reason": reason,
+            "product_group": str(int(self.groups[idx])),
         }
+        if price is None:
+            out["price_note"] = NO_PRICE
+        for col, values in self.facts.items():
+            value = values[idx]
+            out[col] = None if value is None else str(value)  # type: ignore[literal-required]
+        for col in self.links:
+            value = self.facts_links[col][idx]
+            out[col] = None if value is None else str(value)  # type: ignore[literal-required]
         out.update(extra)  # type: ignore[typeddict-item]
         return out

@@ -22,8 +22,18 @@ class Suggestion(TypedDict):
     name: str
     kind: str
     score: float
-    price: float | None
+    price: float | None                        # the item's typical positive price; never 0
     reason: str
+    price_note: NotRequired[str]               # why `price` is null
+    brand: NotRequired[str | None]             # item facts (null when the items file lacks them)
+    package_size: NotRequired[str | None]
+    category: NotRequired[str | None]
+    subcategory: NotRequired[str | None]
+    product_type: NotRequired[str | None]
+    image_url: NotRequired[str | None]         # only when the items file has the column
+    url: NotRequired[str | None]
+    upsell_step: NotRequired[str]              # upsell: "larger_pack" | "better_brand" | "higher_tier"
+    product_group: NotRequired[str]            # items of one group are the same thing to a client
     upgrade_from: NotRequired[str | None]      # upsell: the item it replaces
     price_difference: NotRequired[float | None]  # upsell: price step over what it replaces
     due: NotRequired[bool]                     # replenishment: the usual interval has elapsed
@@ -71,6 +81,37 @@ class SuggestionModel(Protocol):
     def smoke_check(self) -> None:
         """Answer a few known requests and raise ValueError if an answer is wrong (NaN scores,
         nothing for a known client, ids outside the catalogue). Run before a version is swapped in."""
+
+
+#: In `kind=all`, which section keeps an item (or another item of its product group) that two
+#: kinds suggest: the most specific reason wins (what they buy, then a step up, then new things).
+SECTION_PRECEDENCE: tuple[str, ...] = ("replenishment", "upsell", "service_package", "cross_sell")
+
+
+def one_section_each(by_kind: dict[str, list[Suggestion]], limit: int) -> dict[str, list[Suggestion]]:
+    """`kind=all` sections in which an item or product group appears once, each cut to `limit`.
+
+    Each kind's list is already free of duplicates; across kinds the same product could still
+    read twice ("replenish milk" and "try milk"), so the section earlier in
+    `SECTION_PRECEDENCE` keeps it. Ask each kind for more than `limit` so sections stay full."""
+    seen: set[str] = set()
+    kept: dict[str, list[Suggestion]] = {}
+    order = [k for k in SECTION_PRECEDENCE if k in by_kind] + [k for k in by_kind if k not in SECTION_PRECEDENCE]
+    for kind in order:
+        section = []
+        for s in by_kind[kind]:
+            keys = {f"item:{s['item_id']}"} | ({f"group:{s['product_group']}"} if "product_group" in s else set())
+            if keys & seen:
+                continue
+            section.append(s)
+            if len(section) == limit:
+                break
+        for s in section:
+            seen.add(f"item:{s['item_id']}")
+            if "product_group" in s:
+                seen.add(f"group:{s['product_group']}")
+        kept[kind] = section
+    return {kind: kept[kind] for kind in by_kind}
 
 
 #: Method names of the protocol, derived from it (the service checks a loaded model has them all).

@@ -35,6 +35,8 @@ POPULAR = "popular"
 #: The default chain, best evidence first. With it an unknown client who bought nothing gets the
 #: popular list, and everyone else the personalised blend (anyone with seeds has a taste vector).
 FALLBACK: tuple[str, ...] = (PERSONALISED, ITEM_TO_ITEM, SEGMENT_POPULAR, POPULAR)
+#: The period the "popular lately" list counts (training.fit builds it over these last days).
+RECENT_DAYS = 30
 #: The meta key that overrides the default chain.
 META_KEY = "fallback"
 

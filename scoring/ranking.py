@@ -67,22 +67,39 @@ def cap_per_group(ranked: np.ndarray, groups: np.ndarray, cap: int, n: int) -> n
     return ranked[keep]
 
 
+def first_positions(codes: np.ndarray) -> np.ndarray:
+    """Positions of the first occurrence of each code, in order."""
+    if codes.size < 2:
+        return np.arange(codes.size)
+    _, first = np.unique(codes, return_index=True)
+    return np.sort(first)
+
+
+def first_of_each(ranked: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """The ranked items less any whose group an earlier item has: one per product group, since
+    two codes of one product read as the same suggestion twice."""
+    return ranked[first_positions(groups[ranked])]
+
+
 def rank_with_rules(scores: np.ndarray, n: int, *, allowed: np.ndarray | None = None,
-                    groups: np.ndarray | None = None, cap: int = 0) -> np.ndarray:
-    """Apply an allowed-mask (rules: stock, exclusions, already bought...), then top-n with diversity.
+                    groups: np.ndarray | None = None, cap: int = 0, unique: np.ndarray | None = None) -> np.ndarray:
+    """Apply an allowed-mask (rules: stock, exclusions, already bought...), then top-n with one
+    item per `unique` group (product groups) and at most `cap` per `groups` (subcategories).
 
     Over-fetches before capping so a capped list is still `n` long when the catalogue allows.
     """
     if allowed is not None:
         scores = np.where(allowed, scores, NEG)
-    if groups is None or cap <= 0:
+    capped_groups = groups is not None and cap > 0
+    if not capped_groups and unique is None:
         return top_indices(scores, n)
     fetch = n
     while True:
         ranked = top_indices(scores, fetch)
-        capped = cap_per_group(ranked, groups, cap, n)
-        if capped.size >= n or ranked.size < fetch:
-            return capped
+        kept = first_of_each(ranked, unique) if unique is not None else ranked
+        kept = cap_per_group(kept, groups, cap, n) if capped_groups else kept[:n]
+        if kept.size >= n or ranked.size < fetch:
+            return kept
         fetch *= 4
 
 

@@ -25,14 +25,16 @@ def similar_items(cat: Catalogue, i: int, limit: int) -> list[Suggestion]:
         reason = reasons.category_popular(str(cat.subcategories[i] or cat.categories[i]))
     else:
         reason = None
-    allowed = st.item_in_stock.copy()
-    allowed[i] = False
+    # merchandise in stock, none of the item's own product group (another code of it is no "other")
+    allowed = st.item_in_stock & st.item_merch & (cat.groups != cat.groups[i])
     out = []
-    for j in rank_with_rules(scores, limit, allowed=allowed):
+    for j in rank_with_rules(scores, limit, allowed=allowed, unique=cat.groups):
         j = int(j)
         if reason is None:
             conf = float(st.cooc_conf[i][st.cooc_idx[i] == j].max(initial=0.0))
-            r = reasons.bought_together(cat.names[i], conf) if conf >= 0.05 else reasons.clients_like_you(cat.names[i])
+            together = cat.together(i, conf)
+            r = (reasons.bought_together(cat.names[i], together, int(st.item_baskets[i]))
+                 if together >= reasons.MIN_TOGETHER else reasons.clients_like_you(cat.names[i]))
         else:
             r = reason
         out.append(cat.suggestion(j, "similar", scores[j], r))

@@ -82,6 +82,34 @@ class ModelState:
     package_tier: np.ndarray        # float32, NaN unknown
     package_price: np.ndarray       # float32, NaN unknown
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+    # item facts the presentability rules read (models saved before them get the defaults that
+    # change nothing: every item its own product type's merchandise, groups by name)
+    item_group: np.ndarray | None = None        # int32 product group (same thing to a client)
+    item_type: np.ndarray | None = None         # int32 product type code (upsell stays within), -1 unknown
+    item_size: np.ndarray | None = None         # float32 pack size in base units (g or ml, pieces), NaN unknown
+    item_size_unit: np.ndarray | None = None    # int8 0 unknown, 1 amount (g/ml), 2 count
+    item_brand_level: np.ndarray | None = None  # float32 0 private label, 1 national brand, NaN unknown
+    item_merch: np.ndarray | None = None        # bool merchandise (not a fee, coupon, fuel...)
+    item_margin: np.ndarray | None = None       # float32 margin per unit, NaN unknown
+    item_baskets: np.ndarray | None = None      # float32 training baskets holding the item
+    upsell_step: np.ndarray | None = None       # int8 n_items x U: scoring.upgrades step of each upsell
+
+    def __post_init__(self) -> None:
+        n = len(self.item_price)
+        if self.item_group is None:
+            names = self.items["name"].astype(str) if "name" in self.items else pd.Series(range(n)).astype(str)
+            self.item_group = pd.factorize(names.str.lower())[0].astype(np.int32)
+        defaults = {"item_type": lambda: np.asarray(self.item_subcat, np.int32),
+                    "item_size": lambda: np.full(n, np.nan, np.float32),
+                    "item_size_unit": lambda: np.zeros(n, np.int8),
+                    "item_brand_level": lambda: np.full(n, np.nan, np.float32),
+                    "item_merch": lambda: np.ones(n, bool),
+                    "item_margin": lambda: np.full(n, np.nan, np.float32),
+                    "item_baskets": lambda: np.asarray(self.item_pop, np.float32),
+                    "upsell_step": lambda: np.zeros(self.upsell_idx.shape, np.int8)}
+        for name, make in defaults.items():
+            if getattr(self, name) is None:
+                setattr(self, name, make())
 
     TABLES = ("items", "clients", "bundles", "packages")
 

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from scoring.contract import KINDS
+from scoring.contract import KINDS, one_section_each
 from service.metrics import CACHE, ERASURES, EVENTS
 from service.model.store import LoadedModel
 from service.redis.cache import ClientContext, answer_field
@@ -103,8 +103,12 @@ def client_suggestions(model: LoadedModel, store: RedisStore, client_id: str,
     recent = context.recent_purchases if context is not None else []
     recommender = model.recommender
     kinds = KINDS if query.kind == "all" else (query.kind,)
-    by_kind = {kind: recommender.suggest(client_id, kind, query.limit, category=query.category,
+    # kind=all: each kind asked for more, so that sections stay full once duplicates leave
+    fetch = 2 * query.limit if query.kind == "all" else query.limit
+    by_kind = {kind: recommender.suggest(client_id, kind, fetch, category=query.category,
                                          exclude=query.exclude, recent_purchases=recent) for kind in kinds}
+    if query.kind == "all":
+        by_kind = one_section_each(by_kind, query.limit)
     body = encode({
         "client_id": client_id,
         "model_version": model.version,

@@ -196,8 +196,25 @@ class Suggestion(BaseModel):
     name: str | None = None
     kind: str
     score: float
-    price: float | None = None
+    price: float | None = Field(None, description="The item's typical positive price (never 0); null with "
+                                                  "`price_note` saying why.")
+    price_note: str | None = Field(None, description="Why `price` is null.")
     reason: str = Field(description="Why this item, in words a person can read.")
+    brand: str | None = Field(None, description="The item's brand (from the items file).")
+    package_size: str | None = Field(None, description='Pack size as the items file writes it ("32 OZ").')
+    category: str | None = None
+    subcategory: str | None = None
+    product_type: str | None = Field(None, description="The finest grouping the items file has.")
+    image_url: str | None = Field(None, description="Present when the items file has image links.")
+    url: str | None = Field(None, description="Present when the items file has product page links.")
+    upsell_step: Literal["larger_pack", "better_brand", "higher_tier"] | None = Field(
+        None, description="upsell: what makes it a step up from `upgrade_from`.")
+    product_group: str | None = Field(None, description="Items of one group are the same thing to a client "
+                                                        "(brand or pack codes of one product): a list holds one.")
+    upgrade_from: str | None = Field(None, description="upsell: the item it replaces.")
+    price_difference: float | None = Field(None, description="upsell: its price over what it replaces.")
+    due: bool | None = Field(None, description="replenishment: the usual interval has elapsed.")
+    due_in_days: float | None = Field(None, description="replenishment: days until due (negative: overdue).")
 
 
 class Segment(BaseModel):

@@ -42,14 +42,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print("error: --test-days must be positive, --k and --max-baskets at least 1", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    dataset = load_dataset(args.data)
+    config = TrainConfig()
+    dataset = load_dataset(args.data, non_merchandise=config.non_merchandise,
+                           merchandise_allow=config.merchandise_allow)
     rankers = {r.name: r for r in default_rankers()}
     if not args.no_model:
         from training.model_ranker import ModelRanker
 
         rankers["model"] = ModelRanker(tune=not args.no_tune)
     result = evaluate(dataset, test_days=args.test_days, k=args.k, seed=args.seed,
-                      max_baskets=args.max_baskets, rankers=rankers, workers=TrainConfig().workers)
+                      max_baskets=args.max_baskets, rankers=rankers, workers=config.workers)
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

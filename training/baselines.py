@@ -155,7 +155,7 @@ class PricierPopular(ScoringRanker):
     most they paid there: the simplest upsell rule a merchandiser would write by hand."""
 
     name = "pricier_popular"
-    tasks = frozenset({"upsell", "basket_completion"})
+    tasks = frozenset({"upsell", "upsell_price", "basket_completion"})
 
     def answers(self, task: str) -> bool:
         has_prices = getattr(self, "ctx", None) is None or bool(

@@ -53,8 +53,19 @@ class TrainConfig(EnvSettings):
     upsell_neighbours: int = Field(10, ge=1, description="Pricier alternatives kept per item.")
     bundle_discount: float = Field(0.10, ge=0, lt=1,
                                    description="Share taken off the sum of unit prices for a bundle offer.")
-    bundle_min_lift: float = Field(3.0, description="How far above chance a bundle must sell.")
-    bundle_min_baskets: int = Field(5, ge=1, description="How many baskets a bundle must sell in.")
+    bundle_min_lift: float = Field(3.0, description="How far above chance a bundle must sell (its lift shrunk "
+                                                    "towards 1 by BUNDLE_LIFT_PRIOR pseudo-baskets).")
+    bundle_min_baskets: int = Field(10, ge=1, description="How many baskets a bundle must sell in.")
+    bundle_lift_prior: float = Field(10.0, ge=0, description="Pseudo-baskets pulling a bundle's lift towards 1, so a "
+                                                             "few shared baskets cannot read as a strong bundle.")
+    non_merchandise: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Item ids that are not merchandise (fees, deposits...) beyond those recognised from the "
+                        "data; never offered (comma-separated).")
+    merchandise_allow: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Item ids the trainer flagged as non-merchandise that are merchandise after all "
+                        "(comma-separated).")
+    currency: str = Field("", description='How money is written in reasons: a symbol before the amount ("$"), '
+                                          'a code after it ("EUR"); empty: the number alone.')
     promotion_tolerance: float = Field(0.002, ge=0, description="How much worse than the champion a primary "
                                                                 "metric may be (absolute).")
     redis_url: str | None = Field(None, description="Where to publish \"a new champion\" notices and read the "
@@ -65,7 +76,8 @@ class TrainConfig(EnvSettings):
                                description="Clients erased on request (JSON lines with client_id and tenant), "
                                            "excluded from training.")
 
-    _comma_separated = field_validator("als_factors", "als_regularization", mode="before")(comma_separated)
+    _comma_separated = field_validator("als_factors", "als_regularization", "non_merchandise", "merchandise_allow",
+                                        mode="before")(comma_separated)
 
     @property
     def workers(self) -> int:

@@ -8,7 +8,8 @@ everywhere and nothing translates between two numberings.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,7 @@ import scipy.sparse as sp
 
 from features.matrix import IdIndex
 from features.prices import item_unit_prices
-from features.schema import CLIENT, ITEM, KIND_SERVICE, ORDER, QUANTITY, TIMESTAMP
+from features.schema import CLIENT, ITEM, KIND_FEE, KIND_SERVICE, ORDER, QUANTITY, TIMESTAMP
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,10 @@ class TrainContext:
     subcategories: np.ndarray
     item_subcategory: np.ndarray
     services: frozenset[str]
+    #: item ids that are not merchandise (kind `fee`, `features.merchandise`): never a positive
+    fees: frozenset[str] = frozenset()
+    #: what is derived from the context on first use (`training.item_facts`)
+    cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def build(
@@ -96,6 +101,7 @@ class TrainContext:
             subcategories=subcategory_names.astype(object),
             item_subcategory=item_subcategory.to_numpy(dtype=np.int64),
             services=_services(items_df, packages),
+            fees=_fees(items_df),
         )
 
     @property
@@ -171,3 +177,10 @@ def _services(items_df: pd.DataFrame | None, packages: pd.DataFrame | None) -> f
         for members in packages["items"]:
             services.update(str(item) for item in members)
     return frozenset(services)
+
+
+def _fees(items_df: pd.DataFrame | None) -> frozenset[str]:
+    """Item ids of kind `fee`: fees, coupons, fuel and the like (`features.merchandise.mark`)."""
+    if items_df is None or "kind" not in items_df.columns:
+        return frozenset()
+    return frozenset(items_df.loc[items_df["kind"].astype(str) == KIND_FEE, ITEM].astype(str))

@@ -25,7 +25,9 @@ from threadpoolctl import threadpool_limits
 
 from training.baselines import Ranker, default_rankers
 from training.context import TrainContext
+from training.item_facts import item_facts
 from training.metrics import metric_names, score_rankings
+from training.presentable import fetch_depth, presentable
 from training.split import time_split
 from training.tasks import HOLDOUT_TASKS, TASKS, Skipped, TaskQueries, build_tasks, without_held_out
 
@@ -151,7 +153,8 @@ def _evaluate_ranker(
             if not scorer.answers(task_name):
                 continue
         tick = time.perf_counter()
-        recommendations = scorer.rank(task, k)
+        # every ranker's list passes the service's presentability rules before it is scored
+        recommendations = presentable(task, scorer.rank(task, fetch_depth(task_name, k)), item_facts(task_ctx), k)
         scores = score_rankings(recommendations, task.relevant, n_items=len(task_ctx.items), k=k)
         log.log(level, "%s / %s: %s@%d=%.4f (%d queries, %.1fs)", task.task, name, task.metric, k,
                 scores[f"{task.metric}@{k}"], len(task), time.perf_counter() - tick)

@@ -15,10 +15,14 @@ import pandas as pd
 
 from features.baskets import basket_matrix
 from features.matrix import IdIndex, confidence_matrix
-from features.prices import item_unit_prices, price_ladders, tier_rank
+from features.merchandise import REASON
+from features.merchandise import report as non_merchandise_report
+from features.prices import item_unit_prices, tier_rank
+from features.products import UNIT_FAMILIES, brand_levels, group_report, parse_package_size, product_groups, product_type_of
 from features.repurchase import repurchase_intervals
-from features.schema import CLIENT, ITEM, KIND_SERVICE, ORDER, QUANTITY, TIMESTAMP
+from features.schema import CLIENT, ITEM, ITEM_TEXT, KIND_FEE, KIND_SERVICE, ORDER, QUANTITY, TIMESTAMP
 from features.segments import client_segments
+from scoring.fallback import RECENT_DAYS
 from scoring.recommender import ABC, Recommender
 from scoring.state import ModelState
 from training.config import TrainConfig
@@ -40,7 +44,6 @@ from training.recipe import Recipe
 log = logging.getLogger(__name__)
 
 POPULAR_LIST = 300
-RECENT_DAYS = 30
 SHORT_HALF_LIFE_DAYS = 14.0
 
 
@@ -63,10 +66,13 @@ def catalogue(ctx: TrainContext) -> pd.DataFrame:
     tx, items_df, ids = ctx.transactions, ctx.items_df, pd.Index(ctx.items.ids, name=ITEM)
     base = items_df.drop_duplicates(ITEM).set_index(ITEM).reindex(ids) if items_df is not None else pd.DataFrame(index=ids)
     out = pd.DataFrame(index=ids)
-    for col in ("name", "category", "subcategory", "brand"):
-        out[col] = base[col].astype(object) if col in base else None
+    for col in ITEM_TEXT:
+        out[col] = base[col].astype(object).where(base[col].notna(), None) if col in base else None
+    out["margin"] = pd.to_numeric(base["margin"], errors="coerce") if "margin" in base else np.nan
     kind = base["kind"] if "kind" in base else pd.Series(None, index=ids, dtype=object)
     out["kind"] = kind.fillna("product").astype(str)
+    if REASON in base:
+        out[REASON] = base[REASON]
     stock = base["in_stock"] if "in_stock" in base else pd.Series(True, index=ids)
     out["in_stock"] = stock.astype("boolean").fillna(True).astype(bool)
     out["tier"] = tier_rank(base["tier"]) if "tier" in base else np.nan
@@ -153,13 +159,18 @@ def fit_recommender(ctx: TrainContext, config: TrainConfig | None = None, recipe
     client_factors, item_factors = fit_cf(conf, recipe.cf)
     stage("cf")
 
-    baskets, _ = basket_matrix(tx, items, codes=ctx.line_item)
+    merch = (cat["kind"] != KIND_FEE).to_numpy()
+    # fees and coupons are in every other basket: counted, they would be everyone's neighbour
+    baskets, _ = basket_matrix(tx, items, codes=np.where(merch[np.maximum(ctx.line_item, 0)], ctx.line_item, -1))
     co = pair_counts(baskets)
+    groups = product_groups(cat)
     neighbours = (Neighbours.empty(len(items)) if services_only else
                   neighbour_lists(co, config.cooc_neighbours, config.cooc_shrinkage))
     svc_idx, svc_score = bought_with_services(co, (cat["kind"] == KIND_SERVICE).to_numpy(), 20, config.cooc_shrinkage)
     mined = (Bundles.empty() if light else
-             mine_bundles(baskets, co, config.bundle_min_baskets, config.bundle_min_lift))
+             mine_bundles(baskets, co, config.bundle_min_baskets, config.bundle_min_lift, groups=groups,
+                          offerable=merch & (cat["kind"] != KIND_SERVICE).to_numpy() & cat["in_stock"].to_numpy(bool),
+                          prior=config.bundle_lift_prior))
     if services_only:
         knn_idx, knn_score = np.full((len(items), 1), -1, np.int32), np.zeros((len(items), 1), np.float32)
     else:
@@ -172,22 +183,15 @@ def fit_recommender(ctx: TrainContext, config: TrainConfig | None = None, recipe
     subcat[cat["subcategory"].isna().to_numpy()] = -1
     category[cat["category"].isna().to_numpy()] = -1
     price = cat["price"].to_numpy(np.float64)
-    ladder = price_ladders(cat.assign(price=cat["price"]), cat.set_index(ITEM)["price"].dropna()) if "subcategory" in cat else None
+    # the catalogue's own tiers only: price bands are no tier a client would recognise
     tier = cat["tier"].to_numpy(np.float64)
-    if ladder is not None and len(ladder):
-        tier = ladder["tier"].reindex(items.ids).to_numpy(np.float64)
     norms = np.linalg.norm(item_factors, axis=1, keepdims=True)
     unit = np.divide(item_factors, norms, out=np.zeros_like(item_factors), where=norms > 0)
     hist = history_arrays(tx, clients, items, now, config.recency_half_life_days)
     # distinct buyers (not the BM25 matrix, which drops items nearly everyone buys)
     popularity = np.bincount(hist["hist_indices"], minlength=len(items)).astype(np.float32)
-    if light:
-        up_idx = np.full((len(items), 1), -1, np.int32)
-        up_score, up_moves = np.zeros((len(items), 1), np.float32), np.zeros((len(items), 1), np.int32)
-    else:
-        moves = trade_up_counts(tx, items, subcat, price)
-        up_idx, up_score, up_moves = upsell_table(subcat, price, tier, popularity, unit, moves, config.upsell_neighbours)
-    stage("upsell")
+    up_idx = np.full((len(items), 1), -1, np.int32)
+    up_score, up_moves = np.zeros((len(items), 1), np.float32), np.zeros((len(items), 1), np.int32)
 
     segments = client_segments(tx, now=now).reindex(clients.ids)
     abc = segments["abc"].fillna("C")
@@ -203,9 +207,9 @@ def fit_recommender(ctx: TrainContext, config: TrainConfig | None = None, recipe
         "name": [" + ".join(names[j] for j in row if j >= 0) for row in mined.items],
     })
     pk_items, pk_tier, pk_price, pk_table = _packages(ctx.packages, items)
+    facts = item_facts(cat, baskets, groups)
     state = ModelState(
-        items=cat[[ITEM, "name", "category", "subcategory", "kind"]].astype(object).assign(
-            item_id=lambda d: d[ITEM].astype(str)),
+        items=cat[[ITEM, *ITEM_TEXT, "kind"]].astype(object).assign(item_id=lambda d: d[ITEM].astype(str)),
         clients=pd.DataFrame({CLIENT: clients.ids.astype(str), "abc": abc.to_numpy(dtype=object),
                               "activity": segments["activity"].fillna("inactive").to_numpy(dtype=object),
                               "rfm": segments["rfm"].astype(object).to_numpy()}),
@@ -214,7 +218,9 @@ def fit_recommender(ctx: TrainContext, config: TrainConfig | None = None, recipe
               "data": fingerprint or {}, "params": {**asdict(recipe.cf), "bundle_discount": config.bundle_discount,
                                                   "cooc_shrinkage": config.cooc_shrinkage,
                                                   "recency_half_life_days": config.recency_half_life_days},
-              "weights": dict(recipe.weights), "tuning": tuning or {}, "subcategories": len(subcat_names)},
+              "weights": dict(recipe.weights), "tuning": tuning or {}, "subcategories": len(subcat_names),
+              "n_baskets": int(baskets.shape[0]), "currency": config.currency, "product_groups": group_report(cat, facts["item_group"]),
+              "non_merchandise": merchandise_report(cat)},
         item_price=price.astype(np.float32), item_tier=tier.astype(np.float32), item_subcat=subcat,
         item_category=category, item_service=(cat["kind"] == KIND_SERVICE).to_numpy(),
         item_in_stock=cat["in_stock"].to_numpy(bool), item_pop=popularity,
@@ -230,10 +236,42 @@ def fit_recommender(ctx: TrainContext, config: TrainConfig | None = None, recipe
         yty=(item_factors.T @ item_factors).astype(np.float32),
         bundle_items=mined.items, bundle_lift=mined.lift, bundle_support=mined.support,
         bundle_price=bprice, bundle_full_price=full,
-        package_items=pk_items, package_tier=pk_tier, package_price=pk_price,
+        package_items=pk_items, package_tier=pk_tier, package_price=pk_price, **facts,
     )
+    if not light:
+        offerable = state.item_merch & ~state.item_service & state.item_in_stock
+        moves = trade_up_counts(tx, items, state.item_type, price)
+        state.upsell_idx, state.upsell_score, state.upsell_moves, state.upsell_step = upsell_table(
+            state, offerable, unit, moves, config.upsell_neighbours)
+    stage("upsell")
     state.meta["fit_seconds"] = stage.timings
     return Recommender(state)
+
+
+def item_facts(cat: pd.DataFrame, baskets: Any, groups: np.ndarray) -> dict[str, np.ndarray]:
+    """The `ModelState` arrays the presentability rules read (see `features.products`)."""
+    sizes = cat["package_size"].map(parse_package_size)
+    family = {name: code for code, name in enumerate(UNIT_FAMILIES)}
+    ptype, _ = _codes(product_type_of(cat).fillna("\x00"))
+    ptype[product_type_of(cat).isna().to_numpy()] = -1
+    return {"item_group": groups,
+            "item_type": ptype,
+            "item_size": sizes.map(lambda s: np.nan if s is None else s[0]).to_numpy(np.float32),
+            "item_size_unit": sizes.map(lambda s: 0 if s is None else family[s[1]]).to_numpy(np.int8),
+            "item_brand_level": brand_levels(cat).to_numpy(np.float32),
+            "item_merch": (cat["kind"] != KIND_FEE).to_numpy(),
+            "item_margin": cat["margin"].to_numpy(np.float32),
+            "item_baskets": (np.asarray((baskets > 0).sum(axis=0), dtype=np.float32).ravel() if baskets is not None
+                             else np.zeros(len(cat), np.float32))}
+
+
+def merchandise_report(cat: pd.DataFrame) -> dict[str, Any]:
+    """How many items are not merchandise, why, and examples (the trainer's output and the
+    model's metadata, so a person can check that no staple is on the list)."""
+    fees = cat[cat["kind"] == KIND_FEE]
+    why = fees[REASON] if REASON in fees else pd.Series("kind=fee in the items file", index=fees.index)
+    flagged = pd.DataFrame({ITEM: fees[ITEM].astype(str), "reason": why.fillna("kind=fee in the items file")})
+    return non_merchandise_report(flagged, cat)
 
 
 def _packages(packages: pd.DataFrame | None, items: IdIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:

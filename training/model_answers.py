@@ -18,7 +18,7 @@ from training.context import TrainContext
 from training.tasks import TaskQueries
 
 #: The service kind that answers each client task (basket_completion is the cart widget).
-TASK_KIND = {"cross_sell": "cross_sell", "next_basket": "replenishment", "upsell": "upsell",
+TASK_KIND = {"cross_sell": "cross_sell", "next_basket": "replenishment", "upsell": "upsell", "upsell_price": "upsell",
              "service_package": "service_package"}
 
 

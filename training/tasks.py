@@ -6,10 +6,15 @@ what the test part says really happened (`TaskQueries.relevant`). Five tasks, on
 - cross_sell:        items a client buys in the test and never bought before (ndcg)
 - next_basket:       every item a client buys in the test, repeats included (ndcg)
 - basket_completion: a test order with one item hidden; find it from the rest of the cart (hr)
-- upsell:            pricier items a client buys in a subcategory they already buy in (hr)
+- upsell:            items a client buys in the test that are an upsell (`scoring.upgrades`: same
+                     product type, dearer, a higher tier, a larger pack or a better brand) of an
+                     item they bought in training, and new to them (hr)
+- upsell_price:      the definition before issue 11, reported beside for one release: pricier
+                     items a client buys in a subcategory they already buy in (hr)
 - service_package:   one of a client's services hidden; find it from the rest of their history (hr)
 
-Every task is scored on clients present in both parts. A task the data cannot support comes
+Non-merchandise lines (fees, coupons, fuel: `TrainContext.fees`) are never positives. Every task
+is scored on clients present in both parts. A task the data cannot support comes
 back as `Skipped(reason)`, never as a zero that would read like a bad ranker.
 """
 from __future__ import annotations
@@ -22,15 +27,18 @@ import pandas as pd
 import scipy.sparse as sp
 
 from features.schema import CLIENT, ITEM, ORDER, QUANTITY
+from scoring.upgrades import step_up
 from training.context import TrainContext, csr
+from training.item_facts import item_facts
 
-TASKS = ("cross_sell", "next_basket", "basket_completion", "upsell", "service_package")
-CLIENT_TASKS = frozenset({"cross_sell", "next_basket", "upsell", "service_package"})
+TASKS = ("cross_sell", "next_basket", "basket_completion", "upsell", "upsell_price", "service_package")
+CLIENT_TASKS = frozenset({"cross_sell", "next_basket", "upsell", "upsell_price", "service_package"})
 PRIMARY_METRIC = {
     "cross_sell": "ndcg",
     "next_basket": "ndcg",
     "basket_completion": "hr",
     "upsell": "hr",
+    "upsell_price": "hr",
     "service_package": "hr",
 }
 #: Paid prices are compared with this tolerance, so 2.99 against 2.99 read back from a float is not "pricier".
@@ -102,6 +110,7 @@ def build_tasks(
         "next_basket": next_basket(ctx, test_tx),
         "basket_completion": basket_completion(ctx, test_tx, seed=seed, max_baskets=max_baskets),
         "upsell": upsell(ctx, test_tx),
+        "upsell_price": upsell_price(ctx, test_tx),
         "service_package": service_package(ctx, test_tx, seed=seed),
     }
 
@@ -171,7 +180,32 @@ def basket_completion(
 
 
 def upsell(ctx: TrainContext, test_tx: pd.DataFrame) -> TaskQueries | Skipped:
-    """Relevant: items bought in the test, in a subcategory the client bought in during training,
+    """Relevant: items bought in the test, new to the client, that are an upsell of an item they
+    bought in training (`scoring.upgrades.step_up`, the service's own definition)."""
+    facts = item_facts(ctx)
+    if not (facts.item_type >= 0).any():
+        return Skipped("items have no product type or subcategory, so there is no 'same need' to measure")
+    bought = _test_purchases(ctx, test_tx)
+    codes = ctx.seen_item_codes(bought[ITEM])
+    bought = bought.assign(b=codes)[codes >= 0]
+    bought = bought[entries(ctx.purchases, bought["row"].to_numpy(), bought["b"].to_numpy()) == 0]
+    owned = ctx.purchases.tocoo()
+    had = pd.DataFrame({"row": owned.row.astype(np.int64), "a": owned.col.astype(np.int64)})
+    had["type"] = facts.item_type[had["a"].to_numpy()]
+    bought = bought.assign(type=facts.item_type[bought["b"].to_numpy()])
+    pairs = bought[bought["type"] >= 0].merge(had[had["type"] >= 0], on=["row", "type"])
+    if pairs.empty:
+        return Skipped("no client bought, in the test, another item of a product type they bought before")
+    steps = step_up(facts, pairs["a"].to_numpy(), pairs["b"].to_numpy())
+    ups = pairs[steps > 0]
+    if ups.empty:
+        return Skipped("no client bought an upsell (a higher tier, larger pack or better brand) of their items")
+    return _client_queries("upsell", ctx, ups[[CLIENT, ITEM, "row"]], exclude_history=True)
+
+
+def upsell_price(ctx: TrainContext, test_tx: pd.DataFrame) -> TaskQueries | Skipped:
+    """The definition before issue 11, for one release beside the new one.
+    Relevant: items bought in the test, in a subcategory the client bought in during training,
     never bought by the client before, whose unit price is above the unit price of everything the
     client bought in that subcategory in training."""
     if ctx.subcategory_of.empty:
@@ -190,7 +224,7 @@ def upsell(ctx: TrainContext, test_tx: pd.DataFrame) -> TaskQueries | Skipped:
     if pricier.empty:
         return Skipped("no client bought a pricier item in a subcategory they already bought in")
     # an upsell is another, pricier item: one the client already bought is not a trade-up
-    return _client_queries("upsell", ctx, pricier[[CLIENT, ITEM, "row"]], exclude_history=True)
+    return _client_queries("upsell_price", ctx, pricier[[CLIENT, ITEM, "row"]], exclude_history=True)
 
 
 def service_package(ctx: TrainContext, test_tx: pd.DataFrame, seed: int = 0) -> TaskQueries | Skipped:
@@ -265,7 +299,8 @@ def _test_purchases(ctx: TrainContext, test_tx: pd.DataFrame, by_order: bool = F
     keys = [ORDER, ITEM] if by_order else [CLIENT, ITEM]
     frame = pd.DataFrame({CLIENT: bought[CLIENT].to_numpy(), ITEM: bought[ITEM].to_numpy(),
                           ORDER: bought[ORDER].to_numpy(), "row": row})
-    return frame[row >= 0].drop_duplicates(keys).reset_index(drop=True)
+    keep = (row >= 0) & ~frame[ITEM].astype(str).isin(ctx.fees).to_numpy()  # a fee is never a positive
+    return frame[keep].drop_duplicates(keys).reset_index(drop=True)
 
 
 def _client_queries(task: str, ctx: TrainContext, answers: pd.DataFrame, exclude_history: bool) -> TaskQueries:

@@ -69,7 +69,7 @@ def train(data: str | Path, *, model_name: str | None = None, test_days: float |
     config = config.model_copy(update={key: value for key, value in
                                        {"model_name": model_name, "test_days": test_days, "k": k}.items()
                                        if value is not None})
-    dataset = load_dataset(data)
+    dataset = load_dataset(data, non_merchandise=config.non_merchandise, merchandise_allow=config.merchandise_allow)
     log.info("data: %s", dataset.report.format().replace("\n", "; "))
     dataset = without_clients(dataset, erased_clients(config))
     require_trainable(dataset.transactions)

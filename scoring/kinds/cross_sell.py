@@ -44,8 +44,10 @@ def blend(ev: Evidence, parts: dict[str, np.ndarray] | None = None) -> np.ndarra
 
 
 def offerable(ev: Evidence, allowed: np.ndarray) -> np.ndarray:
-    """What cross-sell may offer: allowed products the client does not own."""
-    return allowed & ev.catalogue.products & ~ev.owned
+    """What cross-sell may offer: allowed products new to the client. Not what they own, nor
+    another code of a product group they own, nor another brand or size of a product type they
+    buy regularly (that is an upsell or a switch)."""
+    return allowed & ev.catalogue.products & ~ev.owned & ~ev.owned_groups & ~ev.regular_types
 
 
 def pool(ev: Evidence, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -83,7 +85,7 @@ class CrossSell(SuggestionKind):
             scores[top] = learnt.probability(x, model)
             allowed = np.isfinite(scores)
         ranked = rank_with_rules(scores, limit, allowed=allowed, groups=ev.state.item_subcat,
-                                 cap=int(ev.weights["diversity_cap"]))
+                                 cap=int(ev.weights["diversity_cap"]), unique=ev.catalogue.groups)
         return Ranked(ranked, scores[ranked], scores)
 
     def anchors(self, ev: Evidence, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -99,14 +101,23 @@ class CrossSell(SuggestionKind):
 
 
 def _reason(ev: Evidence, target: int, anchor: int, conf: float) -> str:
-    """Bought together with an owned item if one is strong enough, else the owned item nearest in
-    taste; popular when the client has no items."""
+    """Bought together with an owned item when enough baskets say so, else the owned item
+    nearest in taste; for a client with no items, what the popular list really is."""
     cat, seeds = ev.catalogue, ev.seeds
-    if ev.ci is None and seeds.size == 0:
-        return reasons.popular(None)
-    if anchor >= 0 and conf >= 0.05:
-        return reasons.bought_together(cat.names[anchor], conf)
     if seeds.size == 0:
-        return reasons.popular(ev.segment_label)
-    sims = cat.unit_factors[seeds] @ cat.unit_factors[target]
-    return reasons.clients_like_you(cat.names[seeds[int(np.argmax(sims))]] if sims.size else None)
+        return cold_reason(ev)
+    if anchor >= 0 and cat.groups[anchor] != cat.groups[target]:
+        together = cat.together(anchor, conf)
+        if together >= reasons.MIN_TOGETHER:
+            return reasons.bought_together(cat.names[anchor], together, int(cat.state.item_baskets[anchor]))
+    others = seeds[cat.groups[seeds] != cat.groups[target]]
+    if others.size == 0:
+        return reasons.clients_like_you(None)
+    sims = cat.unit_factors[others] @ cat.unit_factors[target]
+    return reasons.clients_like_you(cat.names[others[int(np.argmax(sims))]])
+
+
+def cold_reason(ev: Evidence) -> str:
+    """A client without items is answered from a popular list: say which."""
+    label = ev.segment_label
+    return reasons.popular_in_segment(label) if label else reasons.popular_recently(fallback.RECENT_DAYS)

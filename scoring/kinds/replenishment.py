@@ -13,7 +13,7 @@ from scoring import learnt, reasons
 from scoring.contract import Suggestion
 from scoring.evidence import Evidence
 from scoring.kinds.base import Ranked, SuggestionKind
-from scoring.ranking import NEG, top_indices
+from scoring.ranking import NEG, first_positions, top_indices
 
 
 def due_ratio(ev: Evidence) -> np.ndarray:
@@ -43,9 +43,15 @@ class Replenishment(SuggestionKind):
             score = learnt.probability(learnt.replenishment_features(ev.state, ev.history_slice, hist), model)
         else:
             score = blend(ev)
-        score = np.where(allowed[hist] & ~np.isin(hist, ev.recent), score, NEG)
-        top = top_indices(score, limit)
-        return Ranked(hist[top], score[top], None)
+        # never a fee or a coupon, and one code per product group (two sodas of one name read twice)
+        score = np.where(allowed[hist] & ev.state.item_merch[hist] & ~np.isin(hist, ev.recent), score, NEG)
+        fetch = limit
+        while True:
+            top = top_indices(score, fetch)
+            kept = top[first_positions(ev.catalogue.groups[hist[top]])][:limit]
+            if kept.size >= limit or top.size < fetch:
+                return Ranked(hist[kept], score[kept], None)
+            fetch *= 4
 
     def explain(self, ev: Evidence, ranked: Ranked, limit: int, *, with_reasons: bool = True) -> list[Suggestion]:
         """Due or regular, with the days until it is due."""
@@ -56,7 +62,7 @@ class Replenishment(SuggestionKind):
         for pos, i, value in zip(ev.history_positions(ranked.items).tolist(), ranked.items.tolist(),
                                  ranked.scores, strict=True):
             is_due = bool(ratio[pos] >= 1.0)
-            reason = reasons.due(interval[pos], age[pos]) if is_due else reasons.regular(count[pos], age[pos])
+            reason = reasons.due(interval[pos], age[pos]) if is_due else reasons.bought_before(count[pos], age[pos])
             days_left = None if np.isnan(interval[pos]) else round(float(interval[pos] - age[pos]), 1)
             out.append(ev.catalogue.suggestion(i, self.name, value, reason, due=is_due, due_in_days=days_left))
         return out

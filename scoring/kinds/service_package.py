@@ -37,8 +37,9 @@ class ServicePackage(SuggestionKind):
 
     def rank(self, ev: Evidence, allowed: np.ndarray, limit: int) -> Ranked:
         scores = service_scores(ev)
-        allowed = allowed & ev.state.item_service & ~ev.owned  # a service the client uses is not an offer
-        ranked = rank_with_rules(scores, limit, allowed=allowed)
+        # a service the client uses is not an offer, nor another code of it; never a fee
+        allowed = allowed & ev.state.item_service & ev.state.item_merch & ~ev.owned & ~ev.owned_groups
+        ranked = rank_with_rules(scores, limit, allowed=allowed, unique=ev.catalogue.groups)
         return Ranked(ranked, scores[ranked], scores)
 
     def anchors(self, ev: Evidence, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -49,8 +50,7 @@ class ServicePackage(SuggestionKind):
         scores, so they are never answered from candidates (`ranked.dense` is then given)."""
         cat = ev.catalogue
         anchors, confs = ranked.anchors or self.anchors(ev, ranked.items)
-        services = [cat.suggestion(i, self.name, value,
-                                   reasons.service_affinity(cat.names[anchor] if conf >= 0.05 else None))
+        services = [cat.suggestion(i, self.name, value, service_reason(ev, i, anchor, conf))
                     for i, value, anchor, conf in zip(ranked.items.tolist(), ranked.scores.tolist(),
                                                       anchors.tolist(), confs.tolist(), strict=True)]
         if cat.n_packages == 0:
@@ -61,6 +61,29 @@ class ServicePackage(SuggestionKind):
         # business packages are scored on the services' scale: one ranking
         offers = package_offers(ev, ranked.dense, ev.members_allowed, limit)
         return sorted(services + offers, key=lambda s: -s["score"])[:limit]
+
+
+#: A related product is named in a service's reason only from this many shared baskets, and when
+#: the service is taken with it this many times more often than in an average basket.
+NAMED_FROM_BASKETS = 5
+NAMED_FROM_LIFT = 2.0
+
+
+def service_reason(ev: Evidence, service: int, anchor: int, shrunk: float) -> str:
+    """A related product the client buys, when the baskets really tie it to the service (a
+    person would accept "taken with Lettuce", not "with Designer Paper"); otherwise the plain
+    count of its users."""
+    st, cat = ev.state, ev.catalogue
+    if anchor >= 0 and st.item_merch[anchor] and cat.groups[anchor] != cat.groups[service]:
+        n_anchor = float(st.item_baskets[anchor])
+        shrinkage = float(st.meta.get("params", {}).get("cooc_shrinkage", 0.0))
+        together = int(round(shrunk * (n_anchor + shrinkage)))
+        n_baskets = float(st.meta.get("n_baskets") or 0)
+        base = float(st.item_baskets[service]) / n_baskets if n_baskets else 0.0
+        lift = (together / n_anchor) / base if n_anchor and base else 0.0
+        if together >= NAMED_FROM_BASKETS and lift >= NAMED_FROM_LIFT:
+            return reasons.service_with(cat.names[anchor], together, int(n_anchor))
+    return reasons.service_users(int(st.item_pop[service]), ev.segment_label)
 
 
 def package_offers(ev: Evidence, scores: np.ndarray, allowed: np.ndarray, limit: int) -> list[Suggestion]:
@@ -82,7 +105,7 @@ def package_offers(ev: Evidence, scores: np.ndarray, allowed: np.ndarray, limit:
             continue
         overlap_held = [q for q in held_tier if np.isin(st.item_subcat[safe[p][valid[p]]],
                                                         st.item_subcat[safe[q][valid[q]]]).any()]
-        bonus, reason = 0.0, reasons.service_affinity(None)
+        bonus, reason = 0.0, reasons.package_fit(None)
         if overlap_held:
             q = max(overlap_held, key=lambda q: held_tier[q])
             line = [r for r in range(cat.n_packages) if tier[r] > held_tier[q] and np.isin(

@@ -75,7 +75,7 @@ def test_baselines_implement_the_ranker_protocol() -> None:
     assert all(isinstance(r, Ranker) for r in rankers)
     assert all(r.answers(t) for r in rankers if r.name in ("popularity", "item_knn", "cooccurrence") for t in TASKS)
     assert not Repurchase().answers("basket_completion")
-    assert {t for t in TASKS if PricierPopular().answers(t)} == {"upsell", "basket_completion"}
+    assert {t for t in TASKS if PricierPopular().answers(t)} == {"upsell", "upsell_price", "basket_completion"}
 
 
 # --- known answers on tiny histories --------------------------------------------------------

@@ -57,7 +57,8 @@ def test_each_task_lists_the_rankers_that_answer_it(result: dict) -> None:
 
 def test_tasks_the_data_cannot_support_are_skipped_with_a_reason() -> None:
     tasks = evaluate(dataset(with_catalogue=False), test_days=30, progress=False)["tasks"]
-    assert tasks["upsell"] == {"skipped": "items have no subcategory, so there is no 'same kind, pricier' to measure"}
+    assert tasks["upsell"] == {"skipped": "items have no product type or subcategory, so there is no 'same need' to measure"}
+    assert tasks["upsell_price"] == {"skipped": "items have no subcategory, so there is no 'same kind, pricier' to measure"}
     assert tasks["service_package"] == {"skipped": "no items of kind service and no packages file"}
     assert "pricier_popular" not in tasks["basket_completion"]["scores"]
 

@@ -17,6 +17,7 @@ from training.tasks import (
     next_basket,
     service_package,
     upsell,
+    upsell_price,
 )
 
 # Latest line 2024-03-31, so a 10-day test starts at 2024-03-21 00:00.
@@ -134,9 +135,9 @@ def test_next_basket_is_every_test_item_repeats_included() -> None:
     assert queries.history[0].data.max() == 2.0  # two orders with milk
 
 
-def test_upsell_is_a_pricier_item_in_a_known_subcategory() -> None:
+def test_the_former_upsell_is_a_pricier_item_in_a_known_subcategory() -> None:
     ctx, test = build(SHOP, ITEMS)
-    queries = upsell(ctx, test)
+    queries = upsell_price(ctx, test)
     assert queries.metric == "hr"
     # a: coffee_plus (5.00) beats the 3.00 coffee; bread is a new subcategory for a, milk is no dearer.
     # b: eggs (2.00) beat the 1.00 milk in dairy, though training never saw eggs.
@@ -151,10 +152,40 @@ def test_upsell_is_a_pricier_item_in_a_known_subcategory() -> None:
         (ITEMS.drop(columns=["price"]), "no item prices"),
     ],
 )
-def test_upsell_skipped_without_subcategories_or_prices(items: pd.DataFrame | None, reason: str) -> None:
+def test_the_former_upsell_skipped_without_subcategories_or_prices(items: pd.DataFrame | None, reason: str) -> None:
     rows = [row[:5] for row in SHOP]  # no paid prices either
-    result = upsell(*build(rows, items))
+    result = upsell_price(*build(rows, items))
     assert isinstance(result, Skipped) and reason in result.reason
+
+
+#: The same shop with pack sizes and brands: coffee_plus is the 500 G pack of the 250 G coffee.
+SIZED = ITEMS.assign(package_size=["1 L", "12 CT", "250 G", "500 G", "500 G"],
+                     brand=["National", "National", "Private", "Private", "Private"])
+
+
+def test_upsell_is_a_larger_pack_better_brand_or_higher_tier_of_an_owned_item() -> None:
+    ctx, test = build(SHOP, SIZED)
+    # a: coffee_plus is the 500 G pack of their 250 G coffee; b's eggs are another product
+    # (dairy, but no pack of milk), which the former definition counted
+    assert answers(ctx, upsell(ctx, test)) == {"a": {"coffee_plus"}}
+    same_size = SIZED.assign(package_size=["1 L", "12 CT", "500 G", "500 G", "500 G"])
+    assert isinstance(upsell(*build(SHOP, same_size)), Skipped)  # dearer, same pack, same brand: no step
+    national = same_size.assign(brand=["National", "National", "Private", "National", "Private"])
+    assert answers(*_ctx_and(upsell, SHOP, national)) == {"a": {"coffee_plus"}}  # the national brand
+    tiers = same_size.assign(tier=[None, None, "basic", "premium", None])
+    assert answers(*_ctx_and(upsell, SHOP, tiers)) == {"a": {"coffee_plus"}}  # a higher tier
+
+
+def _ctx_and(task, rows: list[tuple], items: pd.DataFrame) -> tuple[TrainContext, TaskQueries]:
+    ctx, test = build(rows, items)
+    return ctx, task(ctx, test)
+
+
+def test_non_merchandise_is_never_a_positive() -> None:
+    fee = ("a", "bag_fee", "2024-03-25", None, 1.0, 0.1)
+    items = pd.concat([ITEMS, pd.DataFrame({"item_id": ["bag_fee"], "kind": ["fee"], "price": [0.1]})])
+    ctx, test = build([*SHOP, fee], items)
+    assert "bag_fee" not in answers(ctx, next_basket(ctx, test))["a"]
 
 
 # --- basket completion ----------------------------------------------------------------------
@@ -243,6 +274,7 @@ def test_service_package_skipped_without_services() -> None:
 def test_build_tasks_returns_every_task_and_skips_what_the_data_cannot_support() -> None:
     ctx, test = build(SHOP)
     tasks = build_tasks(ctx, test)
-    assert list(tasks) == ["cross_sell", "next_basket", "basket_completion", "upsell", "service_package"]
+    assert list(tasks) == ["cross_sell", "next_basket", "basket_completion", "upsell", "upsell_price",
+                           "service_package"]
     assert isinstance(tasks["upsell"], Skipped) and isinstance(tasks["service_package"], Skipped)
     assert all(isinstance(tasks[t], TaskQueries) for t in ("cross_sell", "next_basket", "basket_completion"))

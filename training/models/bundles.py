@@ -2,7 +2,8 @@
 
 Rare pairs must not dominate (plain lift ranks two items bought once, together, above everything),
 so neighbours are ranked by shrunk confidence and bundles must clear both a minimum basket count
-and a minimum lift.
+and a minimum lift shrunk towards 1. Non-merchandise lines (fees, coupons) are left out of the
+baskets before anything is counted (`training.fit`), so they are nobody's neighbour.
 """
 from __future__ import annotations
 
@@ -72,22 +73,40 @@ class Bundles:
                    np.empty(0, np.float32))
 
 
-def mine_bundles(baskets: sp.csr_matrix, co: Cooccurrence, min_baskets: int, min_lift: float,
-                 max_pairs: int = 300, max_triples: int = 100) -> Bundles:
-    """Pairs and triples bought together far more than chance.
+def shrunk_lift(together: np.ndarray, expected: np.ndarray, prior: float) -> np.ndarray:
+    """Lift pulled towards 1 for small counts: (observed + prior) / (expected + prior).
 
-    Pairs come from the co-occurrence counts; each strong pair is then extended by the item most
-    often bought with both, kept when the triple itself clears the thresholds.
+    Plain lift divides by the chance of a coincidence, which for two rare items is tiny: three
+    shared baskets then read "2161x more than chance". Adding `prior` pseudo-baskets to both
+    sides leaves a well-supported lift almost unchanged and caps a three-basket one near 1.
     """
+    return (together + prior) / (expected + prior)
+
+
+def mine_bundles(baskets: sp.csr_matrix, co: Cooccurrence, min_baskets: int, min_lift: float,
+                 max_pairs: int = 300, max_triples: int = 100, *, groups: np.ndarray | None = None,
+                 offerable: np.ndarray | None = None, prior: float = 10.0) -> Bundles:
+    """Pairs and triples bought together far more than chance, that people would buy together.
+
+    Every member is `offerable` (merchandise, not a fee or a coupon) and from another product
+    `groups` than the others (two sizes of one soda are no bundle); the bundle sells in at least
+    `min_baskets` baskets and its shrunk lift (`shrunk_lift`) clears `min_lift`. Pairs come from
+    the co-occurrence counts; each strong pair is then extended by the item most often bought
+    with both, kept when the triple itself clears the thresholds.
+    """
+    n_items = baskets.shape[1]
+    groups = np.arange(n_items) if groups is None else np.asarray(groups)
+    offerable = np.ones(n_items, bool) if offerable is None else np.asarray(offerable, bool)
     n = max(co.n_baskets, 1)
     p = co.item_baskets / n
     counts = sp.triu(co.counts, k=1).tocoo()
-    keep = counts.data >= min_baskets
-    a, b, c = counts.row[keep], counts.col[keep], counts.data[keep]
-    lift = (c / n) / (p[a] * p[b])
+    a, b, c = counts.row, counts.col, counts.data
+    keep = (c >= min_baskets) & offerable[a] & offerable[b] & (groups[a] != groups[b])
+    a, b, c = a[keep], b[keep], c[keep]
+    lift = shrunk_lift(c, n * p[a] * p[b], prior)
     ok = lift >= min_lift
     a, b, c, lift = a[ok], b[ok], c[ok], lift[ok]
-    order = np.argsort(-(c * np.log(lift)))[:max_pairs]
+    order = np.argsort(-(c * np.log(lift)), kind="stable")[:max_pairs]
     a, b, c, lift = a[order], b[order], c[order], lift[order]
     rows = [(int(x), int(y), -1, int(cnt), float(lf)) for x, y, cnt, lf in zip(a, b, c, lift, strict=True)]
     csc = baskets.tocsc()
@@ -96,14 +115,14 @@ def mine_bundles(baskets: sp.csr_matrix, co: Cooccurrence, min_baskets: int, min
         if both.size < min_baskets:
             continue
         third = np.asarray(baskets[both].sum(axis=0)).ravel()
-        third[[x, y]] = 0
+        third[~offerable | (groups == groups[x]) | (groups == groups[y])] = 0
         z = int(np.argmax(third))
         cnt = int(third[z])
         if cnt < min_baskets:
             continue
-        tl = (cnt / n) / (p[x] * p[y] * p[z])
+        tl = float(shrunk_lift(np.float64(cnt), n * p[x] * p[y] * p[z], prior))
         if tl >= min_lift:
-            rows.append((int(x), int(y), z, cnt, float(tl)))
+            rows.append((int(x), int(y), z, cnt, tl))
     if not rows:
         return Bundles.empty()
     frame = pd.DataFrame(rows, columns=["a", "b", "c", "baskets", "lift"])

@@ -1,4 +1,5 @@
-"""Upsell: for each item, pricier or higher-tier alternatives in the same subcategory.
+"""Upsell: for each item, its upsells (`scoring.upgrades`: same product type, a higher tier, a
+larger pack or a better brand, dearer).
 
 Ranked by trade-up evidence (clients who bought A and later bought the pricier B) first, then by
 taste similarity and popularity, so a suggestion is a step clients really take.
@@ -11,13 +12,16 @@ import pandas as pd
 from features.matrix import IdIndex
 from features.schema import CLIENT, ITEM, QUANTITY, TIMESTAMP
 from scoring.ranking import top_indices_per_row
+from scoring.state import ModelState
+from scoring.upgrades import NONE, step_up
 
 #: Items kept per client and subcategory when counting trade-ups (bounds the pair count).
 MAX_ITEMS_PER_GROUP = 25
 
 
 def trade_up_counts(tx: pd.DataFrame, items: IdIndex, subcat: np.ndarray, price: np.ndarray) -> pd.DataFrame:
-    """Columns a, b, moves: clients who first bought a, later first bought b, same subcategory, b pricier."""
+    """Columns a, b, moves: clients who first bought a, later first bought b, same `subcat` code
+    (the product type), b pricier."""
     bought = tx[tx[QUANTITY] > 0]
     first = bought.groupby([CLIENT, ITEM], sort=False)[TIMESTAMP].min().reset_index()
     first["item"] = items.index_of(first[ITEM])
@@ -34,43 +38,46 @@ def trade_up_counts(tx: pd.DataFrame, items: IdIndex, subcat: np.ndarray, price:
     return moves.rename(columns={"item_a": "a", "item_b": "b"})
 
 
-def upsell_table(subcat: np.ndarray, price: np.ndarray, tier: np.ndarray, popularity: np.ndarray,
-                 unit_factors: np.ndarray, moves: pd.DataFrame, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(idx, score, moves) n_items x k: the best alternatives above each item's price or tier."""
-    n = len(subcat)
+def upsell_table(st: ModelState, offerable: np.ndarray, unit_factors: np.ndarray, moves: pd.DataFrame,
+                 k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(idx, score, moves, step) n_items x k: each item's best upsells by `scoring.upgrades.step_up`
+    (same product type, dearer, a higher tier, a larger pack or a better brand), among the
+    `offerable` items; scored by trade-up moves, taste similarity and popularity."""
+    n = len(st.item_type)
     idx = np.full((n, k), -1, dtype=np.int32)
     score = np.zeros((n, k), dtype=np.float32)
     move_out = np.zeros((n, k), dtype=np.int32)
-    pop = np.log1p(popularity).astype(np.float32)
-    tier = np.nan_to_num(tier, nan=-1.0)
-    has_price = ~np.isnan(price)
-    # moves grouped by subcategory once, so each subcategory reads its slice
+    step_out = np.zeros((n, k), dtype=np.int8)
+    pop = np.log1p(st.item_pop).astype(np.float32)
+    ptype = st.item_type
     mv_a, mv_b, mv_n = (moves[c].to_numpy() for c in ("a", "b", "moves"))
-    mv_sub = subcat[mv_a] if len(moves) else np.empty(0, np.int64)
-    order = np.argsort(mv_sub, kind="stable")
-    mv_a, mv_b, mv_n, mv_sub = mv_a[order], mv_b[order], mv_n[order], mv_sub[order]
-    position = np.zeros(n, dtype=np.int64)  # an item's row within its subcategory block
-    valid = (subcat >= 0) & has_price
-    codes = subcat[valid]
+    mv_t = ptype[mv_a] if len(moves) else np.empty(0, np.int64)
+    order = np.argsort(mv_t, kind="stable")
+    mv_a, mv_b, mv_n, mv_t = mv_a[order], mv_b[order], mv_n[order], mv_t[order]
+    position = np.zeros(n, dtype=np.int64)  # an item's row within its product type's block
+    valid = (ptype >= 0) & np.isfinite(st.item_price)
+    codes = ptype[valid]
     members_of = np.split(np.flatnonzero(valid)[np.argsort(codes, kind="stable")],
                           np.cumsum(np.bincount(codes))[:-1]) if codes.size else []
-    for s, members in enumerate(members_of):
+    for t, members in enumerate(members_of):
         if members.size < 2:
             continue
         position[members] = np.arange(members.size)
-        p, t = price[members], tier[members]
-        higher = (p[None, :] > p[:, None] * 1.0001) | (t[None, :] > t[:, None])
+        step = step_up(st, members[:, None], members[None, :])
+        step[:, ~offerable[members]] = NONE
+        if not step.any():
+            continue
         sim = unit_factors[members] @ unit_factors[members].T
         m = np.zeros((members.size, members.size), dtype=np.float32)
-        lo, hi = np.searchsorted(mv_sub, [s, s + 1])
+        lo, hi = np.searchsorted(mv_t, [t, t + 1])
         if hi > lo:
             m[position[mv_a[lo:hi]], position[mv_b[lo:hi]]] = mv_n[lo:hi]
-        total = np.where(higher, 2.0 * np.log1p(m) + sim + 0.3 * pop[members][None, :], -np.inf)
-        kk = min(k, members.size - 1)
-        top = top_indices_per_row(total, kk)
+        total = np.where(step != NONE, 2.0 * np.log1p(m) + sim + 0.3 * pop[members][None, :], -np.inf)
+        top = top_indices_per_row(total, min(k, members.size - 1))
         ok = top >= 0
         row, col = np.nonzero(ok)
         idx[members[row], col] = members[top[ok]]
         score[members[row], col] = total[row, top[ok]]
         move_out[members[row], col] = m[row, top[ok]]
-    return idx, score, move_out
+        step_out[members[row], col] = step[row, top[ok]]
+    return idx, score, move_out, step_out
