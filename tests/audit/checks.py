@@ -16,8 +16,8 @@ Rules (the issue's list, in its order):
     bad_bundle       a member that is not merchandise, two members of one group, a lift above
                      `max_lift`, or fewer baskets holding all the members than the minimum
 One more, beyond the issue's list of counts but from its rule 1:
-    owned_group      a cross-sell of a group the client already bought, or a cart completion
-                     of a group the cart already holds
+    owned_group      a cross-sell of a group the client already bought or of a product type it
+                     buys regularly, or a cart completion of a group the cart already holds
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ RULES: dict[str, str] = {
     "upsell_type": "upsells of another product type",
     "regular_once": '"regular" items bought fewer than 3 times',
     "bad_bundle": "bad bundles",
-    "owned_group": "cross-sells of a group already bought or in the cart",
+    "owned_group": "cross-sells of what the client buys or the cart holds",
 }
 #: Rules counted beside the issue's seven (reported, but not among its targets).
 EXTRA_RULES = ("owned_group",)
@@ -68,7 +68,9 @@ class Facts:
     `groups`, `types` and `non_merchandise` come from the `features` functions run over the
     items and transactions; `purchases(client, item)` counts the distinct baskets the client
     bought the item in; `baskets_with(items)` the baskets holding every one of them;
-    `client_groups(client)` the product groups of everything the client bought."""
+    `client_groups(client)` the product groups of everything the client bought, `client_types`
+    the product types it bought in `REGULAR_MIN_PURCHASES` baskets or more; `extending_names(name)`
+    the catalogue's other names that begin with `name` (lower case, single spaces)."""
 
     names: Mapping[str, str]
     groups: Mapping[str, int]
@@ -79,6 +81,8 @@ class Facts:
     min_bundle_baskets: int
     max_lift: float = 100.0
     client_groups: Callable[[str], frozenset] = lambda client: frozenset()
+    client_types: Callable[[str], frozenset] = lambda client: frozenset()
+    extending_names: Callable[[str], Sequence[str]] = lambda name: ()
 
 
 @dataclass
@@ -109,11 +113,20 @@ def _plain(text: str) -> str:
 
 
 def self_naming(entry: Mapping[str, Any], facts: Facts) -> str | None:
-    """The reason holds the item's own name (as the data spells it, or as the answer does)."""
+    """The reason holds the item's own name (as the data spells it, or as the answer does), not
+    as the start of another item's longer name: "Paper Towels" is not named by "the national
+    brand of Paper Towels 107 SQ FT you buy", but "Choice Beef" is by "moved up from Choice Beef"."""
     reason = _plain(str(entry.get("reason") or ""))
     for name in {facts.names.get(str(entry["item_id"])), entry.get("name")}:
-        if name and _plain(str(name)) in reason:
-            return f"reason {entry.get('reason')!r} names the item {name!r}"
+        if not name:
+            continue
+        plain = _plain(str(name))
+        longer = [other for other in facts.extending_names(plain) if other != plain and other in reason]
+        at = reason.find(plain)
+        while at >= 0:
+            if not any(reason.startswith(other, at) for other in longer):
+                return f"reason {entry.get('reason')!r} names the item {name!r}"
+            at = reason.find(plain, at + 1)
     return None
 
 
@@ -199,11 +212,16 @@ def duplicate_of(first: dict[Any, tuple[str, str]], entry: Mapping[str, Any], se
     return f"same group as {facts.names.get(other, other)!r} ({other}), {place}"
 
 
-def owned_group(entry: Mapping[str, Any], owned: frozenset, facts: Facts) -> str | None:
-    """A new item must be new to the client (cross-sell) or to the basket (completion)."""
-    group = facts.groups.get(str(entry["item_id"]))
-    if group is not None and group in owned:
+def owned_group(entry: Mapping[str, Any], owned: frozenset, regular_types: frozenset, facts: Facts) -> str | None:
+    """A new item must be new: not a group the client bought (cross-sell) or the cart holds
+    (completion), nor, in a cross-sell, another brand or size of a product type the client buys
+    regularly (that is an upsell or a switch)."""
+    item_id = str(entry["item_id"])
+    if facts.groups.get(item_id) in owned:
         return "its product group is already bought (or in the cart)"
+    kind = facts.types.get(item_id)
+    if kind is not None and kind in regular_types:
+        return f"another brand or size of {kind!r}, which the client buys regularly"
     return None
 
 
@@ -212,10 +230,12 @@ NEW_ITEM_SECTIONS = ("cross_sell", "complete")
 
 
 def audit_sections(sections: Mapping[str, Sequence[Mapping[str, Any]]], source: str, client: str | None,
-                   facts: Facts, *, across_sections: bool, owned: frozenset = frozenset()) -> Audited:
+                   facts: Facts, *, across_sections: bool, owned: frozenset = frozenset(),
+                   regular_types: frozenset = frozenset()) -> Audited:
     """Every rule over every suggestion of one answer. `across_sections`: a group may appear in
     one section only (kind=all); otherwise only within each list (a cart's lists). `owned`: the
-    groups a new item may not come from (the client's, or the cart's)."""
+    groups a new item may not come from (the client's, or the cart's); `regular_types`: the
+    product types a cross-sell may not come from (the client's regular ones)."""
     out = Audited()
     first: dict[Any, tuple[str, str]] = {}
     for section, entries in sections.items():
@@ -233,7 +253,7 @@ def audit_sections(sections: Mapping[str, Sequence[Mapping[str, Any]]], source: 
                 if section in UPSELL_SECTIONS or entry.get("kind") == "upsell":
                     checks.append(("upsell_type", upsell_type(entry, facts)))
                 if section in NEW_ITEM_SECTIONS:
-                    checks.append(("owned_group", owned_group(entry, owned, facts)))
+                    checks.append(("owned_group", owned_group(entry, owned, regular_types, facts)))
                 if REGULAR.search(str(entry.get("reason") or "")):
                     checks.append(("regular_once", regular_once(entry, client, facts)))
             elif kind == "bundle":
@@ -251,7 +271,7 @@ def audit_client_answer(answer: Mapping[str, Any], facts: Facts) -> Audited:
     sections = suggestions if isinstance(suggestions, Mapping) else {answer.get("kind", "list"): suggestions}
     client = str(answer["client_id"])
     return audit_sections(sections, f"client {client}", client, facts, across_sections=True,
-                          owned=facts.client_groups(client))
+                          owned=facts.client_groups(client), regular_types=facts.client_types(client))
 
 
 #: The lists of a cart answer, in the order the widget shows them.

@@ -9,15 +9,16 @@ line the features rules miss is still counted, with the signal that caught it.
 """
 from __future__ import annotations
 
+import bisect
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
-from audit.checks import Facts
+from audit.checks import REGULAR_MIN_PURCHASES, Facts
 from features.loader import Dataset
 from features.schema import CLIENT, ITEM, ORDER, QUANTITY, TIMESTAMP
 
@@ -55,8 +56,8 @@ def merchandise_flags(dataset: Dataset, config: object) -> dict[str, str]:
     from features.merchandise import non_merchandise
 
     items = dataset.items
-    declared = _config_tuple(config, "non_merchandise", "non_merchandise_items", "exclude_items")
-    allowed = _config_tuple(config, "merchandise_allowed", "allow_items", "merchandise_allow")
+    declared = _config_tuple(config, "non_merchandise")
+    allowed = _config_tuple(config, "merchandise_allow")
     flagged = non_merchandise(items, dataset.transactions, declared=declared, allowed=allowed)
     out = {str(i): f"features: {why}" for i, why in zip(flagged[ITEM], flagged["reason"], strict=True)}
     for item_id, why in keyword_flags(items).items():
@@ -87,10 +88,32 @@ def build_facts(dataset: Dataset, clients: Sequence[str], config: object, *, min
         if item in groups:
             owned.setdefault(client, set()).add(groups[item])
     frozen = {client: frozenset(found) for client, found in owned.items()}
+    typed = mine.assign(product_type=mine[ITEM].astype(str).map(types)).dropna(subset=["product_type"])
+    per_type = typed.groupby([CLIENT, "product_type"])[ORDER].nunique()
+    regular: dict[str, set[str]] = {}
+    for (client, kind), n in per_type.items():
+        if n >= REGULAR_MIN_PURCHASES:
+            regular.setdefault(str(client), set()).add(str(kind))
+    regular_types = {client: frozenset(found) for client, found in regular.items()}
     return Facts(names=names, groups=groups, types=types, non_merchandise=merchandise_flags(dataset, config),
                  purchases=lambda client, item: counts.get((client, item), 0),
                  baskets_with=BasketIndex(lines), min_bundle_baskets=min_bundle_baskets, max_lift=max_lift,
-                 client_groups=lambda client: frozen.get(client, frozenset()))
+                 client_groups=lambda client: frozen.get(client, frozenset()),
+                 client_types=lambda client: regular_types.get(client, frozenset()),
+                 extending_names=names_beginning_with(names.values()))
+
+
+def names_beginning_with(names: Iterable[str]) -> Callable[[str], list[str]]:
+    """name -> the catalogue's names (lower case, single spaces) that begin with it, found by
+    bisection in the sorted list."""
+    ordered = sorted({" ".join(str(n).lower().split()) for n in names})
+
+    def beginning_with(prefix: str) -> list[str]:
+        lo = bisect.bisect_left(ordered, prefix)
+        hi = bisect.bisect_left(ordered, prefix + "\uffff")
+        return ordered[lo:hi]
+
+    return beginning_with
 
 
 class BasketIndex:

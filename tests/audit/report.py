@@ -23,7 +23,8 @@ QUOTE_SLOTS: tuple[tuple[str, str], ...] = (
 RULE_NOTES: dict[str, str] = {
     "same_group": "two items of one product group (features.products.product_groups) in one list, or one group "
                   "in two sections of a kind=all answer",
-    "self_naming": "the reason holds the suggested item's own name (case and spacing ignored)",
+    "self_naming": "the reason holds the suggested item's own name (case and spacing ignored), other than as the "
+                   "start of another catalogue name (\"Paper Towels\" in \"Paper Towels 107 SQ FT\")",
     "non_merchandise": "the item is flagged by features.merchandise.non_merchandise, or by the audit's own "
                        "keywords (fuel, coupons, gift cards, misc sales, fees, postage, deposits) and categories",
     "price": "price (and a bundle's bundle_price) zero or below, or null without a field saying why",
@@ -33,8 +34,9 @@ RULE_NOTES: dict[str, str] = {
                     "the training data (or said to an anonymous cart)",
     "bad_bundle": "a mined bundle with a non-merchandise member, two members of one group, a lift above the "
                   "ceiling, or fewer baskets holding all its members than the minimum",
-    "owned_group": "beyond the issue's seven counts, from its rule 1: a cross-sell whose group the client bought "
-                   "before, or a cart completion whose group the cart holds",
+    "owned_group": "beyond the issue's seven counts, from its rule 1: a cross-sell of a group the client bought "
+                   "before or of a product type it bought in 3 baskets or more, or a cart completion of a group "
+                   "the cart holds",
 }
 
 

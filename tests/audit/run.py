@@ -156,8 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     from features.loader import load_dataset
     from training.config import TrainConfig
 
-    dataset = load_dataset(data)
-    config = TrainConfig()
+    config = TrainConfig()  # the trainer's own settings: the same declared and allowed non-merchandise
+    dataset = load_dataset(data, non_merchandise=config.non_merchandise, merchandise_allow=config.merchandise_allow)
     clients = sample_clients(dataset, args.clients, args.seed)
     carts = sample_carts(dataset, args.carts, args.seed, args.test_days)
     facts = build_facts(dataset, sorted(set(clients) | {c.client_id for c in carts if c.client_id}), config,

@@ -14,14 +14,18 @@ from audit.checks import (
     lifts,
     tally,
 )
+from audit.facts import names_beginning_with
 
 NAMES = {"milk": "Milk 1 GAL", "milk_b": "Milk 1 GAL", "milk_2": "Milk 2 GAL", "bread": "Bread White 20 OZ",
          "cheese": "Cheddar 8 OZ", "gas": "Gasoline-Reg Unleaded", "eggs": "Eggs Large 12 CT",
-         "jam": "Jam Strawberry 18 OZ", "cheese_b": "Cheddar 8 OZ"}
+         "jam": "Jam Strawberry 18 OZ", "cheese_b": "Cheddar 8 OZ", "milk_oat": "Oat Milk 1 GAL",
+         "cheese_sliced": "Cheddar 8 OZ Sliced"}
 #: milk and milk_b (cheese and cheese_b) are one product under two codes; milk_2 is the larger pack of milk
-GROUPS = {"milk": 1, "milk_b": 1, "milk_2": 2, "bread": 3, "cheese": 4, "gas": 5, "eggs": 6, "jam": 7, "cheese_b": 4}
+GROUPS = {"milk": 1, "milk_b": 1, "milk_2": 2, "bread": 3, "cheese": 4, "gas": 5, "eggs": 6, "jam": 7, "cheese_b": 4, "milk_oat": 8,
+          "cheese_sliced": 9}
 TYPES = {"milk": "MILK", "milk_b": "MILK", "milk_2": "MILK", "bread": "BREAD", "cheese": "CHEESE",
-         "gas": "FUEL", "eggs": "EGGS", "jam": "JAM", "cheese_b": "CHEESE"}
+         "gas": "FUEL", "eggs": "EGGS", "jam": "JAM", "cheese_b": "CHEESE",
+         "milk_oat": "MILK", "cheese_sliced": "CHEESE"}
 BOUGHT = {("c1", "milk"): 5, ("c1", "bread"): 1, ("c1", "eggs"): 3}
 BASKETS = {frozenset({"bread", "jam"}): 41, frozenset({"cheese", "eggs"}): 2}
 
@@ -31,7 +35,9 @@ def facts() -> Facts:
     return Facts(names=NAMES, groups=GROUPS, types=TYPES, non_merchandise={"gas": "fuel"},
                  purchases=lambda client, item: BOUGHT.get((client, item), 0),
                  baskets_with=lambda items: BASKETS.get(frozenset(items), 0), min_bundle_baskets=5,
-                 client_groups=lambda client: frozenset(GROUPS[i] for c, i in BOUGHT if c == client))
+                 client_groups=lambda client: frozenset(GROUPS[i] for c, i in BOUGHT if c == client),
+                 client_types=lambda client: frozenset(TYPES[i] for (c, i), n in BOUGHT.items() if c == client and n >= 3),
+                 extending_names=names_beginning_with(NAMES.values()))
 
 
 def item(item_id: str, reason: str, price: float | None = 2.5, **extra: Any) -> dict[str, Any]:
@@ -88,8 +94,8 @@ def broken_client(change) -> dict[str, Any]:
 CLIENT_BREAKS = {
     "same_group in one list": ("same_group", lambda s: s["cross_sell"].append(
         item("cheese_b", "clients like you buy this"))),
-    "same_group across sections": ("same_group", lambda s: s["cross_sell"].append(
-        item("milk_2", "clients like you buy this"))),
+    "same_group across sections": ("same_group", lambda s: s["replenishment"].append(
+        item("cheese", "due: usually every 9 days, last 10 days ago", kind="replenishment"))),
     "self_naming": ("self_naming", lambda s: s["cross_sell"].__setitem__(0, item(
         "cheese", "bought together with cheddar 8 oz in 9 % of baskets"))),
     "non_merchandise": ("non_merchandise", lambda s: s["replenishment"].append(
@@ -103,6 +109,8 @@ CLIENT_BREAKS = {
         item("bread", "bought regularly (1 times), last 158 days ago", kind="replenishment"))),
     "cross-sell of a group bought before": ("owned_group", lambda s: s["cross_sell"].append(
         item("bread", "clients like you buy this"))),
+    "cross-sell of another brand of a type bought regularly": ("owned_group", lambda s: s["cross_sell"].append(
+        item("milk_oat", "clients like you buy this"))),
     "bad bundle in service_package": ("bad_bundle", lambda s: s["service_package"].append(
         bundle(["cheese", "eggs"], "2 items bought together 3.1x more than chance"))),
 }
@@ -112,6 +120,14 @@ CLIENT_BREAKS = {
 def test_each_broken_client_answer_breaks_its_rule_once(facts, case: str) -> None:
     rule, change = CLIENT_BREAKS[case]
     assert rules_found(audit_client_answer(broken_client(change), facts)) == [rule]
+
+
+def test_a_name_inside_another_items_longer_name_is_not_self_naming(facts) -> None:
+    answer = clean_client()
+    answer["suggestions"]["cross_sell"][0]["reason"] = "in 12 of 40 baskets with Cheddar 8 OZ Sliced"
+    assert rules_found(audit_client_answer(answer, facts)) == []
+    answer["suggestions"]["cross_sell"][0]["reason"] = "in 12 of 40 baskets with Cheddar 8 OZ Sliced or Cheddar 8 OZ"
+    assert rules_found(audit_client_answer(answer, facts)) == ["self_naming"]
 
 
 def test_a_null_price_with_a_reason_for_it_passes(facts) -> None:
