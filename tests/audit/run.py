@@ -80,6 +80,11 @@ def train(data: Path, work: Path, reuse: bool) -> tuple[str, float | None]:
     return uri, seconds
 
 
+def shown(path: Path) -> str:
+    """A path as the page prints it: from the repository's root when it is inside it."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def code_version() -> str:
     """The commit audited, and whether the tree had changes on top of it."""
     try:
@@ -186,13 +191,13 @@ def main(argv: list[str] | None = None) -> int:
     anonymous = sum(c.client_id is None for c in carts)
     run = Run(
         command=command, date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        data=(f"`{os.path.relpath(data, ROOT)}` ({lines:,} lines, {n_clients:,} clients, {len(facts.names):,} items, "
+        data=(f"`{shown(data)}` ({lines:,} lines, {n_clients:,} clients, {len(facts.names):,} items, "
               f"{len(set(facts.groups.values())):,} product groups, {len(facts.non_merchandise):,} items "
               "not merchandise by the facts)"),
         code=code_version(), model=MODEL_NAME,
         version=(f"{ready['model']['version']} (@{ready['model']['alias']}, "
                  + ("already in" if args.reuse_model else "trained by this run into")
-                 + f" `{os.path.relpath(work, ROOT)}`)"),
+                 + f" `{shown(work)}`)"),
         asked=[f"{len(clients)} clients drawn (seed {args.seed}) from the {n_clients:,} the model knows: "
                f"`GET /v1/clients/{{id}}/suggestions?kind=all&limit={args.limit}` ({cold} answered as cold start)",
                f"{len(carts)} carts: real baskets of the last {args.test_days:g} days (seed {args.seed}), each cut "
