@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     prep = sub.add_parser("prepare", help="write the data contract files from a known source")
     prep.add_argument("--source", choices=["completejourney"], required=True)
-    prep.add_argument("--out", required=True, help="folder to write transactions/items/clients.parquet")
+    prep.add_argument("--out", required=True, help="folder to write transactions/items/clients/packages.parquet")
     prep.add_argument("--households", type=int, default=None, help="a random real slice of N households")
     prep.add_argument("--seed", type=int, default=0)
     val = sub.add_parser("validate", help="load a data folder and report rejected rows and its fingerprint")

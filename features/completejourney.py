@@ -4,9 +4,22 @@ Real grocery histories are our development, benchmark and demo data. Mapping:
 household -> client, product -> item, basket -> order, department -> category,
 product_category -> subcategory; unit price = sales value / quantity; demographics become
 client attributes. No catalogue price is written: a median over the whole history would carry
-test-period prices into training, so prices come from the lines the trainer sees. The data has no explicit services, so the in-store service counters
-(`SERVICE_DEPARTMENTS`) are marked `kind=service`: that is our assumption, stated here and in
-the README, and it is what lets the service-package task run on real data.
+test-period prices into training, so prices come from the lines the trainer sees.
+
+Services. The data has no explicit services, so the in-store counters that sell a service, food
+prepared or served on the spot, are marked `kind=service` (`SERVICE_DEPARTMENTS`): that is our
+assumption, stated here and in the README, and it is what lets the service-package task run on
+real data. The departments were checked by their product types, not by their names:
+- SALAD BAR (salad bar fruit, soups, condiments), CHEF SHOPPE (fruit and vegetables cut in store),
+  RESTAURANT (served coffee, quick-service meals, the coffee shop's pastries) are counters: services.
+  The coffee shop also sells a few retail packs (ground coffee, bottled water: a handful of items,
+  each bought by at most a few households); they go with their counter.
+- TRAVEL & LEISURE holds only apples, bananas and a melon, POSTAL CENTER a bag of chocolate candy,
+  PHOTO & VIDEO beer, refrigerated dough and cookies: products filed under a service's name (an
+  apple offered "as a service" was a reported defect), so they stay `kind=product`.
+
+The demo's service packages (`features/demo_packages.csv`, basic / standard / premium per counter)
+are written beside the tables as `packages`: configuration for the demo, not a result.
 """
 from __future__ import annotations
 
@@ -20,9 +33,11 @@ from features import schema as s
 
 log = logging.getLogger(__name__)
 
-#: Departments that sell a service rather than a product (counters, processing, travel).
-SERVICE_DEPARTMENTS = frozenset({"SALAD BAR", "CHEF SHOPPE", "RESTAURANT", "PHOTO & VIDEO",
-                                 "POSTAL CENTER", "TRAVEL & LEISURE"})
+#: Departments that sell a service rather than a product: the in-store counters (see above for
+#: why TRAVEL & LEISURE, POSTAL CENTER and PHOTO & VIDEO are not among them).
+SERVICE_DEPARTMENTS = frozenset({"SALAD BAR", "CHEF SHOPPE", "RESTAURANT"})
+#: The demo's service packages, in the contract's `packages` shape (items joined by "|").
+DEMO_PACKAGES = Path(__file__).with_name("demo_packages.csv")
 
 
 def _raw(name: str) -> pd.DataFrame:
@@ -39,8 +54,22 @@ def sample_households(households: pd.Series, n: int | None, seed: int) -> np.nda
     return np.sort(np.random.default_rng(seed).choice(ids, size=n, replace=False))
 
 
+def demo_packages(items: pd.DataFrame, path: Path = DEMO_PACKAGES) -> pd.DataFrame:
+    """The demo packages (`path`, a contract `packages` CSV with `#` comment lines) whose items are
+    all in `items`. A household slice may lack a member: such a package is left out whole, since
+    a package missing a member is another package, at the wrong price."""
+    packages = pd.read_csv(path, comment="#", dtype=str, keep_default_na=False, skipinitialspace=True)
+    known = set(items[s.ITEM].astype(str))
+    complete = packages["items"].str.split("|").map(lambda ids: all(i.strip() in known for i in ids))
+    if not complete.all():
+        log.info("demo packages left out (a member is not in the items): %s",
+                 ", ".join(packages.loc[~complete, s.PACKAGE]))
+    return packages[complete].assign(price=lambda p: pd.to_numeric(p["price"])).reset_index(drop=True)
+
+
 def canonical_tables(households: int | None = None, seed: int = 0) -> dict[str, pd.DataFrame]:
-    """The four contract tables built from the package, optionally for a slice of households."""
+    """The contract tables (transactions, items, clients, packages) built from the package,
+    optionally for a slice of households."""
     raw_tx = _raw("transactions")
     keep = sample_households(raw_tx["household_id"], households, seed)
     raw_tx = raw_tx[raw_tx["household_id"].isin(keep)]
@@ -79,15 +108,22 @@ def canonical_tables(households: int | None = None, seed: int = 0) -> dict[str, 
     demo = demo.assign(household_id=demo["household_id"].astype(str))
     clients = pd.DataFrame({s.CLIENT: sorted(transactions[s.CLIENT].unique())})
     clients = clients.merge(demo.rename(columns={"household_id": s.CLIENT}), on=s.CLIENT, how="left")
-    return {"transactions": transactions, "items": items.reset_index(drop=True), "clients": clients}
+    items = items.reset_index(drop=True)
+    return {"transactions": transactions, "items": items, "clients": clients, "packages": demo_packages(items)}
 
 
 def prepare(out: str | Path, households: int | None = None, seed: int = 0) -> dict[str, int]:
-    """Write the contract files to `out` as parquet; returns the row count per table."""
+    """Write the contract files to `out` as parquet; returns the row count per table. No demo
+    package complete in the slice: no `packages` file (an older one is removed, so the folder
+    never pairs these tables with packages of another slice)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tables = canonical_tables(households, seed)
+    if tables["packages"].empty:
+        (out / "packages.parquet").unlink(missing_ok=True)
     for name, frame in tables.items():
+        if frame.empty and name == "packages":
+            continue
         tmp = out / f".{name}.parquet.tmp"
         frame.to_parquet(tmp, index=False)
         tmp.replace(out / f"{name}.parquet")  # atomic: a half-written file is never picked up

@@ -104,14 +104,15 @@ def _from_lines(tx: pd.DataFrame) -> dict[str, str]:
     return out
 
 
-def report(flagged: pd.DataFrame, items: pd.DataFrame | None, examples: int = 10) -> dict[str, object]:
-    """What the trainer prints and the model's metadata keeps: how many, why, which."""
+def report(flagged: pd.DataFrame, items: pd.DataFrame | None) -> dict[str, object]:
+    """What the trainer prints and the model's metadata keeps: how many, why, and every one of
+    them (a person checks the list for a staple flagged by mistake, then allow-lists it)."""
     names = (items.drop_duplicates(ITEM).set_index(ITEM)["name"].astype(str)
              if items is not None and "name" in items.columns else pd.Series(dtype=str))
     by_reason = flagged["reason"].str.replace(r" says '.*'$", " says ...", regex=True).value_counts()
     return {"count": int(len(flagged)), "by_reason": {str(k): int(v) for k, v in by_reason.items()},
             "examples": [{"item_id": str(row[ITEM]), "name": str(names.get(row[ITEM], row[ITEM])),
-                          "reason": str(row["reason"])} for row in flagged.head(examples).to_dict("records")]}
+                          "reason": str(row["reason"])} for row in flagged.to_dict("records")]}
 
 
 def mark(items: pd.DataFrame | None, transactions: pd.DataFrame, *, declared: Iterable[str] = (),

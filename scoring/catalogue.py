@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from scoring import fallback
+from scoring import fallback, objective
 from scoring.contract import Suggestion
 from scoring.ranking import minmax
 from scoring.state import ModelState
@@ -67,6 +67,7 @@ class Catalogue:
         self.facts_links = {col: items[col].astype(object).where(items[col].notna(), None).to_numpy()
                             for col in self.links}
         self.currency = str(state.meta.get("currency") or "")
+        self.has_margins = objective.has_margins(state.item_margin)
         self.n_packages = len(state.packages)
         # plain arrays: a pandas row lookup costs ~0.1 ms, ten of them per answer was most of its time
         self.bundle_ids, self.bundle_names = _strings(state.bundles, "bundle_id"), _strings(state.bundles, "name")

@@ -14,6 +14,22 @@ from typing import Any, NotRequired, Protocol, TypedDict, runtime_checkable
 
 #: Kinds a client can ask for. `all` in the HTTP API means each of these, grouped.
 KINDS: tuple[str, ...] = ("cross_sell", "upsell", "service_package", "replenishment")
+#: What a list may be ranked by: the kind's relevance, or expected value (`scoring.objective`).
+OBJECTIVES: tuple[str, ...] = ("relevance", "revenue", "margin")
+
+
+class ObjectiveUnavailable(ValueError):
+    """The objective is known but this model has no data for it (margin without `items.margin`)."""
+
+
+class ScoreBreakdown(TypedDict):
+    """Why a suggestion sits where it does, in numbers (`scoring.objective` says how each is made)."""
+
+    relevance: float                 # the kind's own score
+    probability: float | None        # chance of a purchase; None where nothing estimates it
+    probability_source: str          # "learnt", "rank" (calibrated on the inner split), "rank-unmeasured", "none"
+    expected_revenue: float | None   # probability x price; None without a positive price
+    expected_margin: NotRequired[float | None]  # probability x margin, when the model has margins
 
 class Suggestion(TypedDict):
     """One suggestion, ready for JSON. Kind-specific extras are optional keys."""
@@ -42,6 +58,7 @@ class Suggestion(TypedDict):
     tier: NotRequired[float | None]            # packages: the ordered level
     bundle_id: NotRequired[str]                # bundles
     bundle_price: NotRequired[float]           # bundles: the discounted price
+    breakdown: NotRequired[ScoreBreakdown]     # every suggestion of `suggest`; the service shows it on explain=true
 
 
 class CartAnswer(TypedDict):
@@ -66,10 +83,14 @@ class SuggestionModel(Protocol):
         """{"abc": "A"|"B"|"C"|None, "activity": "active"|"lapsing"|"inactive"|None, "rfm": str|None}."""
 
     def suggest(self, client_id: str, kind: str, limit: int = 10, *, category: str | None = None,
-                exclude: Sequence[str] = (), recent_purchases: Sequence[str] = ()) -> list[Suggestion]:
+                exclude: Sequence[str] = (), recent_purchases: Sequence[str] = (),
+                objective: str = "relevance") -> list[Suggestion]:
         """Ranked suggestions of one kind. Unknown clients get cold-start suggestions.
         `recent_purchases`: item ids bought since training (from the event stream); they leave
-        cross-sell at once and refresh the client's taste vector. ValueError on an unknown kind."""
+        cross-sell at once and refresh the client's taste vector. `objective` (one of OBJECTIVES)
+        ranks by relevance or by expected revenue or margin; each suggestion carries its
+        `breakdown`. ValueError on an unknown kind or objective; ObjectiveUnavailable (a
+        ValueError) for `margin` on a model without margins."""
 
     def cart(self, items: Sequence[str], client_id: str | None = None, limit: int = 10, *,
              recent_purchases: Sequence[str] = ()) -> CartAnswer:

@@ -6,7 +6,7 @@ it (the `set_model` call at the bottom) and then `load_context`, which maps the 
 the artifact. Nothing is pickled, so loading a registered model executes no pickle.
 
 `mlflow.pyfunc.load_model("models:/crm-recommender@champion").predict(frame)` and
-`mlflow models serve` answer a table of (client_id, kind, limit) with one row per suggestion;
+`mlflow models serve` answer a table of (client_id, kind, limit, objective) with one row per suggestion;
 the service and the trainer call `load_model_folder`, which unwraps the same object and talks to
 the `SuggestionModel` methods directly, skipping the DataFrame round trip on the hot path.
 
@@ -30,11 +30,13 @@ from threadpoolctl import threadpool_limits
 from scoring.contract import KINDS
 from scoring.recommender import Recommender
 
-INPUT_COLUMNS = ("client_id", "kind", "limit")
+INPUT_COLUMNS = ("client_id", "kind", "limit", "objective")
+#: Input columns that may be left out (limit: 10, objective: relevance).
+OPTIONAL_INPUTS = ("limit", "objective")
 OUTPUT_COLUMNS = ("client_id", "kind", "rank", "item_id", "name", "score", "price", "reason")
 #: Column types of the tables above, declared rather than inferred from an example (inference
 #: cannot know that `limit` may be left out, and warns about every integer column).
-INPUT_TYPES = {"client_id": "string", "kind": "string", "limit": "long"}
+INPUT_TYPES = {"client_id": "string", "kind": "string", "limit": "long", "objective": "string"}
 OUTPUT_TYPES = {"client_id": "string", "kind": "string", "rank": "long", "item_id": "string", "name": "string",
                 "score": "double", "price": "double", "reason": "string"}
 ARTIFACT_KEY = "recommender"
@@ -48,9 +50,9 @@ READABLE_PACKAGE_FORMATS = (LEGACY_PACKAGE_FORMAT, PACKAGE_FORMAT)
 
 
 def signature() -> ModelSignature:
-    """The MLflow signature of `RecommenderPyfunc.predict`: (client_id, kind[, limit]) in, one row
-    per suggestion out."""
-    inputs = Schema([ColSpec(INPUT_TYPES[c], c, required=c != "limit") for c in INPUT_COLUMNS])
+    """The MLflow signature of `RecommenderPyfunc.predict`: (client_id, kind[, limit][, objective])
+    in, one row per suggestion out."""
+    inputs = Schema([ColSpec(INPUT_TYPES[c], c, required=c not in OPTIONAL_INPUTS) for c in INPUT_COLUMNS])
     return ModelSignature(inputs=inputs, outputs=Schema([ColSpec(OUTPUT_TYPES[c], c) for c in OUTPUT_COLUMNS]))
 
 
@@ -82,10 +84,14 @@ class RecommenderPyfunc(mlflow.pyfunc.PythonModel):
             raise ValueError(f"input lacks column(s) {missing}; expected {list(INPUT_COLUMNS)}")
         rows: list[dict[str, Any]] = []
         limits = model_input["limit"] if "limit" in model_input.columns else pd.Series(10, index=model_input.index)
-        for client_id, kind, limit in zip(model_input["client_id"], model_input["kind"], limits, strict=True):
+        goals = (model_input["objective"].fillna("relevance") if "objective" in model_input.columns
+                 else pd.Series("relevance", index=model_input.index))
+        for client_id, kind, limit, goal in zip(model_input["client_id"], model_input["kind"], limits, goals,
+                                                strict=True):
             kinds = KINDS if kind == "all" else (str(kind),)
             for k in kinds:
-                for rank, s in enumerate(self.recommender.suggest(str(client_id), k, int(limit)), start=1):
+                answer = self.recommender.suggest(str(client_id), k, int(limit), objective=str(goal))
+                for rank, s in enumerate(answer, start=1):
                     rows.append({"client_id": str(client_id), "kind": k, "rank": rank, "item_id": s["item_id"],
                                  "name": s["name"], "score": float(s["score"]),
                                  "price": float("nan") if s["price"] is None else float(s["price"]),

@@ -78,6 +78,10 @@ def next_tier(current: str) -> str:
     return f"next tier of your current plan {current}"
 
 
+def above_tier(current: str) -> str:
+    return f"a tier above the next one of your current plan {current}"
+
+
 def premium_first(segment: str) -> str:
     return f"premium tier for {segment}-class clients"
 

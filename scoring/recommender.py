@@ -25,6 +25,7 @@ import numpy as np
 
 from scoring import candidates
 from scoring import cart as cart_answers
+from scoring import objective as objectives
 from scoring.candidates import CANDIDATE_KINDS, CANDIDATES, CandidateLists
 from scoring.catalogue import ABC, ACTIVITY, Catalogue
 from scoring.contract import KINDS, CartAnswer, Suggestion, SuggestionModel
@@ -111,18 +112,40 @@ class Recommender(SuggestionModel):
     # ----- the contract ------------------------------------------------------------------------
     def suggest(self, client_id: str, kind: str, limit: int = 10, *, category: str | None = None,
                 exclude: Sequence[str] = (), recent_purchases: Sequence[str] = (),
-                explain: bool = True) -> list[Suggestion]:
+                objective: str = objectives.RELEVANCE, explain: bool = True) -> list[Suggestion]:
         """See the contract. `explain=False` lets a kind skip the reason texts (the ranking is the
-        same): the offline evaluation scores thousands of lists and reads none of them."""
+        same): the offline evaluation scores thousands of lists and reads none of them. (The
+        HTTP API's `explain=true`, showing each suggestion's breakdown, is the service's.)
+
+        Under `objective` revenue or margin the kind ranks `scoring.objective.POOL_FACTOR` times
+        deeper and that pool is re-ordered by expected value."""
         model = REGISTRY.get(kind)
         if model is None:
             raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+        objectives.check(objective, self.has_margins)
+        depth = objectives.pool_size(limit, objective)
         ci = self._client_pos.get(client_id)
         ev = self.evidence(ci, self.item_index(recent_purchases), category=category, exclude=exclude)
-        ranked = self._from_candidates(kind, ci, ev.recent, category, exclude, limit)
+        ranked = self._from_candidates(kind, ci, ev.recent, category, exclude, depth)
         if ranked is None:
-            ranked = model.rank(ev, ev.allowed.copy(), limit)
-        return model.explain(ev, ranked, limit, with_reasons=explain)
+            ranked = model.rank(ev, ev.allowed.copy(), depth)
+        answer = model.explain(ev, ranked, depth, with_reasons=explain)
+        return objectives.with_objective(
+            answer, objective, source=objectives.LEARNT if model.scores_are_probabilities(ev) else objectives.RANK,
+            rate=self.weights.get(objectives.RATE_PREFIX + kind), margins=self._margins_of(answer), limit=limit)
+
+    @property
+    def has_margins(self) -> bool:
+        return self.catalogue.has_margins
+
+    def _margins_of(self, answer: Sequence[Suggestion]) -> np.ndarray | None:
+        """Each suggestion's margin per unit (NaN: unknown, and always for packages and bundles,
+        whose margin nobody gave), or None for a model without margins."""
+        if not self.has_margins:
+            return None
+        margin = self.state.item_margin
+        return np.array([np.nan if "items" in s or s["item_id"] not in self._item_pos
+                         else float(margin[self._item_pos[s["item_id"]]]) for s in answer], dtype=np.float64)
 
     def cart(self, items: Sequence[str], client_id: str | None = None, limit: int = 10, *,
              recent_purchases: Sequence[str] = ()) -> CartAnswer:

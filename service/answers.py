@@ -105,14 +105,16 @@ def client_suggestions(model: LoadedModel, store: RedisStore, client_id: str,
     kinds = KINDS if query.kind == "all" else (query.kind,)
     # kind=all: each kind asked for more, so that sections stay full once duplicates leave
     fetch = 2 * query.limit if query.kind == "all" else query.limit
-    by_kind = {kind: recommender.suggest(client_id, kind, fetch, category=query.category,
-                                         exclude=query.exclude, recent_purchases=recent) for kind in kinds}
+    by_kind = {kind: _shown(recommender.suggest(client_id, kind, fetch, category=query.category,
+                                                exclude=query.exclude, recent_purchases=recent,
+                                                objective=query.objective), query.explain) for kind in kinds}
     if query.kind == "all":
         by_kind = one_section_each(by_kind, query.limit)
     body = encode({
         "client_id": client_id,
         "model_version": model.version,
         "kind": query.kind,
+        "objective": query.objective,
         "segment": recommender.segment(client_id),
         "cold_start": not recommender.knows_client(client_id),
         "suggestions": by_kind if query.kind == "all" else by_kind[query.kind],
@@ -120,6 +122,13 @@ def client_suggestions(model: LoadedModel, store: RedisStore, client_id: str,
     if context is not None:
         _remember(store, client_id, field, body, context)
     return body, "miss" if context is not None else "off"
+
+
+def _shown(suggestions: list[Any], explain: bool) -> list[Any]:
+    """The suggestions as answered: the score breakdown only when the request asked for it."""
+    if explain:
+        return suggestions
+    return [{key: value for key, value in s.items() if key != "breakdown"} for s in suggestions]
 
 
 def cart_suggestions(model: LoadedModel, store: RedisStore, cart: CartRequest) -> tuple[str, str]:

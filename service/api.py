@@ -5,6 +5,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
+from scoring.contract import ObjectiveUnavailable
 from service import answers
 from service.inputs import json_body, path_id, query
 from service.model.errors import ModelRejected, RegistryUnavailable
@@ -46,13 +47,19 @@ def _store_unavailable(error: RedisUnavailable, what: str) -> Problem:
 
 @api_route(v1, "/clients/<client_id>/suggestions", "GET", Endpoint(
     summary="Suggestions for one client: cross-sell, upsell, service packages, replenishment",
-    tag="suggestions", query=SuggestionQuery, response=ClientSuggestions, errors=(503,),
-    description="Unknown clients get cold-start suggestions (cold_start: true). kind=all groups by kind."))
+    tag="suggestions", query=SuggestionQuery, response=ClientSuggestions, errors=(409, 503),
+    description="Unknown clients get cold-start suggestions (cold_start: true). kind=all groups by kind. "
+                "409 when the objective needs data the serving model has not (margin without item margins)."))
 def client_suggestions(client_id: str) -> Response:
     rt = runtime()
     client_id = path_id("client_id", client_id)
     params = query(request, SuggestionQuery, limits(rt.settings))
-    body, cache = answers.client_suggestions(rt.serving_model(), rt.redis, client_id, params)
+    model = rt.serving_model()
+    try:
+        body, cache = answers.client_suggestions(model, rt.redis, client_id, params)
+    except ObjectiveUnavailable as error:
+        raise Problem(409, "objective-unavailable", f"{error} (model version {model.version}).",
+                      errors=[{"field": "objective", "message": str(error)}]) from None
     return _answer(body, cache)
 
 

@@ -27,6 +27,8 @@ PROBLEM_TYPES: dict[str, tuple[str, str]] = {
     "unsupported-media-type": ("Unsupported media type", "Send the body as application/json."),
     "body-too-large": ("Request body too large", "The body is larger than MAX_BODY_BYTES."),
     "unknown-item": ("Unknown item", "The item is not in the catalogue of the model serving."),
+    "objective-unavailable": ("Objective unavailable", "The model serving has no data for this objective "
+                              "(objective=margin needs a margin column in the items it was trained on)."),
     "unauthenticated": ("Missing API key", "Send X-API-Key or Authorization: Bearer <key>."),
     "forbidden": ("Key not allowed", "The key is unknown or lacks the admin scope for this path."),
     "no-model": ("No model loaded", "No model version has been loaded yet; try again shortly."),

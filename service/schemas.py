@@ -28,7 +28,7 @@ from pydantic import (
     field_validator,
 )
 
-from scoring.contract import KINDS
+from scoring.contract import KINDS, OBJECTIVES
 from service.config import Settings
 
 #: What `kind` may be in a suggestions query: one of the contract's kinds, or `all`.
@@ -114,6 +114,19 @@ def _split_ids(value: Any) -> Any:
     return value
 
 
+def _query_bool(value: Any) -> Any:
+    """A query flag is `true` or `false`, as JSON Schema writes a boolean: pydantic's lax "yes",
+    "1" or "on" would accept what the published schema refuses."""
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "false"):
+        return value == "true"
+    raise ValueError("must be true or false")
+
+
+QueryBool = Annotated[bool, BeforeValidator(_query_bool)]
+
+
 class _Limited(BaseModel):
     limit: int = Field(10, ge=1, description="How many suggestions, 1 to MAX_LIMIT (default 100).")
 
@@ -132,6 +145,10 @@ class SuggestionQuery(_Limited):
     category: Id | None = Field(None, description="Only items of this category.")
     exclude: Annotated[list[Id], BeforeValidator(_split_ids)] = Field(
         default_factory=list, max_length=MAX_EXCLUDE, description="Item ids never to suggest, comma separated.")
+    objective: Literal[OBJECTIVES] = Field(  # type: ignore[valid-type]
+        "relevance", description="Rank by relevance, or by expected revenue (probability of purchase x price) "
+        "or expected margin (x items.margin; 409 when the model has no margins). Items without a price follow.")
+    explain: QueryBool = Field(False, description="true: each suggestion carries its score breakdown.")
 
 
 class SimilarQuery(_Limited):
@@ -190,6 +207,18 @@ class EventBatch(BaseModel):
 
 # ---- answers (documented in the OpenAPI spec; handlers return plain dicts) ----
 
+class ScoreBreakdown(BaseModel):
+    """Why a suggestion sits where it does (`explain=true`); scoring/objective.py says how each is made."""
+
+    relevance: float = Field(description="The kind's own score (its ranking under objective=relevance).")
+    probability: float | None = Field(description="Chance of a purchase; null where nothing estimates it.")
+    probability_source: Literal["learnt", "rank", "rank-unmeasured", "none"] = Field(
+        description="learnt: a regression fitted on the inner split; rank: read from the place, p = rate / (rank + 1), "
+        "rate measured on the inner split; rank-unmeasured: the same with a placeholder rate; none: not estimated.")
+    expected_revenue: float | None = Field(description="probability x price; null without a positive price.")
+    expected_margin: float | None = Field(None, description="probability x margin; only for a model with margins.")
+
+
 class Suggestion(BaseModel):
     model_config = ConfigDict(extra="allow")
     item_id: str
@@ -215,6 +244,7 @@ class Suggestion(BaseModel):
     price_difference: float | None = Field(None, description="upsell: its price over what it replaces.")
     due: bool | None = Field(None, description="replenishment: the usual interval has elapsed.")
     due_in_days: float | None = Field(None, description="replenishment: days until due (negative: overdue).")
+    breakdown: ScoreBreakdown | None = Field(None, description="Only with explain=true.")
 
 
 class Segment(BaseModel):
@@ -228,6 +258,7 @@ class ClientSuggestions(BaseModel):
     client_id: str
     model_version: str
     kind: str
+    objective: Literal[OBJECTIVES] = Field(description="What the lists are ranked by.")  # type: ignore[valid-type]
     segment: Segment
     cold_start: bool = Field(description="True when the model does not know the client.")
     suggestions: list[Suggestion] | dict[str, list[Suggestion]] = Field(

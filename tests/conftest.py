@@ -43,8 +43,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def slice_dir() -> Path:
-    """The canonical data folder of a 150-household real slice (built on first use)."""
-    if not (SLICE_DIR / "transactions.parquet").exists():
+    """The canonical data folder of a 150-household real slice (built on first use, and again when
+    it predates the demo packages `prepare` writes since issue 11)."""
+    if not all((SLICE_DIR / f"{table}.parquet").exists() for table in ("transactions", "packages")):
         subprocess.run([sys.executable, "-m", "features", "prepare", "--source", "completejourney",
                         "--out", str(SLICE_DIR), "--households", str(SLICE_HOUSEHOLDS)],
                        check=True, cwd=ROOT, capture_output=True)

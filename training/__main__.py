@@ -45,11 +45,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
     config = TrainConfig()
     dataset = load_dataset(args.data, non_merchandise=config.non_merchandise,
                            merchandise_allow=config.merchandise_allow)
-    rankers = {r.name: r for r in default_rankers()}
+    rankers = {r.name: r for r in default_rankers(config=config)}
     if not args.no_model:
         from training.model_ranker import ModelRanker
 
-        rankers["model"] = ModelRanker(tune=not args.no_tune)
+        rankers["model"] = ModelRanker(config, tune=not args.no_tune)
     result = evaluate(dataset, test_days=args.test_days, k=args.k, seed=args.seed,
                       max_baskets=args.max_baskets, rankers=rankers, workers=config.workers)
     if args.out:

@@ -17,6 +17,8 @@ from implicit.utils import ParameterWarning
 
 from features.baskets import basket_matrix, cooccurrence
 from features.matrix import confidence_matrix
+from training.baseline_tuning import DEFAULT_SPLIT, InnerSplit
+from training.config import TrainConfig
 from training.context import TrainContext
 from training.ease import Ease
 from training.models.toplists import keep_top_per_row
@@ -193,10 +195,15 @@ class PricierPopular(ScoringRanker):
         return ceilings
 
 
-def default_rankers(published: bool = True) -> list[Ranker]:
+def default_rankers(published: bool = True, config: TrainConfig | None = None) -> list[Ranker]:
     """The baselines an evaluation reports, in display order. `published=False` leaves out the
     published methods (EASE, SAR, TIFU-KNN): `train` compares with the fast baselines only (its
     gate needs popularity), because SAR alone adds minutes per fit on a full catalogue, while
-    `python -m training evaluate` reports them all."""
+    `python -m training evaluate` reports them all. The published ones choose their settings on
+    the inner split `config` gives the model (TRAIN_TUNE_DAYS, TRAIN_SEED; TrainConfig's
+    defaults when None)."""
     fast: list[Ranker] = [Popularity(), Repurchase(), ItemKNN(), CoOccurrence(), PricierPopular()]
-    return fast + [Ease(), Sar(), TifuKNN()] if published else fast
+    if not published:
+        return fast
+    split = DEFAULT_SPLIT if config is None else InnerSplit.of(config)
+    return [*fast, Ease(split=split), Sar(split=split), TifuKNN(split=split)]

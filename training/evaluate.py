@@ -17,17 +17,21 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from training.baselines import Ranker, default_rankers
 from training.context import TrainContext
 from training.item_facts import item_facts
 from training.metrics import metric_names, score_rankings
-from training.presentable import fetch_depth, presentable
+from training.presentable import aligned, fetch_depth, presentable
+from training.revenue import metric_names as revenue_names
+from training.revenue import revenue_metrics, spent_in_window
 from training.split import time_split
 from training.tasks import HOLDOUT_TASKS, TASKS, Skipped, TaskQueries, build_tasks, without_held_out
 
@@ -45,11 +49,15 @@ def evaluate(
     keep: dict[str, Any] | None = None,
     workers: int = 1,
 ) -> dict[str, Any]:
-    """{"split", "data", "tasks": {task: {"metric", "scores": {ranker: metrics}} | {"skipped": why}}}.
+    """{"split", "data", "tasks": {task: {"metric", "scores": {ranker: metrics}} | {"skipped": why}},
+    "settings": {ranker: what it chose}}.
 
     `dataset` is a `features.loader.Dataset` (transactions, items, packages, fingerprint).
     `rankers` defaults to `default_rankers()`; a mapping renames them (e.g. {"model": m}).
     A ranker that does not answer a task is left out of that task's scores.
+    "settings" holds, for each ranker that has them (a `settings` dict after fitting), the
+    settings it chose on the inner split and each candidate's inner score (`training.baseline_tuning`),
+    or the model's inner split.
     `keep`, when given, receives the context, the task queries and every ranking (for breakdowns
     such as `training.breakdown.by_segment`).
     `workers` > 1 evaluates that many rankers at once, in threads. Rankers share nothing but the
@@ -72,7 +80,8 @@ def evaluate(
             ", ".join(f"{name}={_size(task)}" for name, task in tasks.items()))
 
     held_out = _HeldOut(ctx, tasks, level)
-    jobs = {name: partial(_evaluate_ranker, name, ranker, ctx, tasks, held_out, k, level)
+    money = _Money(spent_in_window(ctx, test_tx), ctx.item_price)
+    jobs = {name: partial(_evaluate_ranker, name, ranker, ctx, tasks, held_out, k, level, money)
             for name, ranker in named.items()}
     if workers > 1 and len(jobs) > 1:
         per_ranker = _in_parallel(jobs, named, workers)
@@ -87,14 +96,18 @@ def evaluate(
             log.log(level, "%s skipped: %s", task_name, task.reason)
             continue
         answered = [name for name in named if task_name in per_ranker[name]]
-        results[task_name] = {"metric": f"{task.metric}@{k}",
-                              "scores": {name: per_ranker[name][task_name][0] for name in answered}}
+        scores = {name: per_ranker[name][task_name][0] for name in answered}
+        for name in answered:  # the same ranker under a business objective, beside it
+            scores.update({f"{name}_{key[1]}": got[0] for key, got in per_ranker[name].items()
+                           if isinstance(key, tuple) and key[0] == task_name})
+        results[task_name] = {"metric": f"{task.metric}@{k}", "scores": scores}
         if keep is not None:
             keep.setdefault("tasks", {})[task_name] = task
             keep.setdefault("rankings", {})[task_name] = {name: per_ranker[name][task_name][1] for name in answered}
             keep["ctx"] = ctx
+    settings = {name: chosen for name, ranker in named.items() if (chosen := getattr(ranker, "settings", None))}
     log.log(level, "evaluation done in %.1fs", time.perf_counter() - started)
-    return {"split": split_info, "data": dict(dataset.fingerprint), "tasks": results}
+    return {"split": split_info, "data": dict(dataset.fingerprint), "tasks": results, "settings": settings}
 
 
 def _in_parallel(jobs: Mapping[str, Callable[[], Any]], named: Mapping[str, Ranker], workers: int) -> dict[str, Any]:
@@ -132,12 +145,23 @@ class _HeldOut:
             return self._built[task_name]
 
 
+@dataclass(frozen=True)
+class _Money:
+    """What the revenue figures read (`training.revenue`): test spend per client and item, and
+    each item's typical price."""
+
+    spend: sp.csr_matrix
+    price: np.ndarray
+
+
 def _evaluate_ranker(
     name: str, ranker: Ranker, ctx: TrainContext, tasks: Mapping[str, TaskQueries | Skipped], held_out: _HeldOut,
-    k: int, level: int,
-) -> dict[str, tuple[dict[str, float | int], np.ndarray]]:
+    k: int, level: int, money: _Money,
+) -> dict[Any, tuple[dict[str, float | int | str], np.ndarray]]:
     """{task: (metrics, rankings)} for one ranker: fitted on `ctx`, then refitted without the
-    hidden items for each hold-out task (HOLDOUT_TASKS come last in TASKS)."""
+    hidden items for each hold-out task (HOLDOUT_TASKS come last in TASKS). A ranker with
+    business `objectives` for a task is scored under each too, keyed (task, objective).
+    Client tasks add the revenue figures of `training.revenue` to the metrics."""
     tick = time.perf_counter()
     ranker.fit(ctx)
     log.log(level, "fitted %s in %.1fs", name, time.perf_counter() - tick)
@@ -152,14 +176,35 @@ def _evaluate_ranker(
             scorer = ranker.refit(task_ctx) if hasattr(ranker, "refit") else ranker.fit(task_ctx)
             if not scorer.answers(task_name):
                 continue
-        tick = time.perf_counter()
-        # every ranker's list passes the service's presentability rules before it is scored
-        recommendations = presentable(task, scorer.rank(task, fetch_depth(task_name, k)), item_facts(task_ctx), k)
-        scores = score_rankings(recommendations, task.relevant, n_items=len(task_ctx.items), k=k)
-        log.log(level, "%s / %s: %s@%d=%.4f (%d queries, %.1fs)", task.task, name, task.metric, k,
-                scores[f"{task.metric}@{k}"], len(task), time.perf_counter() - tick)
-        out[task_name] = (scores, recommendations)
+        for goal in ("", *getattr(scorer, "objectives", {}).get(task_name, ())):
+            tick = time.perf_counter()
+            scores, recommendations = _scored(scorer, task, task_ctx, k, money, goal or "relevance")
+            log.log(level, "%s / %s%s: %s@%d=%.4f (%d queries, %.1fs)", task.task, name, goal and f" ({goal})",
+                    task.metric, k, scores[f"{task.metric}@{k}"], len(task), time.perf_counter() - tick)
+            out[(task_name, goal) if goal else task_name] = (scores, recommendations)
     return out
+
+
+def _scored(scorer: Ranker, task: TaskQueries, task_ctx: TrainContext, k: int, money: _Money,
+            goal: str) -> tuple[dict[str, float | int | str], np.ndarray]:
+    """(metrics, rankings) of one ranker on one task under one objective (only a ranker with
+    `rank_with_probabilities` has objectives besides relevance)."""
+    probabilities = None
+    depth = fetch_depth(task.task, k)
+    if hasattr(scorer, "rank_with_probabilities"):
+        recommendations, probabilities = scorer.rank_with_probabilities(task, depth, objective=goal)
+    else:
+        recommendations = scorer.rank(task, depth)
+    # every ranker's list passes the service's presentability rules before it is scored
+    kept = presentable(task, recommendations, item_facts(task_ctx), k)
+    if probabilities is not None:
+        probabilities = aligned(kept, recommendations, probabilities)
+    recommendations = kept
+    scores: dict[str, float | int | str] = dict(score_rankings(recommendations, task.relevant,
+                                                                n_items=len(task_ctx.items), k=k))
+    if task.kind == "client":
+        scores.update(revenue_metrics(recommendations, task, money.spend, money.price, k, probabilities))
+    return scores, recommendations
 
 
 def _named(rankers: Sequence[Ranker] | Mapping[str, Ranker]) -> dict[str, Ranker]:
@@ -184,7 +229,7 @@ def format_table(result: Mapping[str, Any]) -> str:
     """A plain-text table: one line per (task, ranker), primary metric first, best per task starred."""
     tasks = result["tasks"]
     k = _k_of(tasks)
-    others = [m for m in metric_names(k) if m != "n"]
+    others = [m for m in (*metric_names(k), *revenue_names(k)) if m != "n"]
     header = ["task", "ranker", "primary", "value", *others, "n"]
     lines = [header]
     for task_name, entry in tasks.items():
@@ -197,7 +242,7 @@ def format_table(result: Mapping[str, Any]) -> str:
         for ranker, s in scores.items():
             star = " *" if best is not None and s[primary] == best and best > 0 else ""
             lines.append([task_name, ranker + star, primary, f"{s[primary]:.4f}",
-                          *(f"{s[m]:.4f}" for m in others), str(s["n"])])
+                          *(f"{s[m]:.4f}" if m in s else "-" for m in others), str(s["n"])])
     return _align(lines, header_len=len(header))
 
 

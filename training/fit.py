@@ -77,6 +77,7 @@ def catalogue(ctx: TrainContext) -> pd.DataFrame:
     out["in_stock"] = stock.astype("boolean").fillna(True).astype(bool)
     out["tier"] = tier_rank(base["tier"]) if "tier" in base else np.nan
     out["price"] = item_unit_prices(tx, items_df).reindex(ids)
+    out["margin"] = pd.to_numeric(base["margin"], errors="coerce") if "margin" in base else np.nan
     return out.reset_index()
 
 

@@ -3,7 +3,7 @@
 Each check names what is too small and the minimum, and raises `TooSmall`, which the command line
 turns into exit 2 (like a data folder it cannot read). Smaller parts that are still usable are not
 errors: a task the test window cannot support is skipped with its reason, and tuning on a too
-short inner window keeps the configured settings.
+short inner window falls back to a per-client random hold-out (`training.split.inner_split`).
 """
 from __future__ import annotations
 

@@ -50,13 +50,20 @@ class IndexMap:
 
 
 def rank_queries(rec: Recommender, ctx: TrainContext, queries: TaskQueries, k: int,
-                 index: IndexMap | None = None) -> np.ndarray:
+                 index: IndexMap | None = None, *, objective: str = "relevance",
+                 probabilities: np.ndarray | None = None) -> np.ndarray:
     """len(queries) x k item indexes of `ctx`, best first, -1 padded: the model's answer per row.
 
-    Client tasks ask `suggest` for the task's kind; baskets ask `cart_complete` with the visible
-    items. Bundles and packages (answers holding several items) are no single item: skipped."""
+    Client tasks ask `suggest` for the task's kind (ranked by `objective`); baskets ask
+    `cart_complete` with the visible items. Bundles and packages (answers holding several items)
+    are no single item: skipped, and
+    asked for on top of the k (packages rank among the services: with the nine demo packages a
+    list of ten held 4.5 services on average on the 400-household sample, so the task scored
+    how far packages crowd the list, not how well the services are ranked). `probabilities`, when given (len(queries) x k float), receives
+    each answer's probability of purchase from its breakdown (NaN where it has none)."""
     index = index or IndexMap.between(rec, ctx)
     out = np.full((len(queries), k), -1, dtype=np.int64)
+    wanted = k + (rec.catalogue.n_packages if queries.task == "service_package" else 0)
     client_ids = ctx.clients.ids
     with threadpool_limits(1, "blas"):  # per-query products are tiny: BLAS threads only cost
         for row in range(len(queries)):
@@ -65,9 +72,12 @@ def rank_queries(rec: Recommender, ctx: TrainContext, queries: TaskQueries, k: i
                 got = rec.cart_complete(index.cart(queries.history[row].indices), rec._client_pos.get(client), k,
                                         np.empty(0, np.int64), explain=False)
             else:
-                got = rec.suggest(client, TASK_KIND[queries.task], k, explain=False)
-            idx = [index.to_ctx[s["item_id"]] for s in got if "items" not in s and s["item_id"] in index.to_ctx][:k]
-            out[row, : len(idx)] = idx
+                got = rec.suggest(client, TASK_KIND[queries.task], wanted, objective=objective, explain=False)
+            kept = [s for s in got if "items" not in s and s["item_id"] in index.to_ctx][:k]
+            out[row, : len(kept)] = [index.to_ctx[s["item_id"]] for s in kept]
+            if probabilities is not None:
+                chance = [(s.get("breakdown") or {}).get("probability") for s in kept]
+                probabilities[row, : len(kept)] = [np.nan if c is None else c for c in chance]
     return out
 
 

@@ -31,6 +31,9 @@ class ModelRanker:
     name = "model"
     #: far slower to evaluate than any baseline (tuning, fitting, one query at a time): started first
     heavy = True
+    #: task -> business objectives it is also scored under (an entry `<name>_<objective>` in the
+    #: evaluation): what ranking by expected revenue costs in NDCG and brings in money
+    objectives: dict[str, tuple[str, ...]] = {"cross_sell": ("revenue",)}
 
     def __init__(self, config: TrainConfig | None = None, recommender: Recommender | None = None,
                  tune: bool = True, registered: bool = False, recipe: Recipe | None = None) -> None:
@@ -48,6 +51,15 @@ class ModelRanker:
         #: the tasks a hold-out refit answers (None: every task of TASK_KIND)
         self.only: frozenset[str] | None = None
         self._index: IndexMap | None = None
+
+    @property
+    def settings(self) -> dict | None:
+        """For the evaluation JSON: the inner split the model was tuned on (method and why), when
+        this run tuned it."""
+        if self._prefit or self.recommender is None:
+            return None
+        split = self.recommender.meta.get("tuning", {}).get("inner_split")
+        return {"inner_split": split} if split else None
 
     def answers(self, task: str) -> bool:
         if task in HOLDOUT_TASKS and self.registered:
@@ -83,3 +95,12 @@ class ModelRanker:
 
     def rank(self, queries: TaskQueries, k: int) -> np.ndarray:
         return rank_queries(self.recommender, self.ctx, queries, k, self._index)
+
+    def rank_with_probabilities(self, queries: TaskQueries, k: int,
+                                objective: str = "relevance") -> tuple[np.ndarray, np.ndarray]:
+        """(the answer of `rank` under `objective`, each answer's probability of purchase from
+        its breakdown: len(queries) x k, NaN where none): what the revenue figures read."""
+        probabilities = np.full((len(queries), k), np.nan)
+        ranked = rank_queries(self.recommender, self.ctx, queries, k, self._index, objective=objective,
+                              probabilities=probabilities)
+        return ranked, probabilities

@@ -8,6 +8,7 @@ list that was not built for it), then cut to what a person could be shown:
 - cross_sell: nothing of a product group the client owns, nor of a product type they buy
   regularly (`scoring.reasons.REGULAR_FROM` purchases of it);
 - basket_completion: nothing of a product group already in the cart;
+- service_package: nothing of the product group of a service the client uses;
 - upsell (both definitions): only upsells (`scoring.upgrades.step_up`) of an item the client owns.
 """
 from __future__ import annotations
@@ -47,7 +48,8 @@ def presentable(task: TaskQueries, ranked: np.ndarray, facts: ItemFacts, k: int)
             regular = np.array([t for t, c in per_type.items() if c >= REGULAR_FROM], dtype=np.int64)
             blocked = np.isin(facts.item_group[items], facts.item_group[owned]) | np.isin(facts.item_type[items], regular)
             items = items[~blocked]
-        elif task.task == "basket_completion" and owned.size:
+        elif task.task in ("basket_completion", "service_package") and owned.size:
+            # another code of what is in the cart, or of a service the client uses, is no offer
             items = items[~np.isin(facts.item_group[items], facts.item_group[owned])]
         elif task.task in UPSELL_TASKS:
             items = items[~np.isin(facts.item_group[items], facts.item_group[owned])] if owned.size else items[:0]
@@ -58,4 +60,15 @@ def presentable(task: TaskQueries, ranked: np.ndarray, facts: ItemFacts, k: int)
             items = items[np.sort(first)]
         items = items[:k]
         out[row, : items.size] = items
+    return out
+
+
+def aligned(kept: np.ndarray, ranked: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """`values` (one per entry of `ranked`) for the entries of `kept` (a filtered `ranked`)."""
+    out = np.full(kept.shape, np.nan, dtype=np.float64)
+    for row in range(kept.shape[0]):
+        where = {int(item): pos for pos, item in enumerate(ranked[row].tolist()) if item >= 0}
+        for col, item in enumerate(kept[row].tolist()):
+            if item >= 0:
+                out[row, col] = values[row, where[item]]
     return out

@@ -17,25 +17,26 @@ Two choices where the paper and the authors' code differ, both the paper's: the 
 decay counts from the end of each group (the code counts from the end of the whole history), and
 a client with fewer baskets than groups weighs its G' groups r_g^(G' - i) (the code keeps G).
 
-Both published parameter sets are tried on an inner time split of the training part and the
-better one on its next_basket NDCG@10 is kept (`TifuKNN.chosen` says which, and the log).
+Both published parameter sets are tried on the inner split of the training part
+(`training.baseline_tuning`) and the better one on its next_basket NDCG@10 is kept
+(`TifuKNN.chosen` says which, the log and the evaluation JSON's `settings` too).
 """
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from features.schema import ORDER, TIMESTAMP
+from training.baseline_tuning import DEFAULT_SPLIT, Choice, InnerSplit, TunedOnInner, choose_on_inner
 from training.context import TrainContext, csr
-from training.metrics import score_rankings
 from training.ranker import ScoringRanker
-from training.split import SplitError, time_split
-from training.tasks import Skipped, TaskQueries, next_basket
+from training.tasks import TaskQueries
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,6 @@ class TifuParams:
 DUNNHUMBY = TifuParams("dunnhumby", neighbours=900, within_decay=0.9, group_decay=0.6, alpha=0.2, groups=3)
 TAFENG = TifuParams("tafeng", neighbours=300, within_decay=0.9, group_decay=0.7, alpha=0.7, groups=7)
 PUBLISHED = (DUNNHUMBY, TAFENG)
-#: The inner split holds out the last this many days of the training part (TrainConfig.tune_days' default).
-INNER_DAYS = 30
-#: Cut-off of the inner NDCG that picks the setting (the evaluation's k).
-INNER_K = 10
 
 
 def basket_weights(position: np.ndarray, n_baskets: np.ndarray, within_decay: float, group_decay: float,
@@ -121,24 +118,47 @@ def nearest_clients(vectors: sp.csr_matrix, neighbours: int) -> np.ndarray:
     return np.argsort(distance, axis=1, kind="stable")[:, :k]
 
 
-class TifuKNN(ScoringRanker):
-    """TIFU-KNN scores (see the module docstring); `params=None` picks one of `PUBLISHED` on an
-    inner split. Answers next_basket, what it was made for, and cross_sell, where the client's own
-    items are excluded and what remains is the neighbours' part: a user-KNN over decayed baskets."""
+class TifuKNN(TunedOnInner[TifuParams], ScoringRanker):
+    """TIFU-KNN scores (see the module docstring); `params=None` picks one of `candidates`
+    (`PUBLISHED`) on the inner split by next_basket NDCG@10. Answers next_basket, what it was made
+    for, and cross_sell, where the client's own items are excluded and what remains is the
+    neighbours' part: a user-KNN over decayed baskets."""
 
     name = "tifu_knn"
     tasks: ClassVar[frozenset[str]] = frozenset({"next_basket", "cross_sell"})
 
-    def __init__(self, params: TifuParams | None = None, candidates: tuple[TifuParams, ...] = PUBLISHED) -> None:
+    def __init__(self, params: TifuParams | None = None, candidates: tuple[TifuParams, ...] = PUBLISHED,
+                 split: InnerSplit = DEFAULT_SPLIT) -> None:
         self.params = params
         self.candidates = candidates
+        self.split = split
+
+    def with_setting(self, setting: TifuParams) -> TifuKNN:
+        return TifuKNN(setting, split=self.split)
+
+    def describe_setting(self, setting: TifuParams) -> dict[str, Any]:
+        return asdict(setting)
+
+    @property
+    def chosen(self) -> TifuParams:
+        return self.choice.chosen
+
+    @property
+    def inner(self) -> dict[str, float]:
+        """Inner next_basket NDCG@10 of each candidate, by name ({} when nothing was chosen)."""
+        return self.choice.inner
 
     def _fit(self, ctx: TrainContext) -> None:
-        self.chosen, self.inner = (self.params, {}) if self.params is not None else choose(ctx, self.candidates)
+        self.choice = Choice(self.params) if self.params is not None else choose_on_inner(
+            ctx, self.candidates, lambda p: p.name, self._candidates, "next_basket", "tifu_knn", self.split)
         self.vectors = client_vectors(ctx, self.chosen)
         self._vectors_t = sp.csr_matrix(self.vectors.T)
         self.neighbours = nearest_clients(self.vectors, self.chosen.neighbours)
         log.debug("tifu_knn: %s, %d clients x %d neighbours", self.chosen, *self.neighbours.shape)
+
+    def _candidates(self, inner: TrainContext) -> Iterator[tuple[TifuParams, TifuKNN]]:
+        for params in self.candidates:
+            yield params, TifuKNN(params).fit(inner)
 
     def score(self, queries: TaskQueries, rows: slice) -> np.ndarray:
         clients = queries.clients[rows]
@@ -151,29 +171,3 @@ class TifuKNN(ScoringRanker):
         mix = np.zeros((len(clients), self.vectors.shape[0]))
         mix[np.arange(len(clients))[:, None], self.neighbours[clients]] = 1.0 / k
         return alpha * own + (1.0 - alpha) * (self._vectors_t @ mix.T).T
-
-
-def choose(ctx: TrainContext, candidates: tuple[TifuParams, ...]) -> tuple[TifuParams, dict[str, float]]:
-    """(the setting, inner NDCG@10 of each): the best of `candidates` on next_basket over an inner
-    time split (the last INNER_DAYS of the training part); the first when the split is impossible."""
-    if len(candidates) == 1:
-        return candidates[0], {}
-    try:
-        inner_tx, valid, _ = time_split(ctx.transactions, INNER_DAYS)
-    except SplitError as exc:
-        log.info("tifu_knn: no inner split (%s); keeping the %s setting", exc, candidates[0].name)
-        return candidates[0], {}
-    inner = TrainContext.build(inner_tx, ctx.items_df, ctx.packages)
-    task = next_basket(inner, valid)
-    if isinstance(task, Skipped):
-        log.info("tifu_knn: inner split has no next_basket task (%s); keeping %s", task.reason, candidates[0].name)
-        return candidates[0], {}
-    values: dict[str, float] = {}
-    for params in candidates:
-        ranked = TifuKNN(params).fit(inner).rank(task, INNER_K)
-        values[params.name] = float(score_rankings(ranked, task.relevant, len(inner.items), INNER_K)[
-            f"ndcg@{INNER_K}"])
-    best = max(candidates, key=lambda p: values[p.name])  # max keeps the first on a tie
-    log.info("tifu_knn: inner next_basket ndcg@%d %s; keeping %s (%s)", INNER_K,
-             {name: round(v, 4) for name, v in values.items()}, best.name, asdict(best))
-    return best, values

@@ -61,6 +61,19 @@ def champion_ranker(champion: Recommender, config: TrainConfig, transactions: pd
     return ModelRanker(config, recipe=recipe), AS_REFIT
 
 
+def catalogue_summary(meta: dict[str, Any]) -> str:
+    """What the trainer says about the catalogue it read: the product groups it formed and every
+    item it will never offer as not merchandise (with why), so that a person can check both."""
+    groups, fees = meta["product_groups"], meta["non_merchandise"]
+    lines = [f"product groups: {groups['groups']:,} groups of {groups['items']:,} items "
+             f"({groups['groups_with_variants']:,} with several codes); largest: "
+             + ", ".join(f"{g['example']} ({g['size']})" for g in groups["largest"]),
+             f"not merchandise, never offered: {fees['count']:,} items ("
+             + ", ".join(f"{why}: {n}" for why, n in fees["by_reason"].items()) + ")"]
+    lines += [f"  {e['item_id']} {e['name']}: {e['reason']}" for e in fees["examples"]]
+    return "\n".join(lines)
+
+
 def train(data: str | Path, *, model_name: str | None = None, test_days: float | None = None, k: int | None = None,
           max_baskets: int = 5_000, out: str | Path | None = None, tune: bool = True, promote: str = "gate",
           config: TrainConfig | None = None) -> dict[str, Any]:
@@ -100,6 +113,8 @@ def train(data: str | Path, *, model_name: str | None = None, test_days: float |
     final.meta["evaluation"] = {t: e.get("scores", {}).get("model") for t, e in result["tasks"].items()}
     final.meta["champion_compared"] = champion_version
     final.smoke_check()
+    print(catalogue_summary(final.meta))
+    result["catalogue"] = {key: final.meta[key] for key in ("product_groups", "non_merchandise")}
     figure = metric_bars(result)
     if out:
         out = Path(out)

@@ -1,7 +1,9 @@
-"""Choose the recipe (CF settings, then each kind's blend weights) on an inner time split of the
+"""Choose the recipe (CF settings, then each kind's blend weights) on an inner split of the
 training data, never on the test.
 
-The last `tune_days` of the training part play the test; the model is fitted on what comes
+The last `tune_days` of the training part play the test (`training.split.inner_split`; when they
+give no usable window, or the timestamps carry no order, a per-client random hold-out does, and
+the trainer says so); the model is fitted on what comes
 before and each task's weights are searched on a small grid, one task at a time (each kind's
 weights touch only its own ranking). Candidates are scored on re-weighted views of one fitted
 model (`training.model_answers.reweighted`); the result is a `Recipe`, which fitting follows and
@@ -19,18 +21,18 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from scoring import learnt
+from scoring import learnt, objective
 from scoring.ranking import rank_with_rules
 from scoring.recommender import DEFAULT_WEIGHTS, Recommender
 from training.config import TrainConfig
 from training.context import TrainContext
 from training.fit import fit_recommender
-from training.metrics import score_rankings
-from training.model_answers import rank_queries, reweighted
+from training.metrics import hit_matrix, score_rankings
+from training.model_answers import TASK_KIND, rank_queries, reweighted
 from training.models.cf import CFParams, tune_cf
 from training.models.learnt import as_weights, fit_logistic
 from training.recipe import Recipe
-from training.split import SplitError, time_split
+from training.split import SplitError, inner_split
 from training.tasks import HOLDOUT_TASKS, Skipped, TaskQueries, build_tasks, without_held_out
 
 log = logging.getLogger(__name__)
@@ -60,25 +62,33 @@ def _subsample(task: TaskQueries, n: int, seed: int) -> TaskQueries:
 
 
 def tune(ctx: TrainContext, config: TrainConfig) -> tuple[Recipe, dict[str, Any]]:
-    """(recipe, report): CF settings, then blend weights, chosen on one inner time split of `ctx`.
+    """(recipe, report): CF settings, then blend weights, chosen on one inner split of `ctx`.
 
-    The split is `training.split.time_split` (whole orders, the last `tune_days`), the one every
-    figure uses; its training part is indexed once and shared by both searches. Data too short
-    to split keeps the configured settings. The report (every trial, the seconds) travels in the
-    model's meta."""
+    The split is `training.split.inner_split`: the time split every figure uses (whole orders,
+    the last `tune_days`) when it gives a usable window, else a per-client random hold-out
+    (seeded by `config.seed`), logged as a warning. Its training part is indexed once and shared
+    by both searches. Data that neither can split keeps the configured settings. The report
+    (every trial, the seconds, `inner_split`: {"method": "time" | "random_holdout" | None, "why"})
+    travels in the model's meta and the MLflow run."""
     started = time.perf_counter()
     recipe = Recipe.default(config)
     try:
-        inner_tx, valid, _ = time_split(ctx.transactions, config.tune_days)
+        inner_tx, valid, info = inner_split(ctx.transactions, config.tune_days, seed=config.seed)
     except SplitError as exc:
-        log.info("not tuned (%s); using the configured settings", exc)
-        return recipe, {"cf": [], "weights": [], "seconds": 0.0}
+        log.warning("not tuned (%s); using the configured settings", exc)
+        return recipe, {"cf": [], "weights": [], "seconds": 0.0, "inner_split": {"method": None, "why": str(exc)}}
+    split = {"method": info["method"], "why": info["why"]}
+    if info["method"] == "time":
+        log.info("inner split: %s", info["why"])
+    else:
+        log.warning("inner split: a per-client random hold-out of %d%% of orders instead of the last %g days, "
+                    "because %s", round(100 * info["share"]), config.tune_days, info["why"])
     inner = TrainContext.build(inner_tx, ctx.items_df, ctx.packages)
     cf, cf_trials = tune_cf(inner, valid, recipe.cf, config.als_factors, config.als_regularization, config.k)
     log.info("CF chosen: %s (%.1fs)", cf, time.perf_counter() - started)
     weights, weight_trials = tune_weights(inner, valid, config, cf)
     log.info("blend weights chosen (%.1fs)", time.perf_counter() - started)
-    return Recipe(cf, weights), {"cf": cf_trials, "weights": weight_trials,
+    return Recipe(cf, weights), {"cf": cf_trials, "weights": weight_trials, "inner_split": split,
                                  "seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -124,7 +134,18 @@ def tune_weights(ctx: TrainContext, valid: pd.DataFrame, config: TrainConfig,
             weights.update(learn_replenishment(scorer, tasks[task_name], weights, config.k, trials))
         elif task_name == "cross_sell":
             weights.update(learn_cross_sell(scorer, tasks[task_name], weights, config.k, trials, config.seed))
+        if task_name in TASK_KIND:
+            weights[objective.RATE_PREFIX + TASK_KIND[task_name]] = first_place_rate(scorer, task, weights, config.k)
     return weights, trials
+
+
+def first_place_rate(scorer: _Scorer, task: TaskQueries, weights: dict[str, float], k: int) -> float:
+    """The kind's first-place hit rate under the chosen weights, on the inner split: what maps its
+    places to probabilities of purchase for the business objective (`scoring.objective`)."""
+    hits, _ = hit_matrix(scorer.rank(task, weights, k), task.relevant)
+    rate = round(objective.measured_rate(hits), 6)
+    log.info("%s: first-place hit rate on the inner split %.4f (the business objective's rank mapping)", task.task, rate)
+    return rate
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,11 @@ class SuggestionKind(ABC):
         """The ranking as suggestions with their reasons and kind-specific fields. `with_reasons=False`
         lets a kind skip what only the reason texts need (the offline evaluation reads ids)."""
 
+    def scores_are_probabilities(self, ev: Evidence) -> bool:
+        """Whether this request's scores are a learnt chance of purchase (`scoring.objective`
+        maps any other score to one through its rank). Hand blends are not."""
+        return False
+
     def anchors(self, ev: Evidence, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each item's reason anchor and its confidence (anchor -1: none); anchored kinds only."""
         raise NotImplementedError(f"{self.name} reasons have no anchor")

@@ -88,6 +88,13 @@ class CrossSell(SuggestionKind):
                                  cap=int(ev.weights["diversity_cap"]), unique=ev.catalogue.groups)
         return Ranked(ranked, scores[ranked], scores)
 
+    def scores_are_probabilities(self, ev: Evidence) -> bool:
+        """Learnt, and the personalised stage answers: it heads the chain and the client has a
+        taste vector (a cold client's fallback lists are not re-ranked, see `rank`)."""
+        model = learnt.coefficients(ev.weights, learnt.CROSS_SELL_PREFIX, learnt.CROSS_SELL_FEATURES)
+        chain = ev.catalogue.fallback
+        return model is not None and bool(chain) and chain[0] == fallback.PERSONALISED and ev.taste is not None
+
     def anchors(self, ev: Evidence, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return strongest_seeds(ev.state.cooc_idx, ev.state.cooc_conf, ev.seeds, items)
 

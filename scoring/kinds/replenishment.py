@@ -53,6 +53,9 @@ class Replenishment(SuggestionKind):
                 return Ranked(hist[kept], score[kept], None)
             fetch *= 4
 
+    def scores_are_probabilities(self, ev: Evidence) -> bool:
+        return learnt.coefficients(ev.weights, learnt.REPLENISH_PREFIX, learnt.REPLENISH_FEATURES) is not None
+
     def explain(self, ev: Evidence, ranked: Ranked, limit: int, *, with_reasons: bool = True) -> list[Suggestion]:
         """Due or regular, with the days until it is due."""
         st, sl = ev.state, ev.history_slice

@@ -88,39 +88,66 @@ def service_reason(ev: Evidence, service: int, anchor: int, shrunk: float) -> st
 
 def package_offers(ev: Evidence, scores: np.ndarray, allowed: np.ndarray, limit: int) -> list[Suggestion]:
     """Business packages ranked for this client by their members' mean score; tier rules decide
-    the order within a line (packages whose items share a subcategory: care basic -> premium)."""
+    the order within a line (`package_lines`: care basic -> standard -> premium).
+
+    A client holds a package when they bought every one of its items. Holding a tier of a line,
+    they are offered the lowest tier above the highest they hold ("next tier of your current
+    plan ...", ranked first) and never a tier at or below it; higher tiers still come, on their
+    own score. A package none of whose items the model knows is never held and never offered:
+    "every member bought" would be true of nothing, for every client."""
     st, cat = ev.state, ev.catalogue
     members = st.package_items
     valid = members >= 0
     safe = np.where(valid, members, 0)
     mean = np.where(valid, np.where(np.isfinite(scores[safe]), scores[safe], 0.0), 0.0).sum(1) / np.maximum(valid.sum(1), 1)
     owned = np.isin(safe, ev.seeds) & valid
-    held = owned.sum(1) == valid.sum(1)
+    known = valid.any(1)
+    held = known & (owned.sum(1) == valid.sum(1))
     tier = np.nan_to_num(st.package_tier, nan=0.0)
+    lines = package_lines(members, st.item_subcat)
     abc = ev.segment_label
-    held_tier = {p: tier[p] for p in np.flatnonzero(held)}
     out: list[Suggestion] = []
     for p in range(cat.n_packages):
-        if held[p] or cat.package_ids[p] in ev.exclude or not allowed[safe[p][valid[p]]].all():
+        if held[p] or not known[p] or cat.package_ids[p] in ev.exclude or not allowed[safe[p][valid[p]]].all():
             continue
-        overlap_held = [q for q in held_tier if np.isin(st.item_subcat[safe[p][valid[p]]],
-                                                        st.item_subcat[safe[q][valid[q]]]).any()]
         bonus, reason = 0.0, reasons.package_fit(None)
-        if overlap_held:
-            q = max(overlap_held, key=lambda q: held_tier[q])
-            line = [r for r in range(cat.n_packages) if tier[r] > held_tier[q] and np.isin(
-                st.item_subcat[safe[r][valid[r]]], st.item_subcat[safe[q][valid[q]]]).any()]
-            if line and tier[p] == min(tier[r] for r in line):
-                bonus, reason = 2.0, reasons.next_tier(cat.package_names[q])
-            elif tier[p] <= held_tier[q]:
+        held_here = np.flatnonzero(held & lines[p])
+        if held_here.size:
+            q = held_here[np.argmax(tier[held_here])]  # the highest tier held in this line
+            if tier[p] <= tier[q]:
                 continue  # never offer a lower or equal tier of what the client holds
+            if tier[p] == tier[lines[q] & known & (tier > tier[q])].min():
+                bonus, reason = 2.0, reasons.next_tier(cat.package_names[q])
+            else:
+                reason = reasons.above_tier(cat.package_names[q])
         elif abc == "A" and tier[p] > 0:
             bonus, reason = 0.25 * tier[p], reasons.premium_first(abc)
         price = float(st.package_price[p])
         out.append({"item_id": cat.package_ids[p], "name": cat.package_names[p], "kind": "service_package",
                     "score": round(float(mean[p] + bonus), 6),
-                    "price": None if np.isnan(price) else round(price, 2), "reason": reason,
+                    "price": round(price, 2) if np.isfinite(price) and price > 0 else None, "reason": reason,
                     "items": [str(cat.item_ids[i]) for i in safe[p][valid[p]]],
-                    "tier": None if np.isnan(st.package_tier[p]) else float(st.package_tier[p])})
+                    "tier": None if np.isnan(st.package_tier[p]) else float(st.package_tier[p]),
+                    **({} if np.isfinite(price) and price > 0 else {"price_note": "the packages file gives no price"})})
     out.sort(key=lambda s: -s["score"])
     return out[:limit]
+
+
+def package_lines(members: np.ndarray, item_subcat: np.ndarray) -> np.ndarray:
+    """n_packages x n_packages: whether two packages are of one line, i.e. share a member item or
+    a known subcategory (basic -> standard -> premium of one service). An unknown subcategory (-1)
+    joins nothing: Complete Journey's chef shoppe items have none, and in a catalogue without
+    subcategories every package would otherwise be one line, so holding one line's basic would hide
+    every other line's basic and call their standard "the next tier" of it."""
+    n = len(members)
+    rows = np.repeat(np.arange(n), members.shape[1]).reshape(members.shape)
+    valid = members >= 0
+    subs = np.where(valid, item_subcat[np.where(valid, members, 0)], -1)
+    shared = np.zeros((n, n), dtype=np.int64)
+    for codes, keep in ((members, valid), (subs, subs >= 0)):
+        if keep.any():  # one column per distinct member (subcategory) of any package
+            _, column = np.unique(codes[keep], return_inverse=True)
+            has = np.zeros((n, int(column.max()) + 1), dtype=np.int64)
+            has[rows[keep], column] = 1
+            shared += has @ has.T
+    return shared > 0

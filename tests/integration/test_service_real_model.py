@@ -84,8 +84,53 @@ def test_gunicorn_serves_the_real_model(tmp_path: Path, registered: tuple[str, d
         assert similar.status_code == 200 and len(similar.json()["suggestions"]) == 3
         assert requests.get(f"{base}/v1/items/no-such-item/similar", timeout=10).status_code == 404
 
+        assert_presentable(base, slice_dir, tx)
+
         event = [{"client_id": client, "item_id": first, "type": "purchase", "timestamp": "2018-01-02T10:00:00Z"}]
         assert requests.post(f"{base}/v1/events", json=event, timeout=10).status_code == 202
         for _ in range(4):  # whichever worker answers
             again = requests.get(f"{base}/v1/clients/{client}/suggestions?kind=cross_sell&limit=5", timeout=10).json()
             assert first not in {s["item_id"] for s in again["suggestions"]}
+
+
+def assert_presentable(base: str, slice_dir: Path, tx) -> None:
+    """Issue 11's rules through HTTP, checked against facts derived from the data files here
+    (not from the model's own labels): one item per product group in a kind=all answer (across
+    its sections too), no non-merchandise, positive prices or a note, item facts, upsells of the
+    same product type, and the new fields in the OpenAPI document."""
+    import pandas as pd
+
+    from features.merchandise import non_merchandise
+    from features.products import product_groups, product_type_of
+
+    items = pd.read_parquet(slice_dir / "items.parquet")
+    group = dict(zip(items["item_id"], product_groups(items), strict=True))
+    ptype = dict(zip(items["item_id"], product_type_of(items), strict=True))
+    fees = set(non_merchandise(items, tx)["item_id"])
+    assert fees, "the slice holds coupons and misc lines: the check would prove nothing"
+    clients = tx["client_id"].drop_duplicates().sample(20, random_state=0).tolist()
+    for client in clients:
+        body = requests.get(f"{base}/v1/clients/{client}/suggestions", params={"kind": "all", "limit": 10},
+                            timeout=10).json()
+        listed = [s for section in body["suggestions"].values() for s in section]
+        singles = [s for s in listed if "items" not in s]
+        assert len({group[s["item_id"]] for s in singles}) == len(singles), body
+        assert not fees & {s["item_id"] for s in listed}, body
+        for s in listed:
+            assert s["price"] is None and s["price_note"] or s["price"] > 0, s
+            assert s["item_id"] not in group or {"brand", "package_size", "category", "product_type"} <= set(s), s
+        for s in body["suggestions"]["upsell"]:
+            assert ptype[s["item_id"]] == ptype[s["upgrade_from"]] and s["upsell_step"], s
+    baskets = tx.groupby("order_id")["item_id"].apply(list)
+    for cart_items in baskets[baskets.map(len) >= 3].head(20):
+        answer = requests.post(f"{base}/v1/cart/suggestions", json={"items": cart_items[:3], "limit": 10},
+                               timeout=10).json()
+        complete = answer["complete"]
+        cart_groups = {group[i] for i in cart_items[:3]}
+        assert not cart_groups & {group[s["item_id"]] for s in complete}, answer
+        assert len({group[s["item_id"]] for s in complete}) == len(complete)
+        for bundle in answer["bundles"]:
+            assert not fees & set(bundle["items"]) and len({group[i] for i in bundle["items"]}) == len(bundle["items"])
+    spec = requests.get(f"{base}/openapi.json", timeout=10).json()
+    fields = spec["components"]["schemas"]["Suggestion"]["properties"]
+    assert {"price_note", "brand", "package_size", "product_type", "image_url", "url", "upsell_step"} <= set(fields)

@@ -8,6 +8,7 @@ saying what is too small and the minimum: never a traceback, never exit 3.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from mlflow.tracking import MlflowClient
 from support.processes import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -51,6 +53,12 @@ def _one_item(tx: pd.DataFrame) -> pd.DataFrame:
 
 def _one_day(tx: pd.DataFrame) -> pd.DataFrame:
     return _first_clients_top_items(tx).assign(timestamp=pd.Timestamp("2017-06-01 10:00:00"))
+
+
+def _shorter_than_the_tune_window(tx: pd.DataFrame) -> pd.DataFrame:
+    """The last 75 days: 15 days of training before the 60-day test, half the 30-day tune window."""
+    cut = _first_clients_top_items(tx)
+    return cut[cut["timestamp"] >= cut["timestamp"].max() - pd.Timedelta(days=75)]
 
 
 def _two_lines(tx: pd.DataFrame) -> pd.DataFrame:
@@ -110,3 +118,24 @@ def test_small_valid_data_trains_or_says_what_is_too_small(case: str, tmp_path: 
     folder = _folder(tmp_path, slice_tables, cut)
     _check(_run(["train", "--data", str(folder), "--no-tune"], tmp_path), train_expected)
     _check(_run(["evaluate", "--data", str(folder)], tmp_path), evaluate_expected)
+
+
+def test_a_history_shorter_than_the_tune_window_is_tuned_on_a_random_holdout(tmp_path: Path, slice_tables) -> None:
+    """Issue 11: tuning must not depend on a long purchase log. The trainer says it fell back,
+    and the choice reaches the MLflow run and the evaluation JSON (model and baselines alike)."""
+    folder = _folder(tmp_path, slice_tables, _shorter_than_the_tune_window)
+    code, output = _run(["train", "--data", str(folder), "--promote", "--max-baskets", "200"], tmp_path)
+    _check((code, output), (0, None))
+    assert "WARNING training.tuning: inner split: a per-client random hold-out" in output, output[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("crm-recommender")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.data.params["tuning.inner_split"] == "random_holdout"
+    assert "inner window" in run.data.params["tuning.inner_split_why"]
+
+    out = tmp_path / "evaluation.json"
+    _check(_run(["evaluate", "--data", str(folder), "--out", str(out), "--max-baskets", "200"], tmp_path), (0, None))
+    settings = json.loads(out.read_text())["settings"]
+    assert settings["model"]["inner_split"]["method"] == "random_holdout"
+    for baseline in ("ease", "sar", "tifu_knn"):
+        assert settings[baseline]["inner_split"]["method"] == "random_holdout", settings[baseline]

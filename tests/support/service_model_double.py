@@ -19,6 +19,7 @@ import mlflow.pyfunc
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from scoring import objective as objectives
 from scoring.pyfunc import PACKAGE_FORMAT, PACKAGE_FORMAT_KEY
 
 #: What a logged double that imports the support/ package ships as code (the reliability
@@ -93,11 +94,17 @@ class CatalogueRecommender:
         raise ValueError(f"unknown kind {kind!r}")
 
     def suggest(self, client_id: str, kind: str, limit: int = 10, *, category: str | None = None,
-                exclude: Sequence[str] = (), recent_purchases: Sequence[str] = ()) -> list[dict[str, Any]]:
+                exclude: Sequence[str] = (), recent_purchases: Sequence[str] = (),
+                objective: str = "relevance") -> list[dict[str, Any]]:
+        """Its whole (small) ranking re-ordered under `objective` by the model's own maths; it has
+        no margins, so objective=margin is refused as the contract says."""
+        objectives.check(objective, has_margins=False)
         bought = list(dict.fromkeys([*HISTORY.get(client_id, []), *recent_purchases]))
         answer = [s for s in self._candidates(client_id, kind, bought)
                   if s["item_id"] not in exclude and (category is None or s["category"] == category)]
-        return sorted(answer, key=lambda s: (-s["score"], s["item_id"]))[:limit]
+        ranked = sorted(answer, key=lambda s: (-s["score"], s["item_id"]))
+        return objectives.with_objective(ranked, objective, source=objectives.RANK, rate=None, margins=None,
+                                         limit=limit)
 
     def cart(self, items: Sequence[str], client_id: str | None = None, limit: int = 10, *,
              recent_purchases: Sequence[str] = ()) -> dict[str, Any]:

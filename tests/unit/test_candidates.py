@@ -29,7 +29,8 @@ def served(slice_dir: Path) -> Recommender:
 def test_every_client_gets_the_exact_answer(served: Recommender) -> None:
     exact = served.without_candidates()
     kinds = served.candidate_kinds()
-    assert set(kinds) == {"cross_sell", "upsell", "service_package"}
+    # the slice has the demo packages, scored from their members' dense scores: never precomputed
+    assert served.catalogue.n_packages > 0 and set(kinds) == {"cross_sell", "upsell"}
     for client in served.client_ids[:80]:
         for kind in kinds:
             assert served._from_candidates(kind, served._client_pos[client], np.empty(0, np.int64), None, (), 10) \

@@ -21,7 +21,7 @@ from support.factories import SHOP_CONFIG, make_shop
 from support.reliability_doubles import TaggedRecommender
 from support.service_model_double import CatalogueRecommender
 
-from scoring.contract import CONTRACT_METHODS, KINDS, Suggestion, SuggestionModel
+from scoring.contract import CONTRACT_METHODS, KINDS, ObjectiveUnavailable, Suggestion, SuggestionModel
 from training.candidates import precompute
 from training.context import TrainContext
 from training.fit import fit_recommender
@@ -31,6 +31,8 @@ UNKNOWN_ITEM = "__no-such-item__"
 #: The keys every suggestion carries (the required keys of `Suggestion`).
 REQUIRED = {"item_id", "name", "kind", "score", "price", "reason"}
 SEGMENT_KEYS = {"abc", "activity", "rfm"}
+#: The keys of every suggestion's score breakdown.
+BREAKDOWN = {"relevance", "probability", "probability_source", "expected_revenue"}
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,25 @@ def test_a_recent_purchase_leaves_cross_sell(subject: Subject) -> None:
     assert after and first[0] not in after
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_revenue_orders_priced_suggestions_by_expected_revenue_and_unpriced_after(subject: Subject, kind: str) -> None:
+    got = subject.model.suggest(subject.client, kind, 5, objective="revenue")
+    assert got, kind
+    assert_well_formed(subject.model, got, 5, f"{kind} by revenue")
+    for s in got:
+        assert BREAKDOWN <= set(s["breakdown"]), (kind, s)
+    values = [s["breakdown"]["expected_revenue"] for s in got]
+    priced = [v for v in values if v is not None]
+    assert values[: len(priced)] == priced and priced == sorted(priced, reverse=True), (kind, values)
+
+
+def test_objectives_are_checked(subject: Subject) -> None:
+    with pytest.raises(ValueError):
+        subject.model.suggest(subject.client, "cross_sell", 3, objective="turnover")
+    with pytest.raises(ObjectiveUnavailable):  # none of the implementations here has margins
+        subject.model.suggest(subject.client, "cross_sell", 3, objective="margin")
+
+
 # ---- the rest of the protocol ----
 
 def test_segment_has_its_keys_and_none_for_an_unknown_client(subject: Subject) -> None:
@@ -276,6 +297,19 @@ class SimilarToAnything(CatalogueRecommender):
         return super().similar(item_id if self.knows_item(item_id) else "coffee", limit)
 
 
+class RevenueBackwards(CatalogueRecommender):
+    def suggest(self, client_id: str, kind: str, limit: int = 10, **kwargs: Any) -> list[Any]:
+        answer = super().suggest(client_id, kind, limit, **kwargs)
+        return answer[::-1] if kwargs.get("objective") == "revenue" else answer
+
+
+class MarginWithoutMargins(CatalogueRecommender):
+    def suggest(self, client_id: str, kind: str, limit: int = 10, **kwargs: Any) -> list[Any]:
+        if kwargs.get("objective") == "margin":
+            kwargs["objective"] = "revenue"
+        return super().suggest(client_id, kind, limit, **kwargs)
+
+
 class NotAModel:
     """Has the data but not the methods."""
 
@@ -296,6 +330,8 @@ BROKEN: list[tuple[type, Callable[..., None]]] = [
     (SilentAboutUnknownItems, test_cart_completes_reports_unknown_items_and_offers_bundles),
     (SimilarToItself, test_similar_never_returns_the_item_itself_and_refuses_an_unknown_item),
     (SimilarToAnything, test_similar_never_returns_the_item_itself_and_refuses_an_unknown_item),
+    (RevenueBackwards, test_revenue_orders_priced_suggestions_by_expected_revenue_and_unpriced_after),
+    (MarginWithoutMargins, test_objectives_are_checked),
     (NotAModel, test_implements_the_protocol),
 ]
 

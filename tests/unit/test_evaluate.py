@@ -12,7 +12,8 @@ from training.__main__ import main
 from training.baselines import Popularity
 from training.evaluate import evaluate, format_table
 from training.metrics import metric_names
-from training.tasks import TASKS
+from training.revenue import metric_names as revenue_names
+from training.tasks import CLIENT_TASKS, TASKS
 
 
 def dataset(with_catalogue: bool = True) -> Dataset:
@@ -28,7 +29,7 @@ def result() -> dict:
 
 
 def test_result_shape(result: dict) -> None:
-    assert set(result) == {"split", "data", "tasks"}
+    assert set(result) == {"split", "data", "tasks", "settings"}
     assert result["split"]["test_days"] == 30 and "cutoff" in result["split"]
     assert result["data"]["transactions"] == len(make_shop()[0])
     assert list(result["tasks"]) == list(TASKS)
@@ -36,8 +37,9 @@ def test_result_shape(result: dict) -> None:
         assert set(task) == {"metric", "scores"}, name
         assert task["metric"] == ("ndcg@5" if name in ("cross_sell", "next_basket") else "hr@5")
         assert task["scores"], f"no ranker scored {name}"
+        money = (*revenue_names(5), "probability_source") if name in CLIENT_TASKS else ()
         for ranker, scores in task["scores"].items():
-            assert tuple(scores) == metric_names(5), (name, ranker)
+            assert tuple(scores) == (*metric_names(5), *money), (name, ranker)
             assert isinstance(scores["n"], int) and scores["n"] > 0
             assert all(0.0 <= scores[m] <= 1.0 for m in metric_names(5)[:-1])
     assert json.loads(json.dumps(result)) == result  # plain JSON, no numpy scalars
@@ -53,6 +55,20 @@ def test_each_task_lists_the_rankers_that_answer_it(result: dict) -> None:
     # the shop's trade-up pattern is what the upsell baseline exists for
     upsell = result["tasks"]["upsell"]["scores"]
     assert upsell["pricier_popular"]["hr@5"] >= upsell["popularity"]["hr@5"]
+
+
+def test_the_published_baselines_record_their_choice_on_the_inner_split(result: dict) -> None:
+    settings = result["settings"]
+    assert set(settings) == {"ease", "sar", "tifu_knn"}
+    assert settings["ease"]["chosen_on"] == settings["sar"]["chosen_on"] == "cross_sell ndcg@10"
+    assert settings["tifu_knn"]["chosen_on"] == "next_basket ndcg@10"
+    for name, chosen_by in (("ease", lambda c: f"{c['l2']:g}"), ("tifu_knn", lambda c: c["name"]),
+                            ("sar", lambda c: f"{c['similarity']}/{c['half_life_days']:g}d"
+                             if c["half_life_days"] else f"{c['similarity']}/no-decay")):
+        entry = settings[name]
+        assert len(entry["inner"]) >= 2, name
+        assert entry["inner"][chosen_by(entry["chosen"])] == max(entry["inner"].values()), name
+        assert entry["inner_split"]["method"] == "time" and entry["inner_split"]["why"], name
 
 
 def test_tasks_the_data_cannot_support_are_skipped_with_a_reason() -> None:
@@ -109,7 +125,15 @@ def test_cli_writes_the_json_and_prints_the_table(tmp_path: Path, capsys: pytest
     result = json.loads(out.read_text())
     assert list(result["tasks"]) == list(TASKS)
     assert result["tasks"]["service_package"]["metric"] == "hr@5"
-    assert "basket_completion" in capsys.readouterr().out
+    cross_sell = result["tasks"]["cross_sell"]["scores"]
+    # the model is scored under the revenue objective too, beside itself, with money figures
+    assert {"model", "model_revenue"} <= set(cross_sell)
+    assert cross_sell["model"]["probability_source"] == "model"
+    assert cross_sell["popularity"]["probability_source"] == "rank-unmeasured"
+    assert all(cross_sell[r]["revenue_expected@5"] >= 0 and cross_sell[r]["revenue_realised@5"] >= 0 for r in cross_sell)
+    assert "model_revenue" not in result["tasks"]["next_basket"]["scores"]
+    table = capsys.readouterr().out
+    assert "basket_completion" in table and "revenue_realised@5" in table and "model_revenue" in table
 
 
 @pytest.mark.parametrize(

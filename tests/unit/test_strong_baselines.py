@@ -12,7 +12,7 @@ from support.factories import make_transactions
 from training.baselines import Repurchase, ScoringRanker
 from training.context import TrainContext
 from training.ease import MAX_ITEMS, Ease, ease_weights
-from training.sar import Sar, decayed_affinity, item_similarity
+from training.sar import Sar, SarSetting, decayed_affinity, item_similarity
 from training.tasks import TaskQueries
 
 
@@ -41,8 +41,9 @@ def named(ctx: TrainContext, ranked: np.ndarray) -> list[list[str]]:
     return [[ctx.items.id_of(i) if i >= 0 else "-" for i in row] for row in ranked]
 
 
-@pytest.mark.parametrize("ranker", [Ease(), Ease(l2=1.0), Sar(), Sar(similarity="lift")],
-                         ids=["ease", "ease-l2-1", "sar-jaccard", "sar-lift"])
+@pytest.mark.parametrize("ranker", [Ease(), Ease(l2=1.0), Sar(), Sar(SarSetting("jaccard", 30.0)),
+                                    Sar(SarSetting("lift", None))],
+                         ids=["ease-chosen", "ease-l2-1", "sar-chosen", "sar-jaccard", "sar-lift"])
 def test_the_held_out_item_of_each_group_ranks_first(ranker: ScoringRanker) -> None:
     ctx = checkerboard()
     queries = client_queries(ctx, ["a0", "b0"], ["a4", "b4"])
@@ -104,7 +105,7 @@ def test_sar_similarities_are_jaccard_and_lift_of_client_cooccurrence() -> None:
     # the cut keeps an item's similarity to itself and its strongest other
     np.testing.assert_allclose(item_similarity(x, "jaccard", neighbours=2).toarray()[1], [0, 1, 1 / 2], rtol=1e-6)
     with pytest.raises(ValueError):
-        Sar(similarity="cosine")
+        SarSetting("cosine", 30.0)
 
 
 def test_sar_affinity_halves_every_thirty_days() -> None:
@@ -116,6 +117,8 @@ def test_sar_affinity_halves_every_thirty_days() -> None:
     old, new = ctx.items.index_of(["old", "new"])
     assert affinity[c, old] == pytest.approx(0.5)
     assert affinity[c, new] == pytest.approx(1.5)  # two purchase occasions, today and 30 days ago
+    undecayed = decayed_affinity(ctx, None)  # SAR with its time decay off: occasions counted
+    assert undecayed[c, old] == 1.0 and undecayed[c, new] == 2.0
 
 
 def test_repurchase_breaks_a_single_orders_ties_by_popularity() -> None:

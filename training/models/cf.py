@@ -106,8 +106,9 @@ def _batch_top(scores: np.ndarray, seen: sp.csr_matrix, k: int) -> np.ndarray:
 
 def tune_cf(ctx: TrainContext, valid_tx: pd.DataFrame, base: CFParams, factors: tuple[int, ...],
             regularization: tuple[float, ...], k: int = 10) -> tuple[CFParams, list[dict]]:
-    """Grid search on an inner time split: `ctx` indexes its training part and `valid_tx` is what
-    came after (`training.split.time_split`, as for every other figure). Scored on the items a
+    """Grid search on the inner split: `ctx` indexes its training part and `valid_tx` is what
+    came after (`training.split.inner_split`: a time split, as for every other figure, unless the
+    history gives none). Scored on the items a
     client bought in `valid_tx` that they had not bought before and that the inner part knows.
     Returns the best params and the trials."""
     if len(ctx.clients) < MIN_TUNE_CLIENTS or valid_tx.empty:
