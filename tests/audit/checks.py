@@ -14,7 +14,8 @@ Rules (the issue's list, in its order):
     upsell_type      an upsell of another product type than what it upgrades (or naming none)
     regular_once     "regularly" said of an item the client bought in fewer than 3 baskets
     bad_bundle       a member that is not merchandise, two members of one group, a lift above
-                     `max_lift`, or fewer baskets holding all the members than the minimum
+                     `max_lift`, fewer baskets holding all the members than the minimum, or
+                     basket counts in its reason that the data does not bear out
 One more, beyond the issue's list of counts but from its rule 1:
     owned_group      a cross-sell of a group the client already bought or of a product type it
                      buys regularly, or a cart completion of a group the cart already holds
@@ -46,6 +47,11 @@ REGULAR_MIN_PURCHASES = 3
 REGULAR = re.compile(r"\bregularly\b", re.IGNORECASE)
 #: "2161.3x more than chance", "12 × the usual": a number, then x or ×, then a break (not "24x16.9 OZ").
 LIFT = re.compile(r"(\d[\d,]*(?:\.\d+)?)\s?[x×](?=$|[\s;,.)])", re.IGNORECASE)
+#: The counts a bundle's reason quotes: "bought together in 32 baskets (32 of 227 with Cucumbers 36 CT); ..."
+#: or "in 41 of 1,203 baskets with Milk; ...": baskets holding all of it, baskets holding the anchor, the anchor.
+BUNDLE_COUNTS = (re.compile(r"bought together in (?P<together>[\d,]+) baskets \((?:[\d,]+) of (?P<anchor_baskets>[\d,]+) "
+                            r"with (?P<anchor>.+)\)(?:;|$)"),
+                 re.compile(r"\bin (?P<together>[\d,]+) of (?P<anchor_baskets>[\d,]+) baskets with (?P<anchor>.+?)(?:;|$)"))
 #: Sections of a client answer whose items upgrade another item.
 UPSELL_SECTIONS = ("upsell",)
 
@@ -195,7 +201,26 @@ def bundle_problems(entry: Mapping[str, Any], facts: Facts) -> str | None:
         baskets = facts.baskets_with(members)
         if baskets < facts.min_bundle_baskets:
             problems.append(f"{baskets} basket(s) hold all members (minimum {facts.min_bundle_baskets})")
+        problems += quoted_counts(str(entry.get("reason") or ""), members, baskets, facts)
     return "; ".join(problems) or None
+
+
+def quoted_counts(reason: str, members: Sequence[str], baskets: int, facts: Facts) -> list[str]:
+    """The counts a bundle's reason quotes against the data: the baskets holding every member,
+    and the baskets holding the member it names (when exactly one member has that name)."""
+    match = next((m for m in (pattern.search(reason) for pattern in BUNDLE_COUNTS) if m), None)
+    if match is None:
+        return []
+    problems = []
+    together = int(match["together"].replace(",", ""))
+    if together != baskets:
+        problems.append(f"the reason says {together:,} baskets hold them all, the data {baskets:,}")
+    named = [m for m in members if _plain(facts.names.get(m, m)) == _plain(match["anchor"])]
+    if len(named) == 1:
+        anchor_baskets, actual = int(match["anchor_baskets"].replace(",", "")), facts.baskets_with(named)
+        if anchor_baskets != actual:
+            problems.append(f"the reason says {anchor_baskets:,} baskets hold {match['anchor']!r}, the data {actual:,}")
+    return problems
 
 
 def duplicate_of(first: dict[Any, tuple[str, str]], entry: Mapping[str, Any], section: str,

@@ -13,11 +13,12 @@ import numpy as np
 
 from audit.checks import EXTRA_RULES, RULES, Audited, Facts, Finding, examples, shape, tally
 
-#: What the ten quotes should show, in this order: (answer, section); "bundle" is any mined bundle.
-QUOTE_SLOTS: tuple[tuple[str, str], ...] = (
-    ("client", "cross_sell"), ("client", "cross_sell"), ("client", "upsell"), ("client", "replenishment"),
-    ("client", "replenishment"), ("client", "service_package"), ("cart", "complete"), ("cart", "complete"),
-    ("cart", "upsell"), ("any", "bundle"))
+#: What the ten quotes should show, in this order: (answer, section, shape of the entry); None: any.
+QUOTE_SLOTS: tuple[tuple[str | None, str | None, str], ...] = (
+    ("client", "cross_sell", "item"), ("client", "cross_sell", "item"), ("client", "upsell", "item"),
+    ("client", "replenishment", "item"), ("client", "service_package", "item"),
+    ("client", "service_package", "package"), ("cart", "complete", "item"), ("cart", "complete", "item"),
+    ("cart", "upsell", "item"), (None, None, "bundle"))
 
 #: How each rule is checked, for the page.
 RULE_NOTES: dict[str, str] = {
@@ -33,7 +34,8 @@ RULE_NOTES: dict[str, str] = {
     "regular_once": "a reason saying \"regularly\" about an item the client bought in fewer than 3 baskets of "
                     "the training data (or said to an anonymous cart)",
     "bad_bundle": "a mined bundle with a non-merchandise member, two members of one group, a lift above the "
-                  "ceiling, or fewer baskets holding all its members than the minimum",
+                  "ceiling, fewer baskets holding all its members than the minimum, or basket counts in its "
+                  "reason the data does not bear out",
     "owned_group": "beyond the issue's seven counts, from its rule 1: a cross-sell of a group the client bought "
                    "before or of a product type it bought in 3 baskets or more, or a cart completion of a group "
                    "the cart holds",
@@ -83,11 +85,9 @@ def choose_quotes(quotable: Sequence[Quotable], seed: int, n: int = 10) -> list[
                 chosen.append(q)
                 return
 
-    for answer, section in QUOTE_SLOTS:
-        if section == "bundle":
-            take(lambda q: shape(q.entry) == "bundle")
-        else:
-            take(lambda q, a=answer, s=section: q.answer == a and q.section == s and shape(q.entry) != "bundle")
+    for answer, section, kind in QUOTE_SLOTS:
+        take(lambda q, a=answer, s=section, k=kind: (a is None or q.answer == a) and (s is None or q.section == s)
+             and shape(q.entry) == k)
     for _ in range(n - len(chosen)):
         take(lambda q: True)
     return chosen[:n]
@@ -158,8 +158,8 @@ def page(run: Run, facts: Facts, seed: int) -> str:
                       for f in found]
             lines.append("")
     lines += ["## Ten answers, verbatim", "",
-              "Drawn (seeded) from different answers of this run: cross-sell, upsell, replenishment, service "
-              "package, cart completion, cart upsell and a bundle. The JSON is the suggestion as the API "
+              "Drawn (seeded) from different answers of this run: cross-sell, upsell, replenishment, a service, "
+              "a service package, cart completion, cart upsell and a bundle. The JSON is the suggestion as the API "
               "returned it.", ""]
     for k, q in enumerate(choose_quotes(run.quotable, seed), start=1):
         body = quote(q, facts, run.audited.findings)

@@ -27,7 +27,7 @@ TYPES = {"milk": "MILK", "milk_b": "MILK", "milk_2": "MILK", "bread": "BREAD", "
          "gas": "FUEL", "eggs": "EGGS", "jam": "JAM", "cheese_b": "CHEESE",
          "milk_oat": "MILK", "cheese_sliced": "CHEESE"}
 BOUGHT = {("c1", "milk"): 5, ("c1", "bread"): 1, ("c1", "eggs"): 3}
-BASKETS = {frozenset({"bread", "jam"}): 41, frozenset({"cheese", "eggs"}): 2}
+BASKETS = {frozenset({"bread", "jam"}): 41, frozenset({"cheese", "eggs"}): 2, frozenset({"bread"}): 1203}
 
 
 @pytest.fixture
@@ -141,6 +141,11 @@ CART_BREAKS = {  # members, reason (None: a plain one), what the finding says
     "two members of one group": (["milk", "milk_b"], None, "2 members of one group"),
     "incredible lift": (["bread", "jam"], "3 items bought together 2161.3x more than chance", "lift 2161.3x"),
     "too few baskets": (["cheese", "eggs"], None, "2 basket(s) hold all members (minimum 5)"),
+    "a count the data does not bear out": (["bread", "jam"], "in 52 of 1,203 baskets with Bread White 20 OZ",
+                                           "the reason says 52 baskets hold them all, the data 41"),
+    "an anchor count the data does not bear out": (
+        ["bread", "jam"], "these 2 were bought together in 41 baskets (41 of 999 with Bread White 20 OZ); 10 % off",
+        "the reason says 999 baskets hold 'Bread White 20 OZ', the data 1,203"),
 }
 
 
@@ -152,6 +157,13 @@ def test_each_bad_bundle_is_one_finding(facts, case: str) -> None:
     audited = audit_cart_answer(answer, "cart 1", facts)
     assert rules_found(audited) == ["bad_bundle"]
     assert says in audited.findings[0].detail
+
+
+def test_the_services_bundle_reason_is_read_for_its_counts(facts) -> None:
+    answer = clean_cart()
+    answer["bundles"] = [bundle(["bread", "jam"], "these 2 were bought together in 41 baskets (41 of 1,203 with "
+                                                  "Bread White 20 OZ); 10 % off as a bundle")]
+    assert rules_found(audit_cart_answer(answer, "cart 1", facts)) == []
 
 
 def test_a_cart_checks_each_list_on_its_own(facts) -> None:
