@@ -19,7 +19,8 @@ from scoring.kinds import REGISTRY, Ranked
 from scoring.state import ModelState
 
 #: Kinds whose ranking for each known client can be computed at training time, and how deep.
-CANDIDATE_KINDS = ("cross_sell", "upsell", "service_package")
+#: (Replenishment reads the client's own items only: its exact path never passes over the catalogue.)
+CANDIDATE_KINDS = ("cross_sell", "upsell", "service_package", "next_basket")
 CANDIDATES = 50
 
 

@@ -12,8 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NotRequired, Protocol, TypedDict, runtime_checkable
 
-#: Kinds a client can ask for. `all` in the HTTP API means each of these, grouped.
-KINDS: tuple[str, ...] = ("cross_sell", "upsell", "service_package", "replenishment")
+#: Kinds a client can ask for.
+KINDS: tuple[str, ...] = ("cross_sell", "upsell", "service_package", "replenishment", "next_basket")
+#: What `all` in the HTTP API means: each of these, grouped. Not next_basket: its one list holds
+#: replenishment's and cross-sell's items again, and an item appears in one section of `all` only.
+GROUPED_KINDS: tuple[str, ...] = tuple(kind for kind in KINDS if kind != "next_basket")
 #: What a list may be ranked by: the kind's relevance, or expected value (`scoring.objective`).
 OBJECTIVES: tuple[str, ...] = ("relevance", "revenue", "margin")
 
@@ -52,8 +55,8 @@ class Suggestion(TypedDict):
     product_group: NotRequired[str]            # items of one group are the same thing to a client
     upgrade_from: NotRequired[str | None]      # upsell: the item it replaces
     price_difference: NotRequired[float | None]  # upsell: price step over what it replaces
-    due: NotRequired[bool]                     # replenishment: the usual interval has elapsed
-    due_in_days: NotRequired[float | None]     # replenishment: days until it is due (negative: overdue)
+    due: NotRequired[bool]                     # replenishment, next_basket's own items: the usual interval has elapsed
+    due_in_days: NotRequired[float | None]     # the same: days until it is due (negative: overdue)
     items: NotRequired[list[str]]              # packages and bundles: their member item ids
     tier: NotRequired[float | None]            # packages: the ordered level
     bundle_id: NotRequired[str]                # bundles

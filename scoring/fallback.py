@@ -11,7 +11,8 @@ scores every item or says it has no evidence (None), and the first stage with ev
 
 The default `FALLBACK` is the order the model always followed; a model overrides it with a
 `"fallback"` list in its meta (`ModelState.meta`), e.g. `["item_to_item", "popular"]` to serve
-without ALS taste. Cross-sell follows the chain. Upsell and replenishment answer from the client's
+without ALS taste. Cross-sell follows the chain, and so do next_basket's new items (they are
+cross-sell's). Upsell and replenishment answer from the client's
 own items or not at all, and service packages blend the segment's adoption in for every client
 (`segment_or_popular`), so neither has a stage to fall back to.
 """

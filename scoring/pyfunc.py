@@ -27,7 +27,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 from threadpoolctl import threadpool_limits
 
-from scoring.contract import KINDS
+from scoring.contract import GROUPED_KINDS
 from scoring.recommender import Recommender
 
 INPUT_COLUMNS = ("client_id", "kind", "limit", "objective")
@@ -88,7 +88,7 @@ class RecommenderPyfunc(mlflow.pyfunc.PythonModel):
                  else pd.Series("relevance", index=model_input.index))
         for client_id, kind, limit, goal in zip(model_input["client_id"], model_input["kind"], limits, goals,
                                                 strict=True):
-            kinds = KINDS if kind == "all" else (str(kind),)
+            kinds = GROUPED_KINDS if kind == "all" else (str(kind),)
             for k in kinds:
                 answer = self.recommender.suggest(str(client_id), k, int(limit), objective=str(goal))
                 for rank, s in enumerate(answer, start=1):

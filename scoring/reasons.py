@@ -46,6 +46,11 @@ def popular_in_segment(segment: str) -> str:
     return f"among the most bought by {segment}-class clients, your segment"
 
 
+def bought_by(clients: int) -> str:
+    """A product offered for its popularity alone (the next basket's last resort)."""
+    return f"bought by {clients:,} clients" if clients != 1 else "bought by 1 client"
+
+
 def due(interval_days: float, days_since: float) -> str:
     return f"due: usually every {interval_days:.0f} days, last {days_since:.0f} days ago"
 

@@ -6,8 +6,9 @@ answers the service gives, business rules included.
 
 This module is the façade; each answer is built where its name says:
 - `scoring.evidence`   what a request knows about its client, built once per request;
-- `scoring.kinds`      one module per kind (cross_sell, upsell, service_package, replenishment),
-                       each ranking and explaining through one interface, found by `REGISTRY`;
+- `scoring.kinds`      one module per kind (cross_sell, upsell, service_package, replenishment,
+                       next_basket), each ranking and explaining through one interface, found
+                       by `REGISTRY`;
 - `scoring.fallback`   the chain that answers a client the personalised blend knows nothing about;
 - `scoring.candidates` the per-client rankings precomputed at training time;
 - `scoring.cart`       basket completion, cart upsells, bundle offers; `scoring.similar` items
@@ -176,6 +177,8 @@ class Recommender(SuggestionModel):
         owned = self.evidence(busiest, np.empty(0, np.int64)).owned
         # cross-sell may rightly be empty for a client who already owns every product in stock
         kinds = ("cross_sell", "replenishment") if (self.catalogue.products & ~owned).any() else ("replenishment",)
+        if self.catalogue.products.any():  # a full basket while the catalogue has products
+            kinds = (*kinds, "next_basket")
         for kind in kinds:
             got = self.suggest(client, kind, 5)
             if not got:

@@ -27,6 +27,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "service_taste": 1.0,        # ALS taste: what similar clients adopted
     "service_cooc": 5.0,         # co-occurrence with owned items
     "service_segment": 0.5,      # adoption in the client's ABC segment
+    "next_basket_new": 0.0,      # next_basket: a new item's learnt chance against an own item's (0: own items first)
     "diversity_cap": 3,          # at most this many cross-sell suggestions per subcategory (never tuned)
     "upsell_cap": 3,             # the same rule for upsell lists
 }

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from scoring.contract import KINDS, one_section_each
+from scoring.contract import GROUPED_KINDS, one_section_each
 from service.metrics import CACHE, ERASURES, EVENTS
 from service.model.store import LoadedModel
 from service.redis.cache import ClientContext, answer_field
@@ -94,7 +94,7 @@ def _remember(store: RedisStore, client_id: str, field: str, body: str, context:
 
 def client_suggestions(model: LoadedModel, store: RedisStore, client_id: str,
                        query: SuggestionQuery) -> tuple[str, str]:
-    """The client's suggestions of one kind (or all kinds grouped), as JSON text, and whether the
+    """The client's suggestions of one kind (or every kind of `GROUPED_KINDS`, grouped), as JSON text, and whether the
     cache answered."""
     field = answer_field(model.identity, "suggestions", query.model_dump(mode="json"))
     context = _client_context(store, client_id, field, "client_suggestions")
@@ -102,7 +102,7 @@ def client_suggestions(model: LoadedModel, store: RedisStore, client_id: str,
         return context.cached, "hit"
     recent = context.recent_purchases if context is not None else []
     recommender = model.recommender
-    kinds = KINDS if query.kind == "all" else (query.kind,)
+    kinds = GROUPED_KINDS if query.kind == "all" else (query.kind,)
     # kind=all: each kind asked for more, so that sections stay full once duplicates leave
     fetch = 2 * query.limit if query.kind == "all" else query.limit
     by_kind = {kind: _shown(recommender.suggest(client_id, kind, fetch, category=query.category,

@@ -46,9 +46,10 @@ def _store_unavailable(error: RedisUnavailable, what: str) -> Problem:
 
 
 @api_route(v1, "/clients/<client_id>/suggestions", "GET", Endpoint(
-    summary="Suggestions for one client: cross-sell, upsell, service packages, replenishment",
+    summary="Suggestions for one client: cross-sell, upsell, service packages, replenishment, next basket",
     tag="suggestions", query=SuggestionQuery, response=ClientSuggestions, errors=(409, 503),
-    description="Unknown clients get cold-start suggestions (cold_start: true). kind=all groups by kind. "
+    description="Unknown clients get cold-start suggestions (cold_start: true). kind=all groups by kind, every "
+                "kind but next_basket (the whole next basket in one list: due repeats and new items). "
                 "409 when the objective needs data the serving model has not (margin without item margins)."))
 def client_suggestions(client_id: str) -> Response:
     rt = runtime()

@@ -141,7 +141,8 @@ class SuggestionQuery(_Limited):
 
     model_config = ConfigDict(extra="ignore")
     kind: Literal[KIND_CHOICES] = Field(  # type: ignore[valid-type]
-        "all", description="One kind, or `all` for every kind grouped by kind.")
+        "all", description="One kind, or `all` for every kind but next_basket, grouped by kind (next_basket's "
+                           "one list repeats replenishment's and cross_sell's items).")
     category: Id | None = Field(None, description="Only items of this category.")
     exclude: Annotated[list[Id], BeforeValidator(_split_ids)] = Field(
         default_factory=list, max_length=MAX_EXCLUDE, description="Item ids never to suggest, comma separated.")

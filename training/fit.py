@@ -142,8 +142,8 @@ def fit_recommender(ctx: TrainContext, config: TrainConfig | None = None, recipe
 
     The model's clients and items are the context's, index for index, so an evaluation reads its
     answers without translating. `recipe` comes from `training.tuning` (chosen on an inner split);
-    without it the configured defaults are used. `light` skips the upsell table and bundle
-    mining (for evaluation refits that only score services). `services_only` (implies `light`)
+    without it the configured defaults are used. `light` skips bundle mining (for tuning and the
+    evaluation refits that read no bundle). `services_only` (implies `light`)
     also skips the item-to-item lists (bought together, client kNN) that only cross-sell,
     replenishment and the cart read: the model then answers `service_package` and nothing else.
     The evaluation's hold-out refits need no more, and the client kNN was a third of their time.
@@ -239,7 +239,7 @@ def fit_recommender(ctx: TrainContext, config: TrainConfig | None = None, recipe
         bundle_price=bprice, bundle_full_price=full,
         package_items=pk_items, package_tier=pk_tier, package_price=pk_price, **facts,
     )
-    if not light:
+    if not services_only:  # the upsell kind answers from this table alone: tuning needs it too (12 s on the full data)
         offerable = state.item_merch & ~state.item_service & state.item_in_stock
         moves = trade_up_counts(tx, items, state.item_type, price)
         state.upsell_idx, state.upsell_score, state.upsell_moves, state.upsell_step = upsell_table(

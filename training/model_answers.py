@@ -18,7 +18,7 @@ from training.context import TrainContext
 from training.tasks import TaskQueries
 
 #: The service kind that answers each client task (basket_completion is the cart widget).
-TASK_KIND = {"cross_sell": "cross_sell", "next_basket": "replenishment", "upsell": "upsell", "upsell_price": "upsell",
+TASK_KIND = {"cross_sell": "cross_sell", "next_basket": "next_basket", "upsell": "upsell", "upsell_price": "upsell",
              "service_package": "service_package"}
 
 
@@ -51,7 +51,7 @@ class IndexMap:
 
 def rank_queries(rec: Recommender, ctx: TrainContext, queries: TaskQueries, k: int,
                  index: IndexMap | None = None, *, objective: str = "relevance",
-                 probabilities: np.ndarray | None = None) -> np.ndarray:
+                 probabilities: np.ndarray | None = None, kind: str | None = None) -> np.ndarray:
     """len(queries) x k item indexes of `ctx`, best first, -1 padded: the model's answer per row.
 
     Client tasks ask `suggest` for the task's kind (ranked by `objective`); baskets ask
@@ -60,7 +60,8 @@ def rank_queries(rec: Recommender, ctx: TrainContext, queries: TaskQueries, k: i
     asked for on top of the k (packages rank among the services: with the nine demo packages a
     list of ten held 4.5 services on average on the 400-household sample, so the task scored
     how far packages crowd the list, not how well the services are ranked). `probabilities`, when given (len(queries) x k float), receives
-    each answer's probability of purchase from its breakdown (NaN where it has none)."""
+    each answer's probability of purchase from its breakdown (NaN where it has none). `kind`
+    overrides the task's kind (`TASK_KIND`): replenishment answers next_basket's queries too."""
     index = index or IndexMap.between(rec, ctx)
     out = np.full((len(queries), k), -1, dtype=np.int64)
     wanted = k + (rec.catalogue.n_packages if queries.task == "service_package" else 0)
@@ -72,7 +73,7 @@ def rank_queries(rec: Recommender, ctx: TrainContext, queries: TaskQueries, k: i
                 got = rec.cart_complete(index.cart(queries.history[row].indices), rec._client_pos.get(client), k,
                                         np.empty(0, np.int64), explain=False)
             else:
-                got = rec.suggest(client, TASK_KIND[queries.task], wanted, objective=objective, explain=False)
+                got = rec.suggest(client, kind or TASK_KIND[queries.task], wanted, objective=objective, explain=False)
             kept = [s for s in got if "items" not in s and s["item_id"] in index.to_ctx][:k]
             out[row, : len(kept)] = [index.to_ctx[s["item_id"]] for s in kept]
             if probabilities is not None:

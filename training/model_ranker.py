@@ -2,7 +2,7 @@
 
 It answers each task through the very methods the service calls (`suggest`, `cart_complete`),
 business rules included, so the "model" row of the evaluation table is what clients would get:
-- cross_sell -> kind cross_sell;   next_basket -> kind replenishment;   upsell -> kind upsell;
+- cross_sell -> kind cross_sell;   next_basket -> kind next_basket;   upsell -> kind upsell;
 - basket_completion -> the cart widget's "complete this basket" list;
 - service_package -> kind service_package; the harness refits every ranker, this one included,
   without the hidden services (`refit`), so a held-out item is unknown to all of them.

@@ -43,12 +43,17 @@ GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
                    "cross_sell_recent": (0.0, 0.5)},
     "next_basket": {"replenish_freq": (0.25, 0.5, 1.0), "replenish_repeat": (0.0, 1.0, 3.0)},
     "basket_completion": {"cart_personal": (0.5, 1.0, 2.0), "cart_taste": (0.0, 0.2)},
-    # upsell is tuned on a light model (no trade-up table): its trade-up weight keeps its default
+    # upsell is tuned on a light model (its upsell table, no bundles)
     "upsell": {"upsell_taste": (0.0, 0.3, 1.0), "upsell_cap": (3, 10)},
     "service_package": {"service_taste": (0.0, 1.0), "service_cooc": (1.0, 5.0), "service_segment": (0.2, 1.0)},
 }
 #: Tried on the Complete Journey inner split and never chosen, so left at their defaults to keep
 #: training fast: replenish_recent, replenish_due, replenish_knn, upsell_subcat, upsell_step.
+#: Kinds rated on another kind's task (the business objective's rank mapping): replenishment
+#: answers no task of its own since next_basket scores the next_basket kind.
+ALSO_RATED: dict[str, tuple[str, ...]] = {"next_basket": ("replenishment",)}
+#: `next_basket_new` values tried once both learnt chances exist (0: own items first, then new ones).
+MERGE_GRID = (0.0, 0.5, 1.0, 2.0)
 #: Queries per task used for tuning (a sample keeps training within its time budget).
 MAX_QUERIES = 250
 #: Queries whose candidates train the learnt cross-sell ranking (the replenishment one uses all).
@@ -132,19 +137,22 @@ def tune_weights(ctx: TrainContext, valid: pd.DataFrame, config: TrainConfig,
         log.info("weights for %s: %s (inner %s %.4f)", task_name, best, metric, best_value)
         if task_name == "next_basket":
             weights.update(learn_replenishment(scorer, tasks[task_name], weights, config.k, trials))
+            weights.update(learn_merge(scorer, tasks[task_name], weights, config.k, trials))
         elif task_name == "cross_sell":
             weights.update(learn_cross_sell(scorer, tasks[task_name], weights, config.k, trials, config.seed))
-        if task_name in TASK_KIND:
-            weights[objective.RATE_PREFIX + TASK_KIND[task_name]] = first_place_rate(scorer, task, weights, config.k)
+        for kind in (TASK_KIND[task_name], *ALSO_RATED.get(task_name, ())) if task_name in TASK_KIND else ():
+            weights[objective.RATE_PREFIX + kind] = first_place_rate(scorer, task, weights, config.k, kind)
     return weights, trials
 
 
-def first_place_rate(scorer: _Scorer, task: TaskQueries, weights: dict[str, float], k: int) -> float:
+def first_place_rate(scorer: _Scorer, task: TaskQueries, weights: dict[str, float], k: int,
+                     kind: str | None = None) -> float:
     """The kind's first-place hit rate under the chosen weights, on the inner split: what maps its
     places to probabilities of purchase for the business objective (`scoring.objective`)."""
-    hits, _ = hit_matrix(scorer.rank(task, weights, k), task.relevant)
+    hits, _ = hit_matrix(scorer.rank(task, weights, k, kind), task.relevant)
     rate = round(objective.measured_rate(hits), 6)
-    log.info("%s: first-place hit rate on the inner split %.4f (the business objective's rank mapping)", task.task, rate)
+    log.info("%s (%s): first-place hit rate on the inner split %.4f (the business objective's rank mapping)",
+             task.task, kind or TASK_KIND[task.task], rate)
     return rate
 
 
@@ -155,8 +163,8 @@ class _Scorer:
     model: Recommender
     ctx: TrainContext
 
-    def rank(self, task: TaskQueries, weights: dict[str, float], k: int) -> np.ndarray:
-        return rank_queries(reweighted(self.model, weights), self.ctx, task, k)
+    def rank(self, task: TaskQueries, weights: dict[str, float], k: int, kind: str | None = None) -> np.ndarray:
+        return rank_queries(reweighted(self.model, weights), self.ctx, task, k, kind=kind)
 
     def score(self, task: TaskQueries, weights: dict[str, float], k: int) -> dict[str, float | int]:
         return self.metrics(self.rank(task, weights, k), task, k)
@@ -186,6 +194,28 @@ def learn_replenishment(scorer: _Scorer, task: TaskQueries, weights: dict[str, f
     value = scorer.metrics(ranked, task, k)[metric]
     return _choose("next_basket", metric, blend, value, trials,
                    lambda: as_weights(learnt.REPLENISH_PREFIX, learnt.REPLENISH_FEATURES, *fit_logistic(x, y)))
+
+
+def learn_merge(scorer: _Scorer, task: TaskQueries, weights: dict[str, float], k: int,
+                trials: list[dict[str, Any]]) -> dict[str, float]:
+    """`next_basket_new`: how a new item's learnt chance of a first purchase weighs against an own
+    item's chance of a repeat in the next_basket kind, the best of `MERGE_GRID` on the inner split
+    ({} when either chance was not learnt: own items then come first).
+
+    Both regressions were fitted on this split's window, so the comparison reads their in-sample
+    chances; they are the same in every arm, only the weight between them differs."""
+    if not all(learnt.coefficients(weights, prefix, features) is not None for prefix, features in (
+            (learnt.REPLENISH_PREFIX, learnt.REPLENISH_FEATURES), (learnt.CROSS_SELL_PREFIX, learnt.CROSS_SELL_FEATURES))):
+        return {}
+    metric = f"{task.metric}@{k}"
+    values = {}
+    for value in MERGE_GRID:
+        values[value] = scorer.score(task, {**weights, "next_basket_new": value}, k)[metric]
+        trials.append({"task": "next_basket", "next_basket_new": value, metric: round(values[value], 5)})
+    best = max(values, key=lambda v: (values[v], -v))  # a tie keeps the simpler order (own first)
+    log.info("next_basket merge on the inner split: %s; chosen next_basket_new=%s",
+             ", ".join(f"{v}: {m:.4f}" for v, m in values.items()), best)
+    return {"next_basket_new": best}
 
 
 def replenishment_pairs(rec: Recommender, task: TaskQueries) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

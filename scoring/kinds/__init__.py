@@ -8,6 +8,7 @@ from __future__ import annotations
 from scoring.contract import KINDS
 from scoring.kinds.base import Ranked, SuggestionKind
 from scoring.kinds.cross_sell import CrossSell
+from scoring.kinds.next_basket import NextBasket
 from scoring.kinds.replenishment import Replenishment
 from scoring.kinds.service_package import ServicePackage
 from scoring.kinds.upsell import Upsell
@@ -18,6 +19,7 @@ REGISTRY: dict[str, SuggestionKind] = {kind.name: kind for kind in (
     Upsell(),
     ServicePackage(),
     Replenishment(),
+    NextBasket(),
 )}
 
 if tuple(REGISTRY) != KINDS:

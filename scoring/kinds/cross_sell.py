@@ -117,7 +117,8 @@ def _reason(ev: Evidence, target: int, anchor: int, conf: float) -> str:
         together = cat.together(anchor, conf)
         if together >= reasons.MIN_TOGETHER:
             return reasons.bought_together(cat.names[anchor], together, int(cat.state.item_baskets[anchor]))
-    others = seeds[cat.groups[seeds] != cat.groups[target]]
+    # the owned item nearest in taste, of another group, and merchandise (never "who buy Gasoline")
+    others = seeds[(cat.groups[seeds] != cat.groups[target]) & cat.state.item_merch[seeds]]
     if others.size == 0:
         return reasons.clients_like_you(None)
     sims = cat.unit_factors[others] @ cat.unit_factors[target]

@@ -57,7 +57,7 @@ def _per_call_ms(fn: Any, args: list[Any]) -> float:
 def kinds_table(rec: Recommender, clients: list[str]) -> list[dict[str, Any]]:
     exact = rec.without_candidates()
     rows = []
-    for kind in ("cross_sell", "upsell", "service_package", "replenishment"):
+    for kind in ("cross_sell", "upsell", "service_package", "replenishment", "next_basket"):
         args = [(c, kind, 10) for c in clients]
         rows.append({"kind": kind, "candidates_ms": round(_per_call_ms(rec.suggest, args), 3),
                      "exact_ms": round(_per_call_ms(exact.suggest, args), 3)})

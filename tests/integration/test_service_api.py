@@ -110,6 +110,39 @@ def test_all_kinds_are_grouped_by_kind(client: FlaskClient) -> None:
     assert {"item_id", "name", "kind", "score", "price", "reason"} <= set(first) and first["reason"]
 
 
+def test_next_basket_answers_alone_and_stays_out_of_all(client: FlaskClient) -> None:
+    response = client.get("/v1/clients/c1/suggestions?kind=next_basket&limit=10", headers=READ)
+    body = response.get_json()
+    assert response.status_code == 200 and body["kind"] == "next_basket"
+    ids = [s["item_id"] for s in body["suggestions"]]
+    assert ids[:2] == ["coffee", "milk"] and len(ids) == len(set(ids)) > 2, "due repeats, then new items"
+    everything = client.get("/v1/clients/c1/suggestions?kind=all&limit=10", headers=READ).get_json()
+    assert "next_basket" not in everything["suggestions"]
+    spec = client.get("/openapi.json").get_json()
+    kinds = next(p for p in spec["paths"]["/v1/clients/{client_id}/suggestions"]["get"]["parameters"]
+                 if p["name"] == "kind")
+    assert "next_basket" in json.dumps(kinds)
+
+
+def test_next_basket_of_the_real_model_through_http(make_app: Callable[..., Flask]) -> None:
+    """The scoring model itself (fitted on the small shop) behind the API: a client who bought two
+    products asks for ten and gets ten, no service, no item twice."""
+    from support.factories import SHOP_CONFIG, make_shop
+
+    from training.context import TrainContext
+    from training.fit import fit_recommender
+
+    tx, items, packages = make_shop()
+    model = fit_recommender(TrainContext.build(tx, items, packages), SHOP_CONFIG)
+    app = make_app(model).test_client()
+    body = app.get("/v1/clients/c47/suggestions?kind=next_basket&limit=10", headers=READ).get_json()
+    ids = [s["item_id"] for s in body["suggestions"]]
+    assert len(ids) == len(set(ids)) == 10 and set(ids[:2]) == {"milk", "bread"}
+    assert not {"care_basic", "care_premium"} & set(ids)
+    everything = app.get("/v1/clients/c47/suggestions?kind=all&limit=10", headers=READ).get_json()
+    assert set(everything["suggestions"]) == {"cross_sell", "upsell", "service_package", "replenishment"}
+
+
 def test_one_kind_is_a_list_honouring_category_and_exclude(client: FlaskClient) -> None:
     body = client.get("/v1/clients/c1/suggestions?kind=cross_sell&exclude=filters,mug", headers=READ).get_json()
     ids = [s["item_id"] for s in body["suggestions"]]

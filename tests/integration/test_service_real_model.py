@@ -73,6 +73,7 @@ def test_gunicorn_serves_the_real_model(tmp_path: Path, registered: tuple[str, d
 
         everything = requests.get(f"{base}/v1/clients/{client}/suggestions?kind=all&limit=3", timeout=10).json()
         assert set(everything["suggestions"]) >= {"cross_sell", "replenishment"}
+        assert "next_basket" not in everything["suggestions"], "kind=all would list its items twice"
         cold = requests.get(f"{base}/v1/clients/nobody-at-all/suggestions", timeout=10).json()
         assert cold["cold_start"] is True and cold["suggestions"]
 

@@ -91,6 +91,9 @@ class CatalogueRecommender:
         if kind == "replenishment":
             return [self._suggestion(item, kind, 0.9, "Time to restock: you buy it regularly")
                     for item in bought if item in CONSUMABLES]
+        if kind == "next_basket":  # the client's consumables first, then what goes with their items
+            due = [{**s, "kind": kind, "score": 1.0 + s["score"]} for s in self._candidates(client_id, "replenishment", bought)]
+            return due + [{**s, "kind": kind} for s in self._candidates(client_id, "cross_sell", bought)]
         raise ValueError(f"unknown kind {kind!r}")
 
     def suggest(self, client_id: str, kind: str, limit: int = 10, *, category: str | None = None,

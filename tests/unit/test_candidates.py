@@ -30,7 +30,7 @@ def test_every_client_gets_the_exact_answer(served: Recommender) -> None:
     exact = served.without_candidates()
     kinds = served.candidate_kinds()
     # the slice has the demo packages, scored from their members' dense scores: never precomputed
-    assert served.catalogue.n_packages > 0 and set(kinds) == {"cross_sell", "upsell"}
+    assert served.catalogue.n_packages > 0 and set(kinds) == {"cross_sell", "upsell", "next_basket"}
     for client in served.client_ids[:80]:
         for kind in kinds:
             assert served._from_candidates(kind, served._client_pos[client], np.empty(0, np.int64), None, (), 10) \
