@@ -119,20 +119,19 @@ def _plain(text: str) -> str:
 
 
 def self_naming(entry: Mapping[str, Any], facts: Facts) -> str | None:
-    """The reason holds the item's own name (as the data spells it, or as the answer does), not
-    as the start of another item's longer name: "Paper Towels" is not named by "the national
-    brand of Paper Towels 107 SQ FT you buy", but "Choice Beef" is by "moved up from Choice Beef"."""
+    """The reason holds the item's own name as words of its own (as the data spells it, or as
+    the answer does), not inside a word ("Lean" in "Cleaners") nor as the start of another
+    catalogue name: "Paper Towels" is not named by "the national brand of Paper Towels 107 SQ FT
+    you buy", but "Choice Beef" is by "moved up from Choice Beef"."""
     reason = _plain(str(entry.get("reason") or ""))
     for name in {facts.names.get(str(entry["item_id"])), entry.get("name")}:
         if not name:
             continue
         plain = _plain(str(name))
         longer = [other for other in facts.extending_names(plain) if other != plain and other in reason]
-        at = reason.find(plain)
-        while at >= 0:
-            if not any(reason.startswith(other, at) for other in longer):
+        for match in re.finditer(rf"(?<!\w){re.escape(plain)}(?!\w)", reason):
+            if not any(reason.startswith(other, match.start()) for other in longer):
                 return f"reason {entry.get('reason')!r} names the item {name!r}"
-            at = reason.find(plain, at + 1)
     return None
 
 

@@ -24,8 +24,8 @@ QUOTE_SLOTS: tuple[tuple[str | None, str | None, str], ...] = (
 RULE_NOTES: dict[str, str] = {
     "same_group": "two items of one product group (features.products.product_groups) in one list, or one group "
                   "in two sections of a kind=all answer",
-    "self_naming": "the reason holds the suggested item's own name (case and spacing ignored), other than as the "
-                   "start of another catalogue name (\"Paper Towels\" in \"Paper Towels 107 SQ FT\")",
+    "self_naming": "the reason holds the suggested item's own name as whole words (case and spacing ignored), "
+                   "other than as the start of another catalogue name (\"Paper Towels\" in \"Paper Towels 107 SQ FT\")",
     "non_merchandise": "the item is flagged by features.merchandise.non_merchandise, or by the audit's own "
                        "keywords (fuel, coupons, gift cards, misc sales, fees, postage, deposits) and categories",
     "price": "price (and a bundle's bundle_price) zero or below, or null without a field saying why",

@@ -130,6 +130,14 @@ def test_a_name_inside_another_items_longer_name_is_not_self_naming(facts) -> No
     assert rules_found(audit_client_answer(answer, facts)) == ["self_naming"]
 
 
+def test_a_name_inside_a_word_is_not_self_naming(facts) -> None:
+    answer = clean_client()
+    answer["suggestions"]["cross_sell"][1].update(name="Jam", reason="in 6 of 54 baskets with Pajamas 2 CT")
+    assert rules_found(audit_client_answer(answer, facts)) == []
+    answer["suggestions"]["cross_sell"][1]["reason"] = "in 6 of 54 baskets with Jam, and Pajamas"
+    assert rules_found(audit_client_answer(answer, facts)) == ["self_naming"]
+
+
 def test_a_null_price_with_a_reason_for_it_passes(facts) -> None:
     answer = clean_client()
     answer["suggestions"]["cross_sell"][0].update(price=None, price_reason="no sale in the last 90 days")
