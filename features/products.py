@@ -52,6 +52,18 @@ def parse_package_size(text: object) -> tuple[float, str] | None:
     return amount * COUNT_UNITS[unit], "count"
 
 
+def size_label(text: object) -> str | None:
+    """The pack size of a label as a reason writes it: "L     9 OZ" -> "9 OZ", "(600) 4 LB" ->
+    "4 LB"; None when the text holds no size we can read."""
+    if not isinstance(text, str):
+        return None
+    match = _SIZE.search(text.upper().replace("FL. OZ", "FL OZ"))
+    if match is None:
+        return None
+    number = match.group(1) + (f"/{match.group(2)}" if match.group(2) else "")
+    return f"{number} {match.group(3)}"
+
+
 def normalised_name(name: object) -> str:
     """A name as a client reads it: case, punctuation and spacing do not make another product."""
     if not isinstance(name, str):

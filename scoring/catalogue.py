@@ -67,6 +67,9 @@ class Catalogue:
         self.facts_links = {col: items[col].astype(object).where(items[col].notna(), None).to_numpy()
                             for col in self.links}
         self.currency = str(state.meta.get("currency") or "")
+        #: pack sizes as reasons write them ("9 OZ"); the raw label where the model has none
+        labels = items["size_label"] if "size_label" in items else self.facts["package_size"]
+        self.size_labels = np.asarray(labels, dtype=object)
         self.has_margins = objective.has_margins(state.item_margin)
         self.n_packages = len(state.packages)
         # plain arrays: a pandas row lookup costs ~0.1 ms, ten of them per answer was most of its time

@@ -87,8 +87,8 @@ def above_tier(current: str) -> str:
     return f"a tier above the next one of your current plan {current}"
 
 
-def premium_first(segment: str) -> str:
-    return f"premium tier for {segment}-class clients"
+def premium_first(segment: str, why: str) -> str:
+    return f"premium tier for {segment}-class clients; {why}"
 
 
 def service_with(anchor: str, together: int, anchor_baskets: int) -> str:
@@ -97,11 +97,16 @@ def service_with(anchor: str, together: int, anchor_baskets: int) -> str:
 
 def service_users(clients: int, segment: str | None) -> str:
     whose = f"; popular with {segment}-class clients" if segment else ""
-    return f"used by {clients:,} clients{whose}"
+    return f"used by {clients:,} client{'' if clients == 1 else 's'}{whose}"
 
 
-def package_fit(anchor: str | None) -> str:
-    return f"builds on {anchor}, which you use" if anchor else "a package of services clients take together"
+def package_fit(anchor: str) -> str:
+    return f"builds on {anchor}, which you use"
+
+
+def package_member(member: str, why: str) -> str:
+    """A package the client holds nothing of: why its best member fits them."""
+    return f"its {member} is {why}" if why.startswith(("taken", "used")) else f"its {member}: {why}"
 
 
 def bundle(n_items: int, together: int, anchor: str, anchor_baskets: int, discount: float) -> str:

@@ -62,5 +62,5 @@ def step_up(st: ItemArrays, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def upgrade_detail(cat: Catalogue, item: int, step: str) -> str:
     """What a reason says of the step: the pack size of a larger pack ("the 2 LB pack of...")."""
-    size = cat.facts["package_size"][item]
+    size = cat.size_labels[item]
     return str(size) if step == "larger_pack" and size else "larger"

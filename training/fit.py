@@ -18,7 +18,15 @@ from features.matrix import IdIndex, confidence_matrix
 from features.merchandise import REASON
 from features.merchandise import report as non_merchandise_report
 from features.prices import item_unit_prices, tier_rank
-from features.products import UNIT_FAMILIES, brand_levels, group_report, parse_package_size, product_groups, product_type_of
+from features.products import (
+    UNIT_FAMILIES,
+    brand_levels,
+    group_report,
+    parse_package_size,
+    product_groups,
+    product_type_of,
+    size_label,
+)
 from features.repurchase import repurchase_intervals
 from features.schema import CLIENT, ITEM, ITEM_TEXT, KIND_FEE, KIND_SERVICE, ORDER, QUANTITY, TIMESTAMP
 from features.segments import client_segments
@@ -210,7 +218,8 @@ def fit_recommender(ctx: TrainContext, config: TrainConfig | None = None, recipe
     pk_items, pk_tier, pk_price, pk_table = _packages(ctx.packages, items)
     facts = item_facts(cat, baskets, groups)
     state = ModelState(
-        items=cat[[ITEM, *ITEM_TEXT, "kind"]].astype(object).assign(item_id=lambda d: d[ITEM].astype(str)),
+        items=cat[[ITEM, *ITEM_TEXT, "kind"]].astype(object).assign(
+            item_id=lambda d: d[ITEM].astype(str), size_label=cat["package_size"].map(size_label)),
         clients=pd.DataFrame({CLIENT: clients.ids.astype(str), "abc": abc.to_numpy(dtype=object),
                               "activity": segments["activity"].fillna("inactive").to_numpy(dtype=object),
                               "rfm": segments["rfm"].astype(object).to_numpy()}),

@@ -33,7 +33,8 @@ def item_facts(ctx: TrainContext) -> ItemFacts:
     """The context's item facts (computed on first use, then kept with the context)."""
     cached = ctx.cache.get("item_facts")
     if cached is None:
-        from training.fit import catalogue, item_facts as fit_facts  # fit imports the whole model
+        from training.fit import catalogue  # fit imports the whole model
+        from training.fit import item_facts as fit_facts
 
         cat = catalogue(ctx)
         facts = fit_facts(cat, None, _groups(cat))

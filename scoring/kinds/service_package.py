@@ -86,6 +86,18 @@ def service_reason(ev: Evidence, service: int, anchor: int, shrunk: float) -> st
     return reasons.service_users(int(st.item_pop[service]), ev.segment_label)
 
 
+def package_reason(ev: Evidence, members: np.ndarray, scores: np.ndarray) -> str:
+    """Why a package fits: a member the client already uses, else its best member's own reason
+    (a related product the client buys, or how many clients use it)."""
+    cat = ev.catalogue
+    owned = members[np.isin(members, ev.seeds)]
+    if owned.size:
+        return reasons.package_fit(cat.names[int(owned[0])])
+    best = int(members[int(np.argmax(np.where(np.isfinite(scores[members]), scores[members], -np.inf)))])
+    anchors, confs = strongest_seeds(ev.state.service_idx, ev.state.service_score, ev.seeds, np.array([best]))
+    return reasons.package_member(cat.names[best], service_reason(ev, best, int(anchors[0]), float(confs[0])))
+
+
 def package_offers(ev: Evidence, scores: np.ndarray, allowed: np.ndarray, limit: int) -> list[Suggestion]:
     """Business packages ranked for this client by their members' mean score; tier rules decide
     the order within a line (`package_lines`: care basic -> standard -> premium).
@@ -110,7 +122,7 @@ def package_offers(ev: Evidence, scores: np.ndarray, allowed: np.ndarray, limit:
     for p in range(cat.n_packages):
         if held[p] or not known[p] or cat.package_ids[p] in ev.exclude or not allowed[safe[p][valid[p]]].all():
             continue
-        bonus, reason = 0.0, reasons.package_fit(None)
+        bonus, reason = 0.0, package_reason(ev, safe[p][valid[p]], scores)
         held_here = np.flatnonzero(held & lines[p])
         if held_here.size:
             q = held_here[np.argmax(tier[held_here])]  # the highest tier held in this line
@@ -121,7 +133,7 @@ def package_offers(ev: Evidence, scores: np.ndarray, allowed: np.ndarray, limit:
             else:
                 reason = reasons.above_tier(cat.package_names[q])
         elif abc == "A" and tier[p] > 0:
-            bonus, reason = 0.25 * tier[p], reasons.premium_first(abc)
+            bonus, reason = 0.25 * tier[p], reasons.premium_first(abc, reason)
         price = float(st.package_price[p])
         out.append({"item_id": cat.package_ids[p], "name": cat.package_names[p], "kind": "service_package",
                     "score": round(float(mean[p] + bonus), 6),

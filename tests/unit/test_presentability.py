@@ -166,3 +166,14 @@ def test_excluding_an_item_excludes_its_group(rec: Recommender) -> None:
     got = rec.suggest("m01", "cross_sell", 20, exclude=["soda_a"])
     assert not {s["item_id"] for s in got} & SODA
     assert np.all(rec.catalogue.allowed(category=None, exclude=["soda_a"])[rec.item_index(list(SODA))] == False)  # noqa: E712
+
+
+def test_reasons_write_sizes_and_counts_as_a_person_would() -> None:
+    from features.products import size_label
+    from scoring import reasons
+
+    assert size_label("L     9 OZ") == "9 OZ" and size_label("(600) 4 LB") == "4 LB" and size_label("CTN") is None
+    assert reasons.service_users(1, None) == "used by 1 client"
+    assert reasons.service_users(1200, "A") == "used by 1,200 clients; popular with A-class clients"
+    assert reasons.money(1.3, "$") == "$1.30" and reasons.money(1.3, "EUR") == "1.30 EUR"
+    assert reasons.package_member("Salad Bar Entree", "used by 40 clients") == "its Salad Bar Entree is used by 40 clients"
