@@ -66,6 +66,8 @@ TREE_OBJECTIVE = "binary"
 #: of the per-query difference on the inner split: on Complete Journey cross-sell they won by
 #: +0.0007 (noise) and lost 0.0008 on the test (0.0748 against the regression's 0.0756).
 TREES_MARGIN_SE = 2.0
+#: Positives each cross-fitting fold must train on before trees are tried at all.
+MIN_TREE_POSITIVES = 50
 
 
 def _subsample(task: TaskQueries, n: int, seed: int) -> TaskQueries:
@@ -200,25 +202,34 @@ def learn_replenishment(scorer: _Scorer, task: TaskQueries, weights: dict[str, f
     if y.sum() < 10:
         return {}, {}
     folds = np.arange(len(task)) % 2
+    with_trees = _trees_fit(y, folds[rows])
     ranked = {"blend": scorer.rank(task, weights, k),
-              **{name: np.full((len(task), k), -1, dtype=np.int64) for name in ("learnt", "trees")}}
+              **{name: np.full((len(task), k), -1, dtype=np.int64) for name in ("learnt", "trees")[:1 + with_trees]}}
     seconds = 0.0
     for fold in (0, 1):
         train, part = folds[rows] != fold, _rows(task, np.flatnonzero(folds == fold))
         fit = fit_logistic(x[train], y[train])
         learnt_weights = {**weights, **as_weights(learnt.REPLENISH_PREFIX, learnt.REPLENISH_FEATURES, *fit)}
         ranked["learnt"][folds == fold] = scorer.rank(part, learnt_weights, k)
+        if not with_trees:
+            continue
         started = time.perf_counter()
         ensemble = fit_gbdt(x[train], y[train], rows[train], TREE_OBJECTIVE, seed)
         seconds += time.perf_counter() - started
-        with_trees = _Scorer(_with_trees(scorer.model, learnt.REPLENISH_TREES, ensemble), scorer.ctx)
-        ranked["trees"][folds == fold] = with_trees.rank(part, weights, k)
+        view = _Scorer(_with_trees(scorer.model, learnt.REPLENISH_TREES, ensemble), scorer.ctx)
+        ranked["trees"][folds == fold] = view.rank(part, weights, k)
     best = _chosen(scorer, task, k, ranked, seconds, trials)
     if best == "learnt":
         return as_weights(learnt.REPLENISH_PREFIX, learnt.REPLENISH_FEATURES, *fit_logistic(x, y)), {}
     if best == "trees":
         return {}, _prefixed(learnt.REPLENISH_TREES, fit_gbdt(x, y, rows, TREE_OBJECTIVE, seed))
     return {}, {}
+
+
+def _trees_fit(y: np.ndarray, fold_of_pair: np.ndarray) -> bool:
+    """Whether each cross-fitting fold trains on enough positives for trees (a client or two of
+    data leave a fold empty: the regression copes, LightGBM refuses)."""
+    return all(y[fold_of_pair != fold].sum() >= MIN_TREE_POSITIVES for fold in (0, 1))
 
 
 def _prefixed(prefix: str, ensemble: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -241,7 +252,7 @@ def _chosen(scorer: _Scorer, task: TaskQueries, k: int, ranked: dict[str, np.nda
     values = {name: scorer.metrics(r, task, k)[metric] for name, r in ranked.items()}
     best, z = choose_ranking({name: per_query(r, task, k) for name, r in ranked.items()})
     trials.append({"task": task.task, **{name: round(v, 5) for name, v in values.items()},
-                   "trees_objective": TREE_OBJECTIVE, "trees_gain_se": round(z, 2),
+                   "trees_objective": TREE_OBJECTIVE, "trees_gain_se": round(z, 2) if "trees" in ranked else None,
                    "trees_seconds": round(seconds, 1), "chosen": best})
     log.info("%s on the inner split (cross-fitted %s): %s; the trees' gain %.1f standard errors; %s chosen",
              task.task, metric, ", ".join(f"{name} {v:.4f}" for name, v in values.items()), z, best)
@@ -335,17 +346,21 @@ def learn_cross_sell(scorer: _Scorer, task: TaskQueries, weights: dict[str, floa
 
     logistic_scores, tree_scores = [np.empty(0)] * len(task), [np.empty(0)] * len(task)
     seconds = 0.0
+    with_trees = _trees_fit(y, folds[rows])
     for fold in (0, 1):
         train = folds[rows] != fold
         model = fit_logistic(x[train], y[train])
+        for r in np.flatnonzero(folds == fold):
+            logistic_scores[r] = learnt.probability(xs[r], model)
+        if not with_trees:
+            continue
         started = time.perf_counter()
         ensemble = fit_gbdt(x[train], y[train], rows[train], TREE_OBJECTIVE, seed)
         seconds += time.perf_counter() - started
         for r in np.flatnonzero(folds == fold):
-            logistic_scores[r] = learnt.probability(xs[r], model)
             tree_scores[r] = learnt.tree_probability(xs[r], ensemble)
     ranked = {"blend": pools_ranked(blends), "learnt": pools_ranked(logistic_scores),
-              "trees": pools_ranked(tree_scores)}
+              **({"trees": pools_ranked(tree_scores)} if with_trees else {})}
     best = _chosen(scorer, task, k, ranked, seconds, trials)
     if best == "learnt":
         return as_weights(learnt.CROSS_SELL_PREFIX, learnt.CROSS_SELL_FEATURES, *fit_logistic(x, y)), {}
@@ -356,13 +371,16 @@ def learn_cross_sell(scorer: _Scorer, task: TaskQueries, weights: dict[str, floa
 
 def choose_ranking(per_query_values: dict[str, np.ndarray]) -> tuple[str, float]:
     """(choice, the trees' gain over the simpler choice in standard errors) from each ranking's
-    per-query scores ("blend", "learnt", "trees"; the same queries in the same order).
+    per-query scores ("blend", "learnt" and, when they were tried, "trees"; the same queries in the
+    same order).
 
     The regression replaces the blend when its mean is higher (as before trees were tried); the
     trees replace that choice only when they beat it by more than `TREES_MARGIN_SE` standard
     errors of the per-query difference."""
     means = {name: float(v.mean()) for name, v in per_query_values.items()}
     simple = "learnt" if means["learnt"] > means["blend"] else "blend"
+    if "trees" not in per_query_values:  # too little data to try them
+        return simple, 0.0
     diff = per_query_values["trees"] - per_query_values[simple]
     se = float(diff.std(ddof=1)) / np.sqrt(diff.size) if diff.size > 1 else 0.0
     z = float(diff.mean()) / se if se > 0 else (np.inf if diff.mean() > 0 else 0.0)

@@ -105,6 +105,7 @@ def test_the_choice_keeps_trees_only_when_they_win_beyond_the_noise() -> None:
     large, z_large = chosen(0.0, 0.0, base + noise - noise.mean() + 0.02)
     assert small == "blend" and 0.5 < z_small < 2.0, z_small
     assert large == "trees" and z_large > 2.0, z_large
+    assert choose_ranking({"blend": base, "learnt": base + 0.01}) == ("learnt", 0.0), "too little data for trees"
 
 
 def test_per_query_scores_average_to_the_reported_metric() -> None:
