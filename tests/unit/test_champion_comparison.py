@@ -13,7 +13,7 @@ from training.train import AS_REFIT, AS_REGISTERED, champion_ranker
 
 def _as_champion(model: Recommender, last: str | None) -> SimpleNamespace:
     """The model's meta with the data range a registered champion would record."""
-    return SimpleNamespace(meta={**model.meta, "data": {"last": last}})
+    return SimpleNamespace(meta={**model.meta, "data": {"last": last}}, state=model.state)
 
 
 def test_a_champion_that_saw_the_test_window_is_refitted_from_its_recipe(shop, model: Recommender) -> None:
@@ -36,6 +36,7 @@ def test_a_champion_whose_data_ends_before_the_test_window_is_scored_as_register
 
 def test_a_champion_without_a_recipe_is_scored_as_registered(shop, model: Recommender) -> None:
     tx, _, _ = shop
-    champion = SimpleNamespace(meta={"data": {"last": tx["timestamp"].max().isoformat()}})
+    champion = SimpleNamespace(meta={"data": {"last": tx["timestamp"].max().isoformat()}},
+                               state=SimpleNamespace(extras={}))
     ranker, how = champion_ranker(champion, SHOP_CONFIG, tx)
     assert how == AS_REGISTERED and ranker.registered
