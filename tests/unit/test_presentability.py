@@ -177,3 +177,15 @@ def test_reasons_write_sizes_and_counts_as_a_person_would() -> None:
     assert reasons.service_users(1200, "A") == "used by 1,200 clients; popular with A-class clients"
     assert reasons.money(1.3, "$") == "$1.30" and reasons.money(1.3, "EUR") == "1.30 EUR"
     assert reasons.package_member("Salad Bar Entree", "used by 40 clients") == "its Salad Bar Entree is used by 40 clients"
+
+
+def test_links_travel_only_when_the_items_file_has_them(messy, marked, rec: Recommender) -> None:
+    tx, _ = messy
+    items, _ = marked
+    linked = items.assign(image_url=[f"https://shop.example/img/{i}.jpg" for i in items["item_id"]],
+                          url=[f"https://shop.example/p/{i}" for i in items["item_id"]])
+    with_links = fit_recommender(TrainContext.build(tx, linked), SHOP_CONFIG)
+    first = with_links.suggest("m01", "cross_sell", 1)[0]
+    assert first["image_url"] == f"https://shop.example/img/{first['item_id']}.jpg"
+    assert first["url"] == f"https://shop.example/p/{first['item_id']}"
+    assert "image_url" not in rec.suggest("m01", "cross_sell", 1)[0]
