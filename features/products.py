@@ -30,8 +30,10 @@ AMOUNT_UNITS = {"FL OZ": 29.5735, "FLOZ": 29.5735, "OZ": 28.3495, "LB": 453.592,
 COUNT_UNITS = {"CT": 1.0, "CNT": 1.0, "COUNT": 1.0, "PK": 1.0, "PACK": 1.0, "EA": 1.0, "PC": 1.0,
                "PCS": 1.0, "DZ": 12.0, "DOZ": 12.0, "ROLL": 1.0, "ROLLS": 1.0}
 UNIT_FAMILIES = ("unknown", "amount", "count")
+#: "a/b UNIT" is a fraction when a < b and b is one of these ("1/2 GAL"), else a multipack ("6/12 OZ").
+FRACTION_DENOMINATORS = frozenset({2.0, 3.0, 4.0, 8.0})
 
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)(?:\s*/\s*(\d+(?:\.\d+)?))?\s*(" + "|".join(
+_SIZE = re.compile(r"(?:(?<![\d.])(\d+)\s+(?=\d+\s*/))?(\d+(?:\.\d+)?)(?:\s*/\s*(\d+(?:\.\d+)?))?\s*(" + "|".join(
     sorted((re.escape(u) for u in {**AMOUNT_UNITS, **COUNT_UNITS}), key=len, reverse=True)) + r")\b")
 #: Words naming a private label or store brand in a `brand` column.
 _PRIVATE = re.compile(r"\b(private|store|own|house|generic|value)\b", re.IGNORECASE)
@@ -39,14 +41,21 @@ _PRIVATE = re.compile(r"\b(private|store|own|house|generic|value)\b", re.IGNOREC
 
 def parse_package_size(text: object) -> tuple[float, str] | None:
     """(amount in base units, unit family) of a pack size such as "32 OZ", "2 LB", "12 CT",
-    "6/12 OZ" (six of twelve ounces: 72 OZ); None when the text holds no size we can compare."""
+    "6/12 OZ" (six of twelve ounces: 72 OZ), "1/2 GAL" (half a gallon); None when the text holds
+    no size we can compare."""
     if not isinstance(text, str) or not text.strip():
         return None
     match = _SIZE.search(text.upper().replace("FL. OZ", "FL OZ"))
     if match is None:
         return None
-    first, second, unit = float(match.group(1)), match.group(2), match.group(3)
-    amount = first * float(second) if second is not None else first
+    whole, first, second, unit = match.group(1), float(match.group(2)), match.group(3), match.group(4)
+    if second is None:
+        amount = first
+    elif whole is not None or (first < float(second) and float(second) in FRACTION_DENOMINATORS):
+        # "1/2 GAL" is half a gallon, "10 3/4 OZ" ten and three quarter ounces
+        amount = float(whole or 0) + first / float(second)
+    else:
+        amount = first * float(second)  # "6/12 OZ" is six of twelve ounces
     if unit in AMOUNT_UNITS:
         return amount * AMOUNT_UNITS[unit], "amount"
     return amount * COUNT_UNITS[unit], "count"
@@ -60,8 +69,9 @@ def size_label(text: object) -> str | None:
     match = _SIZE.search(text.upper().replace("FL. OZ", "FL OZ"))
     if match is None:
         return None
-    number = match.group(1) + (f"/{match.group(2)}" if match.group(2) else "")
-    return f"{number} {match.group(3)}"
+    number = (f"{match.group(1)} " if match.group(1) else "") + match.group(2) + (
+        f"/{match.group(3)}" if match.group(3) else "")
+    return f"{number} {match.group(4)}"
 
 
 def normalised_name(name: object) -> str:

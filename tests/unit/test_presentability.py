@@ -55,6 +55,8 @@ def test_pack_sizes_compare_across_units() -> None:
     assert oz == pytest.approx(lb, rel=1e-6) and unit == unit_lb == "amount"
     assert parse_package_size("6/12 OZ")[0] == pytest.approx(72 * 28.3495)
     assert parse_package_size("12 CT") == (12.0, "count")
+    assert parse_package_size("1/2 GAL")[0] == pytest.approx(parse_package_size("1 GA")[0] / 2)  # not a larger pack
+    assert parse_package_size("10 3/4 OZ")[0] == pytest.approx(10.75 * 28.3495)
     assert parse_package_size("1 GAL")[0] > parse_package_size("64 OZ")[0]
     assert parse_package_size("CTN") is None and parse_package_size(None) is None
 
