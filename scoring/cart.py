@@ -54,10 +54,7 @@ def complete(ev: Evidence, basket: np.ndarray, limit: int, *, sparse: tuple[np.n
 
 def offerable(cat: Catalogue, basket: np.ndarray) -> np.ndarray:
     """What the cart may offer: products in stock, none of the basket's product groups."""
-    allowed = cat.products.copy()
-    if basket.size:
-        allowed &= ~np.isin(cat.groups, cat.groups[basket])
-    return allowed
+    return cat.products & ~cat.in_groups_of(basket)
 
 
 def sparse_complete(ev: Evidence, basket: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray] | None:

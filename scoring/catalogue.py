@@ -14,7 +14,7 @@ import numpy as np
 
 from scoring import fallback, objective
 from scoring.contract import Suggestion
-from scoring.ranking import minmax
+from scoring.ranking import member_of, minmax
 from scoring.state import ModelState
 
 #: Item facts on every suggestion (None when the items file has no such column or value).
@@ -59,13 +59,14 @@ class Catalogue:
         #: what may be offered as a product: no service, in stock, merchandise (no fee or coupon)
         self.products = ~state.item_service & state.item_in_stock & state.item_merch
         self.groups, self.types = state.item_group, state.item_type
-        # the facts every suggestion carries (the cart widget and the CRM card show them)
+        self.n_groups = int(self.groups.max(initial=-1)) + 1
+        self.n_types = int(self.types.max(initial=-1)) + 1
+        # the facts every suggestion carries (the cart widget and the CRM card show them): every
+        # one of FACTS, and the LINKS the items file has
+        links = tuple(col for col in LINKS if col in items and items[col].notna().any())
         self.facts = {col: (items[col].astype(object).where(items[col].notna(), None).to_numpy()
                             if col in items else np.full(len(items), None, dtype=object))
-                      for col in FACTS}
-        self.links = [col for col in LINKS if col in items and items[col].notna().any()]
-        self.facts_links = {col: items[col].astype(object).where(items[col].notna(), None).to_numpy()
-                            for col in self.links}
+                      for col in (*FACTS, *links)}
         self.currency = str(state.meta.get("currency") or "")
         #: pack sizes as reasons write them ("9 OZ"); the raw label where the model has none
         labels = items["size_label"] if "size_label" in items else self.facts["package_size"]
@@ -103,9 +104,11 @@ class Catalogue:
 
     def in_groups_of(self, items: np.ndarray) -> np.ndarray:
         """Mask over items: of the product group of one of `items`."""
-        if items.size == 0:
-            return np.zeros(self.n_items, dtype=bool)
-        return np.isin(self.groups, self.groups[items])
+        return member_of(self.groups, self.groups[items], self.n_groups)
+
+    def of_types(self, types: np.ndarray) -> np.ndarray:
+        """Mask over items: of one of the product type codes `types` (an item without one: never)."""
+        return member_of(self.types, types, self.n_types)
 
     def price_of(self, idx: int) -> float | None:
         """The item's typical positive price to cents, or None (never 0: a zero is no price)."""
@@ -133,9 +136,6 @@ class Catalogue:
             out["price_note"] = NO_PRICE
         for col, values in self.facts.items():
             value = values[idx]
-            out[col] = None if value is None else str(value)  # type: ignore[literal-required]
-        for col in self.links:
-            value = self.facts_links[col][idx]
             out[col] = None if value is None else str(value)  # type: ignore[literal-required]
         out.update(extra)  # type: ignore[typeddict-item]
         return out

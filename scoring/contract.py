@@ -122,20 +122,16 @@ def one_section_each(by_kind: dict[str, list[Suggestion]], limit: int) -> dict[s
     kept: dict[str, list[Suggestion]] = {}
     order = [k for k in SECTION_PRECEDENCE if k in by_kind] + [k for k in by_kind if k not in SECTION_PRECEDENCE]
     for kind in order:
-        section = []
-        for s in by_kind[kind]:
-            keys = {f"item:{s['item_id']}"} | ({f"group:{s['product_group']}"} if "product_group" in s else set())
-            if keys & seen:
-                continue
-            section.append(s)
-            if len(section) == limit:
-                break
+        section = [s for s in by_kind[kind] if not _identities(s) & seen][:limit]
         for s in section:
-            seen.add(f"item:{s['item_id']}")
-            if "product_group" in s:
-                seen.add(f"group:{s['product_group']}")
+            seen |= _identities(s)
         kept[kind] = section
     return {kind: kept[kind] for kind in by_kind}
+
+
+def _identities(s: Suggestion) -> set[str]:
+    """What makes two suggestions the same for a reader: the item, and its product group."""
+    return {f"item:{s['item_id']}"} | ({f"group:{s['product_group']}"} if "product_group" in s else set())
 
 
 #: Method names of the protocol, derived from it (the service checks a loaded model has them all).

@@ -14,7 +14,7 @@ from functools import cached_property
 import numpy as np
 
 from scoring.catalogue import Catalogue
-from scoring.ranking import als_user_solve
+from scoring.ranking import als_user_solve, frequent_codes
 from scoring.reasons import REGULAR_FROM
 
 
@@ -59,31 +59,15 @@ class Evidence:
     @cached_property
     def owned_groups(self) -> np.ndarray:
         """Items of a product group the client has bought: the same thing to them, never "new"."""
-        return self._of_codes(self.catalogue.groups, self.seeds)
+        return self.catalogue.in_groups_of(self.seeds)
 
     @cached_property
     def regular_types(self) -> np.ndarray:
         """Items of a product type the client buys regularly (`reasons.REGULAR_FROM` purchases of
         it, all its items together): another brand or size of it is an upsell or a switch, not a
         cross-sell."""
-        types = self.catalogue.types
-        known = types[self.seeds] >= 0
-        if not known.any():
-            return np.zeros(self.catalogue.n_items, dtype=bool)
-        counts = np.bincount(types[self.seeds][known], weights=self.seed_counts[known],
-                             minlength=int(types.max()) + 1)
-        regular = np.flatnonzero(counts >= REGULAR_FROM)
-        return self._of_codes(types, regular, codes_given=True)
-
-    def _of_codes(self, codes: np.ndarray, seeds: np.ndarray, codes_given: bool = False) -> np.ndarray:
-        """Mask over items whose code is among `seeds`' codes (or among `seeds` themselves)."""
-        picked = seeds if codes_given else codes[seeds]
-        picked = picked[picked >= 0]
-        if picked.size == 0:
-            return np.zeros(self.catalogue.n_items, dtype=bool)
-        table = np.zeros(int(max(codes.max(), picked.max())) + 1, dtype=bool)
-        table[picked] = True
-        return np.where(codes >= 0, table[np.maximum(codes, 0)], False)
+        cat = self.catalogue
+        return cat.of_types(frequent_codes(cat.types[self.seeds], self.seed_counts, REGULAR_FROM))
 
     @cached_property
     def allowed(self) -> np.ndarray:

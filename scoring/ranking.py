@@ -145,6 +145,15 @@ def member_of(values: np.ndarray, members: np.ndarray, n_items: int) -> np.ndarr
     return table[values]
 
 
+def frequent_codes(codes: np.ndarray, counts: np.ndarray, at_least: float) -> np.ndarray:
+    """The codes (>= 0) whose summed `counts` reach `at_least`: e.g. the product types a client
+    bought `reasons.REGULAR_FROM` times or more, all of a type's items together."""
+    known = codes >= 0
+    if not known.any():
+        return np.empty(0, dtype=np.int64)
+    return np.flatnonzero(np.bincount(codes[known], weights=counts[known]) >= at_least)
+
+
 def neighbour_sums(neighbour_idx: np.ndarray, neighbour_val: np.ndarray, seeds: np.ndarray,
                    targets: np.ndarray) -> np.ndarray:
     """`scatter_neighbours(...)[targets]` for distinct `targets`, without the dense pass over all

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from features.products import product_groups
 from training.context import TrainContext
@@ -37,13 +36,9 @@ def item_facts(ctx: TrainContext) -> ItemFacts:
         from training.fit import item_facts as fit_facts
 
         cat = catalogue(ctx)
-        facts = fit_facts(cat, None, _groups(cat))
+        facts = fit_facts(cat, None, product_groups(cat))
         cached = ItemFacts(facts["item_group"], facts["item_type"], cat["price"].to_numpy(np.float32),
                            cat["tier"].to_numpy(np.float32), facts["item_size"], facts["item_size_unit"],
                            facts["item_brand_level"], facts["item_merch"])
         ctx.cache["item_facts"] = cached
     return cached
-
-
-def _groups(cat: pd.DataFrame) -> np.ndarray:
-    return product_groups(cat)

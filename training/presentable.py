@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from scoring.ranking import first_of_each, frequent_codes
 from scoring.reasons import REGULAR_FROM
 from scoring.upgrades import step_up
 from training.item_facts import ItemFacts
@@ -40,12 +41,7 @@ def presentable(task: TaskQueries, ranked: np.ndarray, facts: ItemFacts, k: int)
         owned = history.indices[history.indptr[row]:history.indptr[row + 1]]
         counts = history.data[history.indptr[row]:history.indptr[row + 1]]
         if task.task == "cross_sell" and owned.size:
-            types = facts.item_type[owned]
-            per_type: dict[int, float] = {}
-            for t, c in zip(types.tolist(), counts.tolist(), strict=True):
-                if t >= 0:
-                    per_type[t] = per_type.get(t, 0.0) + c
-            regular = np.array([t for t, c in per_type.items() if c >= REGULAR_FROM], dtype=np.int64)
+            regular = frequent_codes(facts.item_type[owned], counts, REGULAR_FROM)
             blocked = np.isin(facts.item_group[items], facts.item_group[owned]) | np.isin(facts.item_type[items], regular)
             items = items[~blocked]
         elif task.task in ("basket_completion", "service_package") and owned.size:
@@ -55,10 +51,7 @@ def presentable(task: TaskQueries, ranked: np.ndarray, facts: ItemFacts, k: int)
             items = items[~np.isin(facts.item_group[items], facts.item_group[owned])] if owned.size else items[:0]
             if items.size and owned.size:
                 items = items[(step_up(facts, owned[:, None], items[None, :]) > 0).any(axis=0)]
-        if items.size > 1:
-            _, first = np.unique(facts.item_group[items], return_index=True)
-            items = items[np.sort(first)]
-        items = items[:k]
+        items = first_of_each(items, facts.item_group)[:k]
         out[row, : items.size] = items
     return out
 

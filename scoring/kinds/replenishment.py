@@ -13,7 +13,7 @@ from scoring import learnt, reasons, trees
 from scoring.contract import Suggestion
 from scoring.evidence import Evidence
 from scoring.kinds.base import Ranked, SuggestionKind
-from scoring.ranking import NEG, first_positions, minmax, top_indices
+from scoring.ranking import NEG, minmax, rank_with_rules, top_indices
 
 
 def due_ratio(ev: Evidence) -> np.ndarray:
@@ -56,13 +56,8 @@ class Replenishment(SuggestionKind):
                                                     coef), NEG)
         else:
             score = np.where(ok, blend(ev), NEG)
-        fetch = limit
-        while True:
-            top = top_indices(score, fetch)
-            kept = top[first_positions(ev.catalogue.groups[hist[top]])][:limit]
-            if kept.size >= limit or top.size < fetch:
-                return Ranked(hist[kept], score[kept], None)
-            fetch *= 4
+        kept = rank_with_rules(score, limit, unique=ev.catalogue.groups[hist])
+        return Ranked(hist[kept], score[kept], None)
 
     def scores_are_probabilities(self, ev: Evidence) -> bool:
         return learnt.chance(ev.weights, ev.state.extras, learnt.REPLENISH_PREFIX, learnt.REPLENISH_TREES,
