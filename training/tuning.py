@@ -218,11 +218,18 @@ def learn_replenishment(scorer: _Scorer, task: TaskQueries, weights: dict[str, f
         seconds += time.perf_counter() - started
         view = _Scorer(_with_trees(scorer.model, learnt.REPLENISH_TREES, ensemble), scorer.ctx)
         ranked["trees"][folds == fold] = view.rank(part, weights, k)
-    best = _chosen(scorer, task, k, ranked, seconds, trials)
+    return _refit_chosen(_chosen(scorer, task, k, ranked, seconds, trials), x, y, rows, seed,
+                         learnt.REPLENISH_PREFIX, learnt.REPLENISH_FEATURES, learnt.REPLENISH_TREES)
+
+
+def _refit_chosen(best: str, x: np.ndarray, y: np.ndarray, rows: np.ndarray, seed: int, prefix: str,
+                  features: tuple[str, ...], trees_key: str) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """(weights, extras) of the chosen ranking refitted on every pair: the logistic regression's
+    coefficients, or the trees' arrays, or nothing for the blend."""
     if best == "learnt":
-        return as_weights(learnt.REPLENISH_PREFIX, learnt.REPLENISH_FEATURES, *fit_logistic(x, y)), {}
+        return as_weights(prefix, features, *fit_logistic(x, y)), {}
     if best == "trees":
-        return {}, _prefixed(learnt.REPLENISH_TREES, fit_gbdt(x, y, rows, TREE_OBJECTIVE, seed))
+        return {}, _prefixed(trees_key, fit_gbdt(x, y, rows, TREE_OBJECTIVE, seed))
     return {}, {}
 
 
@@ -361,12 +368,8 @@ def learn_cross_sell(scorer: _Scorer, task: TaskQueries, weights: dict[str, floa
             tree_scores[r] = learnt.tree_probability(xs[r], ensemble)
     ranked = {"blend": pools_ranked(blends), "learnt": pools_ranked(logistic_scores),
               **({"trees": pools_ranked(tree_scores)} if with_trees else {})}
-    best = _chosen(scorer, task, k, ranked, seconds, trials)
-    if best == "learnt":
-        return as_weights(learnt.CROSS_SELL_PREFIX, learnt.CROSS_SELL_FEATURES, *fit_logistic(x, y)), {}
-    if best == "trees":
-        return {}, _prefixed(learnt.CROSS_SELL_TREES, fit_gbdt(x, y, rows, TREE_OBJECTIVE, seed))
-    return {}, {}
+    return _refit_chosen(_chosen(scorer, task, k, ranked, seconds, trials), x, y, rows, seed,
+                         learnt.CROSS_SELL_PREFIX, learnt.CROSS_SELL_FEATURES, learnt.CROSS_SELL_TREES)
 
 
 def choose_ranking(per_query_values: dict[str, np.ndarray]) -> tuple[str, float]:
