@@ -14,13 +14,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from envconfig import EnvSettings, TrackingUri, comma_separated, reading
 from scoring.contract import MODEL_UPDATES_CHANNEL
+from service.loop.assignment import Arm, parse_experiment
 
 #: MLflow client settings for a serving process (set by `python -m service` and gunicorn unless
 #: already in the environment): fail over to the local model copy in seconds rather than after
@@ -98,6 +99,31 @@ class Settings(EnvSettings):
         10.0, ge=0.1, description="How long a client may take to send one whole request (headers and body) "
                                   "before gunicorn drops the connection; see service/gunicorn.conf.py.")
 
+    events_db_url: TrackingUri = Field(
+        "sqlite:///var/events.db",
+        description="The durable event store (SQLAlchemy URL): SQLite by default, PostgreSQL in production "
+                    "(postgresql+psycopg://user:pass@host/db). Posted events, reactions and erasures are committed "
+                    "here before the answer; a relative sqlite path is made absolute from the working directory.")
+    events_retention_days: int = Field(400, ge=1, description="Stored events, exposures and reactions older than "
+                                                              "this are purged.")
+    reaction_max_age_days: int = Field(30, ge=1, description="A reaction to an older recommendation is refused (422).")
+    reject_suppress_days: int = Field(90, ge=0, description="A rejected item (and its group) is not offered to that "
+                                                            "client again for this long.")
+    fatigue_max_shows: int = Field(3, ge=1, description="Shows without a click or acceptance after which an item, "
+                                                        "or a kind, rests for the rest of FATIGUE_WINDOW_DAYS.")
+    fatigue_window_days: int = Field(14, ge=1, description="The window fatigue counts shows in.")
+    control_share: float = Field(0.05, ge=0.0, le=1.0, description="Share of clients (and visitors) in the persistent "
+                                                                  "control group, which gets CONTROL_ANSWER.")
+    control_answer: Literal["popular", "none"] = Field(
+        "popular", description="What the control group gets: the popular items (business as usual) or nothing.")
+    assignment_salt: str = Field("crm", description="Salt of the control and experiment hashes; changing it "
+                                                    "reshuffles every group.")
+    experiment: str = Field("", description="Arms of an online A/B test between aliases, e.g. "
+                                            "champion:90,candidate:10 (empty: every non-control client gets "
+                                            "MODEL_ALIAS).")
+    attribution_days: int = Field(14, ge=1, description="A purchase of a suggested item (or of its group) within "
+                                                        "this many days of an exposure is attributed to it.")
+
     _comma_separated = field_validator("api_keys", "admin_api_keys", mode="before")(comma_separated)
 
     @field_validator("model_cache_dir", "service_state_dir")
@@ -110,6 +136,12 @@ class Settings(EnvSettings):
     def _upper(cls, value: str) -> str:
         return value.upper()
 
+    @field_validator("experiment")
+    @classmethod
+    def _experiment(cls, value: str) -> str:
+        parse_experiment(value, "champion")  # raises ValueError naming the bad arm
+        return value.strip()
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read the environment (or `env`), then apply keyword overrides by field name (tests)."""
@@ -119,6 +151,11 @@ class Settings(EnvSettings):
     @property
     def model_uri(self) -> str:
         return f"models:/{self.model_name}@{self.model_alias}"
+
+    @property
+    def arms(self) -> tuple[Arm, ...]:
+        """The experiment's arms; without EXPERIMENT one arm, MODEL_ALIAS."""
+        return parse_experiment(self.experiment, self.model_alias)
 
     @property
     def read_keys(self) -> tuple[str, ...]:

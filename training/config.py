@@ -76,6 +76,11 @@ class TrainConfig(EnvSettings):
                                description="Clients erased on request (JSON lines with client_id and tenant), "
                                            "excluded from training.")
 
+    events_db_url: TrackingUri = Field(
+        "sqlite:///var/events.db", description="The service's event store: purchases posted through the API join "
+                                               "the training data (de-duplicated against the folder), and its "
+                                               "erasures are honoured.")
+
     _comma_separated = field_validator("als_factors", "als_regularization", "non_merchandise", "merchandise_allow",
                                         mode="before")(comma_separated)
 
