@@ -1,31 +1,32 @@
-"""What each endpoint does, between the HTTP handler and the model: cache, recent purchases, events.
+"""What each suggestion endpoint does, between the HTTP handler and the model.
 
-Every function takes the `LoadedModel` the request grabbed once, so a whole answer comes from
-one model version. Redis is optional on the read paths (no cache, no recent purchases when it is
-down) and required on the write paths (RedisUnavailable reaches the handler, which answers 503).
+Every function takes the `Serving` the request chose once (the variant and the `LoadedModel` of
+its arm), so a whole answer comes from one model version. Redis is optional here: without it
+there is no cache, no recent purchase and no reaction state, and the exposure goes straight to
+the event store. Each answer is traced (`service.loop.exposures`): its own recommendation id, the
+variant, positions, and an exposure record. What the client's reactions and fatigue leave out
+(`service.redis.loop_state`) is left out before the answer is cached.
 """
 from __future__ import annotations
 
 import json
 import logging
 import math
-import os
-import threading
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from scoring.contract import GROUPED_KINDS, one_section_each
-from service.metrics import CACHE, ERASURES, EVENTS
-from service.model.store import LoadedModel
+from service.loop import exposures
+from service.loop.assignment import CONTROL
+from service.loop.control import control_cart, control_suggestions
+from service.loop.recording import Serving, record_exposure
+from service.metrics import CACHE, SUPPRESSED, VARIANTS
 from service.redis.cache import ClientContext, answer_field
 from service.redis.core import RedisUnavailable
-from service.redis.store import RedisStore
-from service.schemas import CartRequest, EventBatch, SuggestionQuery
+from service.redis.loop_state import NOTHING, Suppressions
+from service.schemas import CartRequest, SuggestionQuery
 
 logger = logging.getLogger(__name__)
-
-_erasure_file_lock = threading.Lock()
 
 
 class UnknownItem(KeyError):
@@ -75,9 +76,9 @@ def _non_finite_score(item: Any) -> bool:
     return isinstance(score, float) and not math.isfinite(score)
 
 
-def _client_context(store: RedisStore, client_id: str, field: str | None, endpoint: str) -> ClientContext | None:
+def _client_context(serving: Serving, subject: str, field: str | None, endpoint: str) -> ClientContext | None:
     try:
-        context = store.cache.client_context(client_id, field)
+        context = serving.redis.cache.client_context(subject, field)
     except RedisUnavailable:
         CACHE.labels(endpoint, "off").inc()
         return None
@@ -85,43 +86,75 @@ def _client_context(store: RedisStore, client_id: str, field: str | None, endpoi
     return context
 
 
-def _remember(store: RedisStore, client_id: str, field: str, body: str, context: ClientContext) -> None:
+def _remember(serving: Serving, subject: str, field: str, body: str, context: ClientContext) -> None:
     try:
-        store.cache.store_client_answer(client_id, field, body, context.generation)
+        serving.redis.cache.store_client_answer(subject, field, body, context.generation)
     except RedisUnavailable:
         pass
 
 
-def client_suggestions(model: LoadedModel, store: RedisStore, client_id: str,
-                       query: SuggestionQuery) -> tuple[str, str]:
-    """The client's suggestions of one kind (or every kind of `GROUPED_KINDS`, grouped), as JSON text, and whether the
-    cache answered."""
-    field = answer_field(model.identity, "suggestions", query.model_dump(mode="json"))
-    context = _client_context(store, client_id, field, "client_suggestions")
-    if context is not None and context.cached is not None:
-        return context.cached, "hit"
-    recent = context.recent_purchases if context is not None else []
-    recommender = model.recommender
+def _params(serving: Serving, params: dict[str, Any]) -> dict[str, Any]:
+    """Cache parameters: the control group's answer is another answer than the arm's."""
+    return {**params, "control": True} if serving.variant == CONTROL else params
+
+
+def _until(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds")
+
+
+def client_suggestions(serving: Serving, client_id: str, query: SuggestionQuery) -> tuple[str, str]:
+    """The client's suggestions of one kind (or every kind of `GROUPED_KINDS`, grouped), as traced
+    JSON text, and whether the cache answered."""
+    model = serving.model
+    field = answer_field(model.identity, "suggestions", _params(serving, query.model_dump(mode="json")))
+    context = _client_context(serving, client_id, field, "client_suggestions")
     kinds = GROUPED_KINDS if query.kind == "all" else (query.kind,)
+    if context is not None and context.cached is not None:
+        body, cache = context.cached, "hit"
+    else:
+        body = _client_body(serving, client_id, query, kinds, context)
+        if context is not None:
+            _remember(serving, client_id, field, body, context)
+        cache = "miss" if context is not None else "off"
+    sections = json.loads(body)["suggestions"]
+    return _traced(serving, exposures.Audience(client_id), body, "client", query.kind, query.channel,
+                   sections if query.kind == "all" else {query.kind: sections}), cache
+
+
+def _client_body(serving: Serving, client_id: str, query: SuggestionQuery, kinds: tuple[str, ...],
+                 context: ClientContext | None) -> str:
+    recommender = serving.model.recommender
+    recent = context.recent_purchases if context is not None else []
+    suppressed = context.suppressions if context is not None else NOTHING
+    resting = {kind: until for kind, until in suppressed.kinds.items() if kind in kinds}
+    exclude = [*query.exclude, *sorted(suppressed.items)]
+    if not suppressed.empty:
+        SUPPRESSED.labels("client_suggestions").inc()
     # kind=all: each kind asked for more, so that sections stay full once duplicates leave
     fetch = 2 * query.limit if query.kind == "all" else query.limit
-    by_kind = {kind: _shown(recommender.suggest(client_id, kind, fetch, category=query.category,
-                                                exclude=query.exclude, recent_purchases=recent,
-                                                objective=query.objective), query.explain) for kind in kinds}
+    by_kind: dict[str, list[Any]] = {}
+    for kind in kinds:
+        if kind in resting:
+            by_kind[kind] = []
+        elif serving.variant == CONTROL:
+            by_kind[kind] = control_suggestions(recommender, kind, fetch, serving.settings.control_answer, exclude)
+        else:
+            by_kind[kind] = _shown(recommender.suggest(client_id, kind, fetch, category=query.category, exclude=exclude,
+                                                       recent_purchases=recent, objective=query.objective),
+                                   query.explain)
     if query.kind == "all":
         by_kind = one_section_each(by_kind, query.limit)
-    body = encode({
+    by_kind = {kind: exposures.with_positions(list(items)[:query.limit]) for kind, items in by_kind.items()}
+    return encode({
         "client_id": client_id,
-        "model_version": model.version,
+        "model_version": serving.model.version,
         "kind": query.kind,
         "objective": query.objective,
         "segment": recommender.segment(client_id),
         "cold_start": not recommender.knows_client(client_id),
         "suggestions": by_kind if query.kind == "all" else by_kind[query.kind],
+        "resting": [{"kind": kind, "until": _until(until)} for kind, until in sorted(resting.items())],
     })
-    if context is not None:
-        _remember(store, client_id, field, body, context)
-    return body, "miss" if context is not None else "off"
 
 
 def _shown(suggestions: list[Any], explain: bool) -> list[Any]:
@@ -131,112 +164,135 @@ def _shown(suggestions: list[Any], explain: bool) -> list[Any]:
     return [{key: value for key, value in s.items() if key != "breakdown"} for s in suggestions]
 
 
-def cart_suggestions(model: LoadedModel, store: RedisStore, cart: CartRequest) -> tuple[str, str]:
-    """What completes the basket, upsells of its items and bundle offers (known or anonymous client)."""
-    params = {"endpoint": "cart", "items": cart.items, "limit": cart.limit}
-    recent: list[str] = []
-    context: ClientContext | None = None
-    shared_key: str | None = None
+def _traced(serving: Serving, audience: exposures.Audience, body: str, endpoint: str, kind: str | None,
+            channel: str | None, sections: dict[str, list[dict[str, Any]]]) -> str:
+    """The answer with its own recommendation id in front, and its exposure recorded."""
+    recommendation_id = exposures.new_recommendation_id()
+    items = exposures.shown_items(sections)
+    record_exposure(serving, exposures.exposure_row(
+        recommendation_id, audience, variant=serving.variant, model_version=serving.model.version,
+        endpoint=endpoint, kind=kind, channel=channel, items=items))
+    VARIANTS.labels(serving.variant).inc()
+    head: dict[str, Any] = {"recommendation_id": recommendation_id, "variant": serving.variant}
+    if audience.visitor_id is not None:
+        head["visitor_id"] = audience.visitor_id
+    return exposures.traced(body, head)
+
+
+def _without(suggestions: list[dict[str, Any]], suppressed: Suppressions, limit: int) -> list[dict[str, Any]]:
+    """A list without what the subject's reactions leave out (items, their groups, resting kinds)."""
+    kept = [s for s in suggestions
+            if (s.get("item_id") or s.get("bundle_id")) not in suppressed.items
+            and s.get("product_group") not in suppressed.groups and s.get("kind") not in suppressed.kinds]
+    return exposures.with_positions(kept[:limit])
+
+
+def _subject_state(serving: Serving, subject: str | None) -> tuple[Suppressions, list[str]]:
+    """Suppressions and recent purchases of a cart's or similar list's subject (none without one)."""
+    if subject is None:
+        return NOTHING, []
+    context = _client_context(serving, subject, None, "subject_state")
+    return (context.suppressions, context.recent_purchases) if context is not None else (NOTHING, [])
+
+
+def cart_suggestions(serving: Serving, cart: CartRequest) -> tuple[str, str]:
+    """What completes the basket, upsells of its items and bundle offers (known client or visitor).
+
+    A client's cart is cached with the client's answers, already without what the client's
+    reactions leave out (a reaction that changes that, a purchase or an erasure drops it). An
+    anonymous cart's answer belongs to no one and is shared: the visitor's suppressions are taken
+    out after the cache, from a list fetched that much longer."""
+    audience = exposures.Audience(cart.client_id, cart.visitor_id)
+    params = _params(serving, {"endpoint": "cart", "items": cart.items, "limit": cart.limit})
+    key: str | None = None
     if cart.client_id is not None:
-        field = answer_field(model.identity, "cart", params)
-        context = _client_context(store, cart.client_id, field, "cart_suggestions")
-        if context is not None:
-            if context.cached is not None:
-                return context.cached, "hit"
-            recent = context.recent_purchases
+        field = answer_field(serving.model.identity, "cart", params)
+        context = _client_context(serving, cart.client_id, field, "cart_suggestions")
+        suppressed = context.suppressions if context is not None else NOTHING
+        cached = context.cached if context is not None else None
     else:
-        try:
-            shared_key, cached = store.cache.shared_answer(model.identity, params)
-        except RedisUnavailable:
-            CACHE.labels("cart_suggestions", "off").inc()
+        context = None
+        suppressed, _ = _subject_state(serving, audience.subject)
+        key, cached = _shared(serving, {**params, "fetch": _fetch(cart.limit, suppressed)}, "cart_suggestions")
+    if cached is not None:
+        body, cache = cached, "hit"
+    else:
+        recommender = serving.model.recommender
+        fetch = _fetch(cart.limit, suppressed)
+        recent = context.recent_purchases if context is not None else []
+        answer = (control_cart(recommender, fetch, serving.settings.control_answer) if serving.variant == CONTROL
+                  else recommender.cart(cart.items, cart.client_id, fetch, recent_purchases=recent))
+        body = encode({"client_id": cart.client_id, "model_version": serving.model.version,
+                       **{name: answer.get(name, []) for name in ("complete", "upsell", "bundles", "unknown_items")}})
+        if context is not None and cart.client_id is not None:
+            body = _filtered(body, suppressed, cart.limit, _CART_SECTIONS)
+            _remember(serving, cart.client_id, field, body, context)
+            cache = "miss"
         else:
-            CACHE.labels("cart_suggestions", "hit" if cached is not None else "miss").inc()
-            if cached is not None:
-                return cached, "hit"
-    answer = model.recommender.cart(cart.items, cart.client_id, cart.limit, recent_purchases=recent)
-    body = encode({
-        "client_id": cart.client_id,
-        "model_version": model.version,
-        "complete": answer.get("complete", []),
-        "upsell": answer.get("upsell", []),
-        "bundles": answer.get("bundles", []),
-        "unknown_items": answer.get("unknown_items", []),
-    })
-    if context is not None and cart.client_id is not None:
-        _remember(store, cart.client_id, answer_field(model.identity, "cart", params), body, context)
-        return body, "miss"
-    if shared_key is not None:
-        _store_shared(store, shared_key, body)
-        return body, "miss"
-    return body, "off"
+            cache = _store_shared(serving, key, body)
+    if context is None:  # shared (or uncached) answers are filtered per subject after the cache
+        body = _filtered(body, suppressed, cart.limit, _CART_SECTIONS)
+    if not suppressed.empty:
+        SUPPRESSED.labels("cart_suggestions").inc()
+    sections = json.loads(body)
+    return _traced(serving, audience, body, "cart", None, "cart", {name: sections[name] for name in _CART_SECTIONS}), cache
 
 
-def similar_items(model: LoadedModel, store: RedisStore, item_id: str, limit: int) -> tuple[str, str]:
+_CART_SECTIONS = ("complete", "upsell", "bundles")
+
+
+def _fetch(limit: int, suppressed: Suppressions) -> int:
+    """How many to ask for, so that `limit` are left once the subject's suppressions leave."""
+    return limit + len(suppressed.items) + len(suppressed.groups)
+
+
+def _filtered(body: str, suppressed: Suppressions, limit: int, sections: tuple[str, ...]) -> str:
+    """The answer's lists without what the subject's reactions leave out, `limit` long, positioned."""
+    parsed = json.loads(body)
+    return encode({**parsed, **{name: _without(parsed[name], suppressed, limit) for name in sections}})
+
+
+def similar_items(serving: Serving, item_id: str, limit: int, visitor_id: str | None = None) -> tuple[str, str]:
     """Items like `item_id`; UnknownItem when the model does not know it."""
-    recommender = model.recommender
+    recommender = serving.model.recommender
     if not recommender.knows_item(item_id):
         raise UnknownItem(item_id)
-    params = {"endpoint": "similar", "item_id": item_id, "limit": limit}
-    try:
-        key, cached = store.cache.shared_answer(model.identity, params)
-    except RedisUnavailable:
-        key, cached = None, None
-        CACHE.labels("similar_items", "off").inc()
-    else:
-        CACHE.labels("similar_items", "hit" if cached is not None else "miss").inc()
+    audience = exposures.Audience(None, visitor_id)
+    suppressed, _ = _subject_state(serving, audience.subject)
+    fetch = _fetch(limit, suppressed)
+    key, cached = _shared(serving, {"endpoint": "similar", "item_id": item_id, "limit": fetch}, "similar_items")
     if cached is not None:
-        return cached, "hit"
-    try:
-        suggestions = recommender.similar(item_id, limit)
-    except KeyError as error:
-        raise UnknownItem(item_id) from error
-    body = encode({"item_id": item_id, "model_version": model.version, "suggestions": suggestions})
-    if key is not None:
-        _store_shared(store, key, body)
-        return body, "miss"
-    return body, "off"
+        body, cache = cached, "hit"
+    else:
+        try:
+            suggestions = (control_suggestions(recommender, "cross_sell", fetch, serving.settings.control_answer,
+                                               [item_id])
+                           if serving.variant == CONTROL else recommender.similar(item_id, fetch))
+        except KeyError as error:
+            raise UnknownItem(item_id) from error
+        body = encode({"item_id": item_id, "model_version": serving.model.version, "suggestions": suggestions})
+        cache = _store_shared(serving, key, body)
+    body = _filtered(body, suppressed, limit, ("suggestions",))
+    shown = json.loads(body)["suggestions"]
+    return _traced(serving, audience, body, "similar", None, None, {"similar": shown}), cache
 
 
-def _store_shared(store: RedisStore, key: str, body: str) -> None:
+def _shared(serving: Serving, params: dict[str, Any], endpoint: str) -> tuple[str | None, str | None]:
+    """(cache key, cached answer) of an answer that belongs to no client; (None, None) without Redis."""
     try:
-        store.cache.store_shared_answer(key, body)
+        key, cached = serving.redis.cache.shared_answer(serving.model.identity, _params(serving, params))
+    except RedisUnavailable:
+        CACHE.labels(endpoint, "off").inc()
+        return None, None
+    CACHE.labels(endpoint, "hit" if cached is not None else "miss").inc()
+    return key, cached
+
+
+def _store_shared(serving: Serving, key: str | None, body: str) -> str:
+    if key is None:
+        return "off"
+    try:
+        serving.redis.cache.store_shared_answer(key, body)
     except RedisUnavailable:
         pass
-
-
-def record_events(store: RedisStore, batch: EventBatch) -> dict[str, Any]:
-    """Store a batch of events; purchases reach the buyers' next answers at once."""
-    received_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-    events = [{**event.model_dump(exclude_none=True), "timestamp": event.timestamp.isoformat(),
-               "received_at": received_at} for event in batch.events]
-    ids = store.events.add_events(events)
-    for event in batch.events:
-        EVENTS.labels(event.type).inc()
-    purchases = sum(1 for event in batch.events if event.type == "purchase")
-    return {"accepted": len(ids), "purchases": purchases, "ids": ids}
-
-
-def append_erasure(state_dir: Path, record: dict[str, Any]) -> None:
-    """Append one erasure to SERVICE_STATE_DIR/erasures.jsonl and fsync it (Redis may be ephemeral)."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(record, ensure_ascii=False) + "\n"
-    with _erasure_file_lock, open(state_dir / "erasures.jsonl", "a", encoding="utf-8") as handle:
-        handle.write(line)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def erase_client(store: RedisStore, state_dir: Path, tenant: str, client_id: str,
-                 request_id: str | None) -> dict[str, Any]:
-    """Record the erasure durably first, then drop the client's events and cached answers in Redis.
-
-    The local record is written even when Redis is down (RedisUnavailable then reaches the
-    handler), so the next training excludes the client either way; repeating the call is safe.
-    """
-    erased_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    append_erasure(state_dir, {"client_id": client_id, "tenant": tenant, "erased_at": erased_at,
-                               "request_id": request_id})
-    counts = store.events.erase_client(client_id)
-    ERASURES.inc()
-    logger.info("client erased", extra={"erased": counts})
-    return {"client_id": client_id, "erased_at": erased_at, **counts}
+    return "miss"

@@ -5,8 +5,10 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
+from eventstore import StoreUnavailable
 from scoring.contract import ObjectiveUnavailable
-from service import answers
+from service import answers, intake
+from service.loop.assignment import subject_of
 from service.inputs import json_body, path_id, query
 from service.model.errors import ModelRejected, RegistryUnavailable
 from service.openapi import Endpoint, api_route
@@ -40,8 +42,9 @@ def _answer(body: dict[str, Any] | str, cache: str, status: int = 200) -> Respon
     return response
 
 
-def _store_unavailable(error: RedisUnavailable, what: str) -> Problem:
-    return Problem(503, "store-unavailable", f"{what}: the event store (Redis) is unavailable ({error}).",
+def store_unavailable(error: StoreUnavailable | RedisUnavailable, what: str) -> Problem:
+    which = "the event store" if isinstance(error, StoreUnavailable) else "Redis"
+    return Problem(503, "store-unavailable", f"{what}: {which} is unavailable ({error}).",
                    headers={"Retry-After": "5"})
 
 
@@ -55,11 +58,11 @@ def client_suggestions(client_id: str) -> Response:
     rt = runtime()
     client_id = path_id("client_id", client_id)
     params = query(request, SuggestionQuery, limits(rt.settings))
-    model = rt.serving_model()
+    serving = rt.serving(client_id)
     try:
-        body, cache = answers.client_suggestions(model, rt.redis, client_id, params)
+        body, cache = answers.client_suggestions(serving, client_id, params)
     except ObjectiveUnavailable as error:
-        raise Problem(409, "objective-unavailable", f"{error} (model version {model.version}).",
+        raise Problem(409, "objective-unavailable", f"{error} (model version {serving.model.version}).",
                       errors=[{"field": "objective", "message": str(error)}]) from None
     return _answer(body, cache)
 
@@ -71,7 +74,7 @@ def client_suggestions(client_id: str) -> Response:
 def cart_suggestions() -> Response:
     rt = runtime()
     cart = json_body(request, CartRequest, limits(rt.settings), rt.settings.max_body_bytes)
-    body, cache = answers.cart_suggestions(rt.serving_model(), rt.redis, cart)
+    body, cache = answers.cart_suggestions(rt.serving(subject_of(cart.client_id, cart.visitor_id)), cart)
     return _answer(body, cache)
 
 
@@ -82,41 +85,45 @@ def similar_items(item_id: str) -> Response:
     rt = runtime()
     item_id = path_id("item_id", item_id)
     params = query(request, SimilarQuery, limits(rt.settings))
-    model = rt.serving_model()
+    serving = rt.serving(subject_of(None, params.visitor_id))
     try:
-        body, cache = answers.similar_items(model, rt.redis, item_id, params.limit)
+        body, cache = answers.similar_items(serving, item_id, params.limit, params.visitor_id)
     except answers.UnknownItem:
         raise Problem(404, "unknown-item", f"Item {item_id!r} is not in the catalogue of model version "
-                      f"{model.version}.", errors=[{"field": "item_id", "message": "unknown item"}]) from None
+                      f"{serving.model.version}.", errors=[{"field": "item_id", "message": "unknown item"}]) from None
     return _answer(body, cache)
 
 
 @api_route(v1, "/events", "POST", Endpoint(
     summary="Store a batch of client events (view, cart, purchase, impression, click)", tag="events",
     body=EventBatch, body_also_array_of=Event, response=EventsAccepted, status=202, errors=(503,),
-    description="A purchase changes the client's next answers at once."))
+    description="Committed to the event store before the answer: a 202 is never lost (503: nothing stored, "
+                "retry; an event_id makes the retry harmless). A purchase changes the client's next answers at "
+                "once. impression and click events naming their recommendation_id are recorded as the reactions "
+                "shown and clicked."))
 def post_events() -> Response:
     rt = runtime()
     batch = json_body(request, EventBatch, limits(rt.settings), rt.settings.max_body_bytes, array_field="events")
     try:
-        body = answers.record_events(rt.redis, batch)
-    except RedisUnavailable as error:
-        raise _store_unavailable(error, "Events were not stored") from None
+        body = intake.record_events(rt.redis, rt.events, rt.settings, batch)
+    except StoreUnavailable as error:
+        raise store_unavailable(error, "Events were not stored") from None
     return _answer(body, "off", status=202)
 
 
 @api_route(v1, "/clients/<client_id>", "DELETE", Endpoint(
-    summary="Erase a client (GDPR): events and cached answers dropped, erasure recorded for training",
+    summary="Erase a client (GDPR): stored events, exposures, reactions and cached answers dropped, erasure "
+            "recorded for training",
     tag="admin", auth="admin", response=Erasure, errors=(503,)))
 def erase_client(client_id: str) -> Response:
     rt = runtime()
     client_id = path_id("client_id", client_id)
     try:
-        body = answers.erase_client(rt.redis, rt.settings.service_state_dir, rt.settings.tenant, client_id,
-                                    g.get("request_id"))
-    except RedisUnavailable as error:
-        raise _store_unavailable(error, "The erasure is recorded for training, but events and cached answers "
-                                 "could not be dropped yet; repeat the request") from None
+        body = intake.erase_client(rt.redis, rt.events, rt.settings.service_state_dir, rt.settings.tenant,
+                                   client_id, g.get("request_id"))
+    except (StoreUnavailable, RedisUnavailable) as error:
+        raise store_unavailable(error, "The erasure is recorded for training, but events and cached answers "
+                                "could not be dropped yet; repeat the request") from None
     return _answer(body, "off")
 
 

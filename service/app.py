@@ -10,8 +10,10 @@ from typing import Any
 from flask import Flask, Response, current_app, g, request
 from flask.json.provider import DefaultJSONProvider
 
+from eventstore import EventStore, StoreUnavailable
 from service.answers import json_default
 from service.api import v1
+from service.loop.api import loop
 from service.auth import authorize, presented_key
 from service.config import Settings
 from service.logs import configure_logging
@@ -56,12 +58,20 @@ def register_extensions(app: Flask, settings: Settings, model_store: ModelStore 
                         redis_store: RedisStore | None, watch: bool) -> None:
     redis = redis_store or RedisStore(settings)
     models = model_store or ModelStore(settings, subscriber=redis.updates.subscriber if redis.configured else None)
-    app.extensions["crm"] = Runtime(settings=settings, models=models, redis=redis, watch=watch)
+    events = EventStore(settings.events_db_url)
+    try:
+        events.create_all()
+    except StoreUnavailable as error:  # served anyway: events answer 503 until the store is back
+        logger.error("event store unavailable at start", extra={"error": str(error)[:300]})
+    drain = ExposureDrain(redis, events, settings.tenant, settings.events_retention_days)
+    app.extensions["crm"] = Runtime(settings=settings, models=models, redis=redis, events=events, drain=drain,
+                                    watch=watch)
 
 
 def register_blueprints(app: Flask) -> None:
     app.register_blueprint(ops)
     app.register_blueprint(v1)
+    app.register_blueprint(loop)
 
 
 def register_request_hooks(app: Flask) -> None:
@@ -76,6 +86,7 @@ def _start_request() -> None:
     rt = runtime()
     if rt.watch:
         rt.models.ensure_started()  # lazily, so each gunicorn worker follows the alias after its fork
+        rt.drain.ensure_started()
     view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
     endpoint = endpoint_of(view)
     authorize(request, endpoint, rt.settings)

@@ -45,6 +45,17 @@ RATE_LIMIT_FAIL_OPEN = Counter("crm_rate_limit_fail_open_total", "Requests let t
 SLOW_CLIENTS = Counter("crm_slow_clients_dropped_total", "Connections closed because the client took longer "
                        "than REQUEST_READ_TIMEOUT_SECONDS to send its request", ["stage"])
 
+EXPOSURES = Counter("crm_exposures_total", "Answers' exposures, by fate: buffered (Redis stream), stored (written "
+                    "to the event store by the drainer or directly), lost (neither Redis nor the store took it)",
+                    ["fate"])
+REACTIONS = Counter("crm_reactions_total", "Reactions stored, by reaction and whether it was a duplicate",
+                    ["reaction", "duplicate"])
+SUPPRESSED = Counter("crm_suppressed_total", "Answers with items or kinds left out by reactions or fatigue",
+                     ["endpoint"])
+VARIANTS = Counter("crm_answers_by_variant_total", "Answers by variant (control or the arm's alias)", ["variant"])
+LOOP_STATE_MISSED = Counter("crm_loop_state_missed_total", "Reactions stored durably whose Redis state could not "
+                            "be updated (Redis down): the next answers do not reflect them yet")
+
 
 def exposition() -> tuple[bytes, str]:
     """The text exposition of every metric, aggregated over workers in multiprocess mode."""

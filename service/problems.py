@@ -36,7 +36,12 @@ PROBLEM_TYPES: dict[str, tuple[str, str]] = {
                            "version keeps serving."),
     "registry-unavailable": ("Model registry unavailable", "The registry could not say which version the "
                              "alias points to; the serving model is unchanged."),
-    "store-unavailable": ("Event store unavailable", "Redis is unreachable; events cannot be stored now."),
+    "store-unavailable": ("Event store unavailable", "The event store (the database) is unreachable: nothing "
+                          "was stored; retry (an event_id makes a retry harmless)."),
+    "unknown-recommendation": ("Unknown recommendation", "No answer carried this recommendation_id."),
+    "item-not-in-answer": ("Item not in that answer", "Reactions name an item the answer suggested."),
+    "recommendation-expired": ("Recommendation too old", "Reactions to answers older than REACTION_MAX_AGE_DAYS "
+                               "are refused."),
     "request-timeout": ("Request timeout", "The request did not arrive within REQUEST_READ_TIMEOUT_SECONDS."),
     "rate-limited": ("Too many requests", "This API key used up its RATE_LIMIT_PER_MINUTE allowance; "
                      "retry after Retry-After seconds."),

@@ -28,6 +28,7 @@ from pydantic import (
     field_validator,
 )
 
+from eventstore.schema import CHANNELS
 from scoring.contract import KINDS, OBJECTIVES
 from service.config import Settings
 
@@ -150,12 +151,17 @@ class SuggestionQuery(_Limited):
         "relevance", description="Rank by relevance, or by expected revenue (probability of purchase x price) "
         "or expected margin (x items.margin; 409 when the model has no margins). Items without a price follow.")
     explain: QueryBool = Field(False, description="true: each suggestion carries its score breakdown.")
+    channel: Literal[CHANNELS] | None = Field(  # type: ignore[valid-type]
+        None, description="Where the answer is shown. email and push count as shown at once (fatigue); a CRM "
+                          "card (crm, the default) counts only when it posts a `shown` reaction.")
 
 
 class SimilarQuery(_Limited):
     """Query of GET /v1/items/{item_id}/similar."""
 
     model_config = ConfigDict(extra="ignore")
+    visitor_id: Id | None = Field(None, description="The shop's first-party visitor or session id: assignment, "
+                                                    "fatigue and attribution use it.")
 
 
 class CartRequest(BaseModel):
@@ -164,6 +170,8 @@ class CartRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     limit: JsonInt = Field(10, ge=1, description="How many suggestions per list, 1 to MAX_LIMIT (default 100).")
     client_id: Id | None = Field(None, description="Omit for an anonymous cart.")
+    visitor_id: Id | None = Field(None, description="The widget's first-party id or the shop's session id: "
+                                                    "assignment, fatigue and attribution use it without a client.")
     items: list[Id] = Field(default_factory=list, description="Item ids in the cart (at most MAX_CART_ITEMS).")
 
     @field_validator("items")
@@ -187,6 +195,11 @@ class Event(BaseModel):
     timestamp: Timestamp
     quantity: Annotated[float, Field(strict=True, gt=0, le=1_000_000)] | None = None
     price: Annotated[float, Field(strict=True, ge=0, le=1_000_000_000)] | None = None
+    event_id: Id | None = Field(None, description="The caller's id of this event: a retried batch is stored once.")
+    order_id: Id | None = Field(None, description="The order a purchase belongs to (de-duplicates against the "
+                                                  "next training's data folder).")
+    recommendation_id: Id | None = Field(None, description="impression and click: the answer they react to "
+                                                           "(recorded as the reactions shown and clicked).")
 
     @field_validator("timestamp")
     @classmethod
@@ -246,6 +259,7 @@ class Suggestion(BaseModel):
     due: bool | None = Field(None, description="replenishment: the usual interval has elapsed.")
     due_in_days: float | None = Field(None, description="replenishment: days until due (negative: overdue).")
     breakdown: ScoreBreakdown | None = Field(None, description="Only with explain=true.")
+    position: int = Field(description="1-based place in its list (reactions and attribution name it).")
 
 
 class Segment(BaseModel):
@@ -255,7 +269,21 @@ class Segment(BaseModel):
     rfm: str | None = None
 
 
-class ClientSuggestions(BaseModel):
+class Traced(BaseModel):
+    """What makes an answer traceable: reactions and attribution refer to it by its id."""
+
+    recommendation_id: str = Field(description="Unique per answer, a cached one too: post reactions with it.")
+    variant: str = Field(description="`control` (the persistent control group: business-as-usual answer), or the "
+                                     "registry alias whose version answered (e.g. champion).")
+    visitor_id: str | None = Field(None, description="The visitor the answer is for, when one was given.")
+
+
+class Resting(BaseModel):
+    kind: str
+    until: str = Field(description="When the kind is offered again (the client ignored it FATIGUE_MAX_SHOWS times).")
+
+
+class ClientSuggestions(Traced):
     client_id: str
     model_version: str
     kind: str
@@ -264,6 +292,8 @@ class ClientSuggestions(BaseModel):
     cold_start: bool = Field(description="True when the model does not know the client.")
     suggestions: list[Suggestion] | dict[str, list[Suggestion]] = Field(
         description="A list for one kind; for kind=all an object kind -> list.")
+    resting: list[Resting] = Field(default_factory=list, description="Kinds left out for now: shown too often "
+                                                                     "without a click (fatigue).")
 
 
 class Bundle(BaseModel):
@@ -275,9 +305,10 @@ class Bundle(BaseModel):
     bundle_price: float | None = Field(None, description="What the bundle costs.")
     score: float
     reason: str
+    position: int = Field(description="1-based place in its list.")
 
 
-class CartSuggestions(BaseModel):
+class CartSuggestions(Traced):
     client_id: str | None
     model_version: str
     complete: list[Suggestion] = Field(description="Items that complete the basket.")
@@ -286,14 +317,15 @@ class CartSuggestions(BaseModel):
     unknown_items: list[str]
 
 
-class SimilarItems(BaseModel):
+class SimilarItems(Traced):
     item_id: str
     model_version: str
     suggestions: list[Suggestion]
 
 
 class EventsAccepted(BaseModel):
-    accepted: int
+    accepted: int = Field(description="Events stored now (committed to the event store).")
+    duplicates: int = Field(description="Events with an event_id already stored: not counted twice.")
     purchases: int
     ids: list[str] = Field(description="Redis stream ids of the stored events.")
 
@@ -304,6 +336,7 @@ class Erasure(BaseModel):
     events_deleted: int
     cached_answers_deleted: int
     recent_purchases_deleted: int
+    stored_deleted: dict[str, int] = Field(description="Rows deleted from the event store, by table.")
 
 
 class Reload(BaseModel):

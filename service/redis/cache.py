@@ -5,9 +5,9 @@ answers that belong to no client (anonymous carts, similar items) in a key each.
 time it was written, a space, and the answer's JSON text kept as is, so a hit returns the stored
 text without parsing it.
 
-The read-through: `client_context` reads the cached answer, the client's recent purchases and its
-generation in one pipeline; on a miss the caller computes the answer and hands it back with that
-generation. It is written only if the generation is still the one read (a small Lua
+The read-through: `client_context` reads the cached answer, the client's recent purchases, its
+generation and its reaction state (`service.redis.loop_state`) in one pipeline; on a miss the
+caller computes the answer and hands it back with that generation. It is written only if the generation is still the one read (a small Lua
 compare-and-set), so an answer computed while a purchase arrived is never cached.
 """
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 import redis
 
 from service.redis.core import RedisConnection
+from service.redis.loop_state import NOTHING, Suppressions, parse_state
 
 #: HSET the answer only if the client's generation is still ARGV[1]; then refresh the hash's TTL.
 _STORE_IF_GENERATION = """
@@ -53,6 +54,7 @@ class ClientContext:
     cached: str | None  # the answer's JSON text
     recent_purchases: list[str]
     generation: str
+    suppressions: Suppressions = NOTHING  # what the client's reactions and fatigue leave out
 
 
 class AnswerCache:
@@ -65,19 +67,22 @@ class AnswerCache:
         self._store_if_generation = connection.script(_STORE_IF_GENERATION)
 
     def client_context(self, client_id: str, field: str | None) -> ClientContext:
-        """Cached answer (if `field`), recent purchases and generation of a client, in one round trip."""
+        """Cached answer (if `field`), recent purchases, generation and reaction state of a client
+        (or of a visitor: `client_id` is then `visitor:<id>`), in one round trip."""
 
         def read(r: redis.Redis) -> list[Any]:
             pipe = r.pipeline(transaction=False)
             pipe.get(self.keys.generation(client_id))
             pipe.lrange(self.keys.recent(client_id), 0, -1)
+            pipe.hgetall(self.keys.loop(client_id))
             if field is not None:
                 pipe.hget(self.keys.answers(client_id), field)
             return pipe.execute()
 
-        generation, recent, *cached = self.connection.run("client_context", read)
+        generation, recent, state, *cached = self.connection.run("client_context", read)
         return ClientContext(cached=self._fresh(cached[0] if cached else None),
-                             recent_purchases=list(dict.fromkeys(recent)), generation=generation or "0")
+                             recent_purchases=list(dict.fromkeys(recent)), generation=generation or "0",
+                             suppressions=parse_state(state))
 
     def store_client_answer(self, client_id: str, field: str, body: str, generation: str) -> bool:
         """Cache a client's answer (JSON text) unless a purchase changed the client since

@@ -8,6 +8,10 @@ Keys (TENANT namespaces all of them; the erasure set's name is shared with the t
   crm:{tenant}:answers:{client}  hash "{model_version}|{endpoint}|{params digest}" -> cached answer
   crm:{tenant}:shared:{model_version}:{digest}  cached answers that belong to no client
   crm:{tenant}:rate:{key digest}  requests of one API key in the current rate-limit window (TTL)
+  crm:{tenant}:loop:{subject}    hash of the client's (or visitor's) suppressions and fatigue counts
+  crm:{tenant}:kshown:{rec}:{kind}  marker: this answer's kind was counted shown once (TTL)
+  crm:{tenant}:exposures         stream of answers not yet written to the event store
+  crm:{tenant}:rec:{rec}         an answer's exposure while it may still be in the stream (TTL)
   scoring.contract.erasures_key(tenant)  set of erased client ids (`erasures` for the default tenant)
 
 Every command has a short socket timeout; after a connection failure the circuit breaker skips
@@ -86,6 +90,23 @@ class Keys:
 
     def rate(self, identity_digest: str) -> str:
         return f"crm:{self.tenant}:rate:{identity_digest}"
+
+    def loop(self, subject: str) -> str:
+        return f"crm:{self.tenant}:loop:{subject}"
+
+    def kind_shown(self, recommendation_id: str, kind: str) -> str:
+        return f"crm:{self.tenant}:kshown:{recommendation_id}:{kind}"
+
+    @property
+    def exposures(self) -> str:
+        return f"crm:{self.tenant}:exposures"
+
+    def recommendation(self, recommendation_id: str) -> str:
+        return f"crm:{self.tenant}:rec:{recommendation_id}"
+
+    @property
+    def purge_lock(self) -> str:
+        return f"crm:{self.tenant}:purge-lock"
 
 
 class RedisConnection:

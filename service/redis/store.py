@@ -1,7 +1,8 @@
 """`RedisStore`: what the app holds, one part per idea over one shared connection.
 
 `store.cache` (cached answers), `store.events` (event stream, recent purchases, erasure),
-`store.limits` (rate-limit counters), `store.updates` (model-update notices); `status()` and
+`store.limits` (rate-limit counters), `store.updates` (model-update notices), `store.exposures`
+(answers on their way to the event store), `store.loop` (reactions' suppressions and fatigue); `status()` and
 `close()` concern the connection itself.
 """
 from __future__ import annotations
@@ -10,7 +11,9 @@ from service.config import Settings
 from service.redis.cache import AnswerCache
 from service.redis.core import RedisConnection
 from service.redis.events import EventLog
+from service.redis.exposures import ExposureBuffer
 from service.redis.limits import RequestCounter
+from service.redis.loop_state import LoopState
 from service.redis.updates import ModelUpdates
 
 
@@ -25,6 +28,8 @@ class RedisStore:
         self.events = EventLog(self.connection)
         self.limits = RequestCounter(self.connection)
         self.updates = ModelUpdates(self.connection)
+        self.exposures = ExposureBuffer(self.connection)
+        self.loop = LoopState(self.connection)
 
     @property
     def configured(self) -> bool:

@@ -1,0 +1,129 @@
+"""The writer that moves buffered exposures from Redis into the event store, and purges old rows.
+
+One thread per serving process, started after gunicorn forks (as the model watcher is). It reads
+the exposure stream through the consumer group `writers` (`service.redis.exposures`), writes a
+batch in one transaction, and acknowledges the entries only after the commit: a worker killed
+between the two leaves them pending, and another worker claims them once they have been idle for
+CLAIM_IDLE_MS. The rows are idempotent on their recommendation id, so an entry written twice (the
+commit went through, the acknowledgement did not) is stored once.
+
+Once an hour one process (whichever takes the Redis lock) purges rows older than
+EVENTS_RETENTION_DAYS.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from eventstore import EventStore, StoreUnavailable
+from service.loop.exposures import stored_row
+from service.metrics import EXPOSURES
+from service.redis.core import RedisUnavailable
+from service.redis.store import RedisStore
+
+logger = logging.getLogger(__name__)
+
+BATCH = 500
+BLOCK_MS = 1000
+CLAIM_EVERY_SECONDS = 10.0
+PURGE_EVERY_SECONDS = 3600
+
+
+class ExposureDrain:
+    """Drains the tenant's exposure stream into the event store while the process lives."""
+
+    def __init__(self, redis_store: RedisStore, events: EventStore, tenant: str, retention_days: int) -> None:
+        self.redis = redis_store
+        self.events = events
+        self.tenant = tenant
+        self.retention_days = retention_days
+        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._group_ready = False
+
+    @property
+    def consumer(self) -> str:
+        return f"{os.uname().nodename}-{os.getpid()}"
+
+    def ensure_started(self) -> None:
+        if not self.redis.configured or (self._pid == os.getpid() and self._thread is not None):
+            return
+        with self._lock:
+            if self._pid == os.getpid() and self._thread is not None:
+                return
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="exposure-drain", daemon=True)
+            self._pid = os.getpid()
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None and self._pid == os.getpid():
+            self._thread.join(timeout)
+        self._thread = None
+
+    def drain_once(self, pending: bool = False, block_ms: int = BLOCK_MS) -> int:
+        """Write one batch (this consumer's pending entries, or new ones) and acknowledge it."""
+        buffer = self.redis.exposures
+        if not self._group_ready:
+            buffer.ensure_group()
+            self._group_ready = True
+        entries = buffer.read(self.consumer, BATCH, block_ms, pending)
+        if not entries:
+            return 0
+        rows = [stored_row(row) for _, row in entries]
+        self.events.add_exposures(self.tenant, rows)  # StoreUnavailable: left pending, retried
+        buffer.acknowledge([entry_id for entry_id, _ in entries])
+        EXPOSURES.labels("stored").inc(len(rows))
+        return len(rows)
+
+    def drain_all(self) -> int:
+        """Everything buffered now, this consumer's pending first (tests, shutdown)."""
+        total = 0
+        while (n := self.drain_once(pending=True)) > 0:
+            total += n
+        while (n := self.drain_once(block_ms=1)) > 0:
+            total += n
+        return total
+
+    def _run(self) -> None:
+        last_claim = 0.0
+        last_purge = 0.0
+        pause = 0.0
+        while not self._stop.is_set():
+            if pause:
+                self._stop.wait(pause)
+            try:
+                now = time.monotonic()
+                if now - last_claim > CLAIM_EVERY_SECONDS:
+                    last_claim = now
+                    self.redis.exposures.claim_stale(self.consumer, BATCH) if self._group_ready else None
+                    self.drain_once(pending=True)
+                if now - last_purge > PURGE_EVERY_SECONDS:
+                    last_purge = now
+                    self._purge_if_first()
+                self.drain_once()
+                pause = 0.0
+            except (RedisUnavailable, StoreUnavailable) as error:
+                if not pause:
+                    logger.warning("exposures not drained yet; retrying", extra={"error": str(error)[:200]})
+                pause = 1.0
+            except Exception:  # never let the thread die: exposures would pile up unseen
+                logger.exception("exposure drain failed; retrying")
+                pause = 5.0
+
+    def _purge_if_first(self) -> dict[str, Any] | None:
+        got = self.redis.connection.run(
+            "purge_lock", lambda r: r.set(self.redis.keys.purge_lock, self.consumer, nx=True, ex=PURGE_EVERY_SECONDS))
+        if not got:
+            return None
+        older_than = datetime.now(timezone.utc) - timedelta(days=self.retention_days)
+        counts = self.events.purge(self.tenant, older_than)
+        logger.info("event store purged", extra={"older_than": older_than.isoformat(), "purged": counts})
+        return counts

@@ -1,0 +1,68 @@
+"""Every answer traceable: its recommendation id, variant, model version and positions, recorded.
+
+The answer's JSON text (cached or fresh) is the same for every caller; what makes one answer
+this answer (its `recommendation_id`, who it was for, when) is put in front of that text, so a
+cache hit still gets its own id without re-encoding the body. The exposure row names each
+suggestion shown with its product group (attribution credits a purchase of any item of the
+group), its kind and its position.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Whom an answer is for: a client, or an anonymous visitor of the shop's widget."""
+
+    client_id: str | None = None
+    visitor_id: str | None = None
+
+    @property
+    def subject(self) -> str | None:
+        """What assignment, fatigue and attribution key on (see `service.loop.assignment.subject_of`)."""
+        from service.loop.assignment import subject_of
+
+        return subject_of(self.client_id, self.visitor_id)
+
+
+def new_recommendation_id() -> str:
+    return uuid.uuid4().hex
+
+
+def with_positions(suggestions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each suggestion with its 1-based place in its list."""
+    return [{**s, "position": n} for n, s in enumerate(suggestions, start=1)]
+
+
+def traced(body: str, fields: Mapping[str, Any]) -> str:
+    """The answer's JSON text with `fields` first: `{"recommendation_id": ..., <the body's keys>}`."""
+    head = json.dumps(dict(fields), separators=(", ", ": "))
+    return head[:-1] + ", " + body[1:] if body != "{}" else head
+
+
+def shown_items(sections: Mapping[str, Iterable[Mapping[str, Any]]]) -> list[dict[str, Any]]:
+    """What an exposure row lists: per suggestion its id, group, kind (its section) and position."""
+    return [{"item_id": s["item_id"], "group": s.get("product_group"), "kind": s.get("kind") or section,
+             "position": s.get("position", n)}
+            for section, suggestions in sections.items() for n, s in enumerate(suggestions, start=1)]
+
+
+def exposure_row(recommendation_id: str, audience: Audience, *, variant: str, model_version: str | None,
+                 endpoint: str, kind: str | None, channel: str | None,
+                 items: list[dict[str, Any]], shown_at: datetime | None = None) -> dict[str, Any]:
+    """One row of `eventstore.schema.exposures`, JSON-ready (`shown_at` as ISO text)."""
+    at = (shown_at or datetime.now(timezone.utc)).isoformat(timespec="milliseconds")
+    return {"recommendation_id": recommendation_id, "client_id": audience.client_id,
+            "visitor_id": audience.visitor_id, "variant": variant, "model_version": model_version,
+            "endpoint": endpoint, "kind": kind, "channel": channel, "items": items, "shown_at": at}
+
+
+def stored_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON-ready exposure row as the event store takes it (`shown_at` a datetime)."""
+    return {**row, "shown_at": datetime.fromisoformat(row["shown_at"])}

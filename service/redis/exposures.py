@@ -1,0 +1,95 @@
+"""Exposures on their way to the event store: a Redis stream drained in batches, and a hot copy.
+
+Why a buffer: an exposure is written for every answer, so writing it to the database inside the
+request would put a commit on the hot path. The request instead adds it to the tenant's
+`exposures` stream (one XADD in a pipeline), and `service.loop.drain` moves the stream into the
+event store in batches through a consumer group, acknowledging entries only after the commit. An
+entry read but never acknowledged (its worker was killed) is claimed by another worker after
+CLAIM_IDLE_MS. What a `kill -9` of Redis can lose is what Redis had not yet written to its
+append-only file: with `appendonly yes` and `appendfsync everysec`, at most about one second.
+
+The hot copy (`rec:<id>`, for HOT_SECONDS) lets a reaction to an answer a moment old be checked
+before the drainer has written it.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+
+from service.redis.core import RedisConnection
+
+#: How long an answer's exposure is kept in Redis besides the stream (the store has it after that).
+HOT_SECONDS = 900
+GROUP = "writers"
+#: Entries a worker read and did not acknowledge for this long are taken over by another worker.
+CLAIM_IDLE_MS = 30_000
+
+
+class ExposureBuffer:
+    """The tenant's stream of exposures not yet in the event store."""
+
+    def __init__(self, connection: RedisConnection) -> None:
+        self.connection = connection
+        self.keys = connection.keys
+
+    def add(self, row: dict[str, Any]) -> None:
+        """Buffer one exposure (JSON-ready row of `eventstore.schema.exposures`)."""
+        text = json.dumps(row, separators=(",", ":"))
+
+        def write(r: redis.Redis) -> list[Any]:
+            pipe = r.pipeline(transaction=False)
+            pipe.xadd(self.keys.exposures, {"row": text})
+            pipe.set(self.keys.recommendation(row["recommendation_id"]), text, ex=HOT_SECONDS)
+            return pipe.execute()
+
+        self.connection.run("exposure", write)
+
+    def hot(self, recommendation_id: str) -> dict[str, Any] | None:
+        text = self.connection.run("exposure_hot", lambda r: r.get(self.keys.recommendation(recommendation_id)))
+        return json.loads(text) if text else None
+
+    # ---- the drainer's side ----
+
+    def ensure_group(self) -> None:
+        def create(r: redis.Redis) -> None:
+            try:
+                r.xgroup_create(self.keys.exposures, GROUP, id="0", mkstream=True)
+            except redis.ResponseError as error:
+                if "BUSYGROUP" not in str(error):
+                    raise
+
+        self.connection.run("exposure_group", create)
+
+    def read(self, consumer: str, count: int, block_ms: int, pending: bool) -> list[tuple[str, dict[str, Any]]]:
+        """Entries for `consumer`: its own unacknowledged ones (`pending`) or new ones (waits `block_ms`)."""
+        def read(r: redis.Redis) -> Any:
+            return r.xreadgroup(GROUP, consumer, {self.keys.exposures: "0" if pending else ">"}, count=count,
+                                block=None if pending else block_ms)
+
+        answer = self.connection.run("exposure_read", read)
+        return [(entry_id, json.loads(fields["row"])) for _, entries in (answer or []) for entry_id, fields in entries
+                if fields and "row" in fields]
+
+    def claim_stale(self, consumer: str, count: int) -> int:
+        """Take over entries another (dead) worker read and never acknowledged; returns how many."""
+        def claim(r: redis.Redis) -> Any:
+            return r.xautoclaim(self.keys.exposures, GROUP, consumer, CLAIM_IDLE_MS, start_id="0-0", count=count,
+                                justid=True)
+
+        answer = self.connection.run("exposure_claim", claim)
+        return len(answer[1]) if answer else 0
+
+    def acknowledge(self, entry_ids: list[str]) -> None:
+        def ack(r: redis.Redis) -> list[Any]:
+            pipe = r.pipeline(transaction=True)
+            pipe.xack(self.keys.exposures, GROUP, *entry_ids)
+            pipe.xdel(self.keys.exposures, *entry_ids)
+            return pipe.execute()
+
+        if entry_ids:
+            self.connection.run("exposure_ack", ack)
+
+    def backlog(self) -> int:
+        return int(self.connection.run("exposure_backlog", lambda r: r.xlen(self.keys.exposures)))
