@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -116,9 +117,12 @@ def client_suggestions(serving: Serving, client_id: str, query: SuggestionQuery)
         if context is not None:
             _remember(serving, client_id, field, body, context)
         cache = "miss" if context is not None else "off"
-    sections = json.loads(body)["suggestions"]
-    return _traced(serving, exposures.Audience(client_id), body, "client", query.kind, query.channel,
-                   sections if query.kind == "all" else {query.kind: sections}), cache
+
+    def sections() -> dict[str, list[dict[str, Any]]]:
+        shown = json.loads(body)["suggestions"]
+        return shown if query.kind == "all" else {query.kind: shown}
+
+    return _traced(serving, exposures.Audience(client_id), body, "client", query.kind, query.channel, sections), cache
 
 
 def _client_body(serving: Serving, client_id: str, query: SuggestionQuery, kinds: tuple[str, ...],
@@ -165,13 +169,14 @@ def _shown(suggestions: list[Any], explain: bool) -> list[Any]:
 
 
 def _traced(serving: Serving, audience: exposures.Audience, body: str, endpoint: str, kind: str | None,
-            channel: str | None, sections: dict[str, list[dict[str, Any]]]) -> str:
-    """The answer with its own recommendation id in front, and its exposure recorded."""
-    recommendation_id = exposures.new_recommendation_id()
-    items = exposures.shown_items(sections)
-    record_exposure(serving, exposures.exposure_row(
-        recommendation_id, audience, variant=serving.variant, model_version=serving.model.version,
-        endpoint=endpoint, kind=kind, channel=channel, items=items))
+            channel: str | None, sections: Callable[[], dict[str, list[dict[str, Any]]]]) -> str:
+    """The answer with its own recommendation id in front, and its exposure recorded (`sections`
+    gives the lists shown, read only when exposures are recorded)."""
+    recommendation_id = exposures.new_recommendation_id()  # also when nothing is recorded
+    if serving.settings.exposure_logging:
+        record_exposure(serving, exposures.exposure_row(
+            recommendation_id, audience, variant=serving.variant, model_version=serving.model.version,
+            endpoint=endpoint, kind=kind, channel=channel, items=exposures.shown_items(sections())))
     VARIANTS.labels(serving.variant).inc()
     head: dict[str, Any] = {"recommendation_id": recommendation_id, "variant": serving.variant}
     if audience.visitor_id is not None:
@@ -223,7 +228,8 @@ def cart_suggestions(serving: Serving, cart: CartRequest) -> tuple[str, str]:
         answer = (control_cart(recommender, fetch, serving.settings.control_answer) if serving.variant == CONTROL
                   else recommender.cart(cart.items, cart.client_id, fetch, recent_purchases=recent))
         body = encode({"client_id": cart.client_id, "model_version": serving.model.version,
-                       **{name: answer.get(name, []) for name in ("complete", "upsell", "bundles", "unknown_items")}})
+                       **{name: exposures.with_positions(list(answer.get(name, []))) for name in _CART_SECTIONS},
+                       "unknown_items": answer.get("unknown_items", [])})
         if context is not None and cart.client_id is not None:
             body = _filtered(body, suppressed, cart.limit, _CART_SECTIONS)
             _remember(serving, cart.client_id, field, body, context)
@@ -234,8 +240,8 @@ def cart_suggestions(serving: Serving, cart: CartRequest) -> tuple[str, str]:
         body = _filtered(body, suppressed, cart.limit, _CART_SECTIONS)
     if not suppressed.empty:
         SUPPRESSED.labels("cart_suggestions").inc()
-    sections = json.loads(body)
-    return _traced(serving, audience, body, "cart", None, "cart", {name: sections[name] for name in _CART_SECTIONS}), cache
+    return _traced(serving, audience, body, "cart", None, "cart",
+                   lambda: {name: json.loads(body)[name] for name in _CART_SECTIONS}), cache
 
 
 _CART_SECTIONS = ("complete", "upsell", "bundles")
@@ -247,7 +253,10 @@ def _fetch(limit: int, suppressed: Suppressions) -> int:
 
 
 def _filtered(body: str, suppressed: Suppressions, limit: int, sections: tuple[str, ...]) -> str:
-    """The answer's lists without what the subject's reactions leave out, `limit` long, positioned."""
+    """The answer's lists without what the subject's reactions leave out, `limit` long, positioned.
+    With nothing suppressed the lists were fetched `limit` long and positioned: the text is kept."""
+    if suppressed.empty:
+        return body
     parsed = json.loads(body)
     return encode({**parsed, **{name: _without(parsed[name], suppressed, limit) for name in sections}})
 
@@ -270,11 +279,12 @@ def similar_items(serving: Serving, item_id: str, limit: int, visitor_id: str | 
                            if serving.variant == CONTROL else recommender.similar(item_id, fetch))
         except KeyError as error:
             raise UnknownItem(item_id) from error
-        body = encode({"item_id": item_id, "model_version": serving.model.version, "suggestions": suggestions})
+        body = encode({"item_id": item_id, "model_version": serving.model.version,
+                       "suggestions": exposures.with_positions(list(suggestions))})
         cache = _store_shared(serving, key, body)
     body = _filtered(body, suppressed, limit, ("suggestions",))
-    shown = json.loads(body)["suggestions"]
-    return _traced(serving, audience, body, "similar", None, None, {"similar": shown}), cache
+    return _traced(serving, audience, body, "similar", None, None,
+                   lambda: {"similar": json.loads(body)["suggestions"]}), cache
 
 
 def _shared(serving: Serving, params: dict[str, Any], endpoint: str) -> tuple[str | None, str | None]:

@@ -11,6 +11,7 @@ from flask import Flask, Response, current_app, g, request
 from flask.json.provider import DefaultJSONProvider
 
 from eventstore import EventStore, StoreUnavailable
+from service.loop.drain import ExposureDrain
 from service.answers import json_default
 from service.api import v1
 from service.loop.api import loop

@@ -121,6 +121,9 @@ class Settings(EnvSettings):
     experiment: str = Field("", description="Arms of an online A/B test between aliases, e.g. "
                                             "champion:90,candidate:10 (empty: every non-control client gets "
                                             "MODEL_ALIAS).")
+    exposure_logging: bool = Field(True, description="false: answers still carry their ids, but no exposure is "
+                                                     "recorded (reactions to them are refused as unknown, and the "
+                                                     "effect report cannot see them); for measuring its cost.")
     attribution_days: int = Field(14, ge=1, description="A purchase of a suggested item (or of its group) within "
                                                         "this many days of an exposure is attributed to it.")
 

@@ -1,7 +1,8 @@
 """`python -m service.run_demo` (what `make run` calls): the whole product on one machine.
 
 1. Makes sure MODEL_NAME@MODEL_ALIAS exists in the registry, training on data/sample otherwise.
-2. Without REDIS_URL, starts a private redis-server (nothing persisted) on 6380 or a free port.
+2. Without REDIS_URL, starts a private redis-server (append-only file under var/redis, fsync every
+   second: the exposure buffer's bound) on 6380 or a free port.
 3. Runs gunicorn (service/gunicorn.conf.py) until it exits; AUTH_DISABLED=true unless API_KEYS is set.
 
 It stays the parent of what it started and stops it on the way out, whatever the way: Ctrl-C
@@ -129,14 +130,14 @@ def start_redis(children: Children, workdir: Path) -> str:
     workdir.mkdir(parents=True, exist_ok=True)
     with open(workdir / "redis.log", "ab") as log:
         proc = children.start("redis-server", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                               "--appendonly", "no", "--dir", str(workdir)],
+                                               "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(workdir)],
                               REDIS_STOP_SECONDS, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 10
     while _port_free(port):
         if proc.poll() is not None or time.monotonic() > deadline:
             raise SystemExit(f"redis-server did not start; see {workdir / 'redis.log'}")
         time.sleep(0.05)
-    _log(f"started redis-server on 127.0.0.1:{port} (pid {proc.pid}, nothing persisted)")
+    _log(f"started redis-server on 127.0.0.1:{port} (pid {proc.pid}, append-only file, fsync every second)")
     return f"redis://127.0.0.1:{port}/0"
 
 

@@ -42,6 +42,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(marker)
 
 
+@pytest.fixture(autouse=True)
+def _own_event_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test (and every process it starts from os.environ) writes its own event store, never
+    the working directory's var/events.db; tests that need another one pass EVENTS_DB_URL."""
+    monkeypatch.setenv("EVENTS_DB_URL", f"sqlite:///{tmp_path}/events.db")
+
+
 @pytest.fixture(scope="session")
 def slice_dir() -> Path:
     """The canonical data folder of a 150-household real slice (built on first use, and again when

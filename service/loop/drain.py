@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 BATCH = 500
 BLOCK_MS = 1000
-CLAIM_EVERY_SECONDS = 10.0
+CLAIM_EVERY_SECONDS = 5.0
 PURGE_EVERY_SECONDS = 3600
 
 

@@ -48,7 +48,8 @@ def traced(body: str, fields: Mapping[str, Any]) -> str:
 
 def shown_items(sections: Mapping[str, Iterable[Mapping[str, Any]]]) -> list[dict[str, Any]]:
     """What an exposure row lists: per suggestion its id, group, kind (its section) and position."""
-    return [{"item_id": s["item_id"], "group": s.get("product_group"), "kind": s.get("kind") or section,
+    return [{"item_id": s.get("item_id") or s["bundle_id"], "group": s.get("product_group"),
+             "kind": s.get("kind") or section,
              "position": s.get("position", n)}
             for section, suggestions in sections.items() for n, s in enumerate(suggestions, start=1)]
 

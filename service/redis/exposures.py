@@ -24,7 +24,7 @@ from service.redis.core import RedisConnection
 HOT_SECONDS = 900
 GROUP = "writers"
 #: Entries a worker read and did not acknowledge for this long are taken over by another worker.
-CLAIM_IDLE_MS = 30_000
+CLAIM_IDLE_MS = 5_000
 
 
 class ExposureBuffer:

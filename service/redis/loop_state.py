@@ -22,7 +22,8 @@ from service.redis.core import RedisConnection
 
 #: KEYS: loop hash, kind-shown marker, generation, cached answers.
 #: ARGV: now, reaction, item, group, kind, max shows, window seconds, suppress seconds, hash ttl.
-#: Returns 1 when something new is suppressed (the caller's next answer must change), else 0.
+#: Returns 1 when the next answer changes (something newly suppressed, or a kind's rest lifted by a
+#: click on one of its items: it was not ignored after all), else 0.
 _REACT = """
 local now = tonumber(ARGV[1])
 local reaction, item, group, kind = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -54,7 +55,10 @@ if reaction == 'shown' then
   end
 elseif reaction == 'clicked' or reaction == 'accepted' then
   redis.call('HDEL', KEYS[1], 'f:' .. item)
-  if kind ~= '' then redis.call('HDEL', KEYS[1], 'fk:' .. kind) end
+  if kind ~= '' then
+    redis.call('HDEL', KEYS[1], 'fk:' .. kind)
+    if redis.call('HDEL', KEYS[1], 'k:' .. kind) == 1 then changed = 1 end
+  end
 elseif reaction == 'rejected' or reaction == 'snoozed' then
   rest('x:' .. item, now + suppress)
   if group ~= '' then rest('g:' .. group, now + suppress) end

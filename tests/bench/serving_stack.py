@@ -86,7 +86,7 @@ class Stack:
         self.redis = RedisServer(work)
         env = {"MLFLOW_TRACKING_URI": tracking_uri, "MODEL_NAME": model_name, "REDIS_URL": self.redis.url,
                "AUTH_DISABLED": "true", "HOST": "127.0.0.1", "WORKERS": str(workers),
-               "MODEL_CACHE_DIR": str(work / "model-cache"), "SERVICE_STATE_DIR": str(work / "state"),
+               "MODEL_CACHE_DIR": str(work / "model-cache"), "EVENTS_DB_URL": f"sqlite:///{work}/events.db", "SERVICE_STATE_DIR": str(work / "state"),
                "RATE_LIMIT_PER_MINUTE": str(RATE_LIMIT_PER_MINUTE)}
         self.service = Service(work, env, "gunicorn")
         self.service.env.pop("MLFLOW_REGISTRY_URI", None)

@@ -36,6 +36,7 @@ def first_version(mlflow_server: str, model_name: str) -> str:
 def service_env(tmp_path: Path, mlflow_server: str, redis_url: str, model_name: str) -> dict[str, str]:
     return {"MLFLOW_TRACKING_URI": mlflow_server, "MODEL_NAME": model_name, "REDIS_URL": redis_url,
             "API_KEYS": READ_KEY, "ADMIN_API_KEYS": ADMIN_KEY, "MODEL_CACHE_DIR": str(tmp_path / "model-cache"),
+            "EVENTS_DB_URL": f"sqlite:///{tmp_path}/events.db",
             "SERVICE_STATE_DIR": str(tmp_path / "state"), "REDIS_RETRY_SECONDS": "0.2",
             "RELOAD_POLL_SECONDS": "60", "REDIS_TIMEOUT_SECONDS": "0.2"}
 

@@ -1,7 +1,8 @@
 """Erasures and tenants: the trainer honours exactly its own tenant's erasures, from both sources.
 
 Two shops share one Redis and one erasure file, and both have a client "42". The service (its own
-code path: `service.answers.erase_client`, which writes the durable file and the Redis set) erases
+code path: `service.intake.erase_client`, which writes the durable file, the event store and the
+Redis set) erases
 "42" in shop-b and "7" in the default shop; each tenant's trainer must leave out its own erased
 clients and nobody else's, whether it reads the file, Redis, or both.
 """
@@ -15,7 +16,8 @@ import redis
 
 from features.loader import load_dataset
 from scoring.contract import erasures_key
-from service.answers import erase_client
+from eventstore import EventStore
+from service.intake import erase_client
 from service.config import Settings
 from service.redis.store import RedisStore
 from training.config import TrainConfig
@@ -31,10 +33,13 @@ def erased(tmp_path: Path, redis_url: str) -> Path:
     for tenant, client_id in (("shop-b", "42"), ("default", "7")):
         store = RedisStore(Settings.from_env({"REDIS_URL": redis_url, "TENANT": tenant,
                                               "SERVICE_STATE_DIR": str(state)}))
+        events = EventStore(f"sqlite:///{tmp_path}/events.db")
+        events.create_all()
         try:
-            erase_client(store, store.settings.service_state_dir, tenant, client_id, request_id=None)
+            erase_client(store, events, store.settings.service_state_dir, tenant, client_id, request_id=None)
         finally:
             store.close()
+            events.close()
     return state / "erasures.jsonl"
 
 

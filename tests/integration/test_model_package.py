@@ -187,7 +187,7 @@ def test_a_format_1_model_serves_in_the_service_without_unpickling(legacy, tmp_p
 
     store, _, client_id = legacy
     models = ModelStore(Settings.from_env({"MLFLOW_TRACKING_URI": store.tracking_uri, "MODEL_NAME": NAME,
-                                           "MODEL_CACHE_DIR": str(tmp_path / "cache")}))
+                                           "MODEL_CACHE_DIR": str(tmp_path / "cache"), "EVENTS_DB_URL": f"sqlite:///{tmp_path}/events.db"}))
     loaded = models.refresh("test").current
     assert loaded is not None and loaded.version == "1" and loaded.source == "registry"
     assert loaded.recommender.knows_client(client_id) and loaded.recommender.suggest(client_id, "cross_sell", 3)
@@ -212,7 +212,7 @@ def test_an_unknown_package_format_is_refused_with_a_sentence(legacy, tmp_path: 
     tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     version = _register_folder(tracking_uri, NAME, future)
     models = ModelStore(Settings.from_env({"MLFLOW_TRACKING_URI": tracking_uri, "MODEL_NAME": NAME,
-                                           "MODEL_CACHE_DIR": str(tmp_path / "cache")}))
+                                           "MODEL_CACHE_DIR": str(tmp_path / "cache"), "EVENTS_DB_URL": f"sqlite:///{tmp_path}/events.db"}))
     with pytest.raises(ModelRejected, match="package format 99"):
         models.refresh("test")
     assert models.current is None

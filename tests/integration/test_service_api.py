@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from support.processes import free_port
 from support.service_model_double import CatalogueRecommender
 
 from service.app import create_app
@@ -28,7 +29,8 @@ ADMIN = {"X-API-Key": ADMIN_KEY}
 
 def settings_for(tmp_path: Path, **env: str) -> Settings:
     base = {"API_KEYS": READ_KEY, "ADMIN_API_KEYS": ADMIN_KEY, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/none.db",
-            "MODEL_CACHE_DIR": str(tmp_path / "model-cache"), "SERVICE_STATE_DIR": str(tmp_path / "state")}
+            "MODEL_CACHE_DIR": str(tmp_path / "model-cache"), "SERVICE_STATE_DIR": str(tmp_path / "state"),
+            "EVENTS_DB_URL": f"sqlite:///{tmp_path}/events.db"}
     return Settings.from_env({**base, **env})
 
 
@@ -247,10 +249,27 @@ def test_events_are_validated_before_the_store_is_asked(client: FlaskClient) -> 
     assert_problem(client.post("/v1/events", json=[ok] * 501, headers=READ), 422, "events")
 
 
-def test_events_without_redis_are_503_problems(client: FlaskClient) -> None:
+def test_events_without_redis_are_committed_to_the_event_store(client: FlaskClient) -> None:
+    """Redis is the live view, the event store the record: with Redis down an event is still stored
+    (202, live: false), and a retry with the same event_id is not counted twice."""
+    event = {"client_id": "c1", "item_id": "coffee", "type": "purchase", "timestamp": 1714557600, "price": 2.5,
+             "event_id": "e-1"}
+    first = client.post("/v1/events", json=[event], headers=READ)
+    assert first.status_code == 202, first.get_data(as_text=True)
+    assert first.get_json()["accepted"] == 1 and first.get_json()["live"] is False
+    again = client.post("/v1/events", json=[event], headers=READ).get_json()
+    assert (again["accepted"], again["duplicates"]) == (0, 1)
+    stored = client.application.extensions["crm"].events.purchases("default")
+    assert list(stored["item_id"]) == ["coffee"]
+
+
+def test_events_with_the_event_store_down_are_503_problems(make_app: Callable[..., Flask]) -> None:
+    """Nothing answered 2xx unless committed: a store that cannot be reached is a 503 to retry."""
+    dead = f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none?connect_timeout=2"
+    client = make_app(CatalogueRecommender(), EVENTS_DB_URL=dead).test_client()
     event = {"client_id": "c1", "item_id": "coffee", "type": "view", "timestamp": 1714557600}
     body = assert_problem(client.post("/v1/events", json=[event], headers=READ), 503)
-    assert "Redis" in body["detail"]
+    assert "event store" in body["detail"]
 
 
 # ---- auth ----
@@ -346,7 +365,8 @@ def test_openapi_describes_every_route_from_the_code(client: FlaskClient) -> Non
     expected = {("/v1/clients/{client_id}/suggestions", "get"), ("/v1/cart/suggestions", "post"),
                 ("/v1/items/{item_id}/similar", "get"), ("/v1/events", "post"), ("/v1/clients/{client_id}", "delete"),
                 ("/v1/admin/reload", "post"), ("/healthz", "get"), ("/readyz", "get"), ("/metrics", "get"),
-                ("/openapi.json", "get"), ("/docs", "get")}
+                ("/openapi.json", "get"), ("/docs", "get"), ("/v1/reactions", "post"),
+                ("/v1/clients/{client_id}/group", "get")}
     assert {(path, method) for path, ops in spec["paths"].items() for method in ops} == expected
     for path, ops in spec["paths"].items():
         for method, op in ops.items():

@@ -47,7 +47,7 @@ def margin_model(shop_model: Recommender) -> Recommender:
 def make_app(tmp_path: Path) -> Callable[..., Flask]:
     def make(recommender: Any, **env: str) -> Flask:
         settings = Settings.from_env({"API_KEYS": READ_KEY, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/none.db",
-                                      "MODEL_CACHE_DIR": str(tmp_path / "model-cache"),
+                                      "MODEL_CACHE_DIR": str(tmp_path / "model-cache"), "EVENTS_DB_URL": f"sqlite:///{tmp_path}/events.db",
                                       "SERVICE_STATE_DIR": str(tmp_path / "state"), **env})
         app = create_app(settings, watch=False)
         app.extensions["crm"].models.install(recommender, "3")

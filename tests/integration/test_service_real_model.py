@@ -49,7 +49,8 @@ def test_gunicorn_serves_the_real_model(tmp_path: Path, registered: tuple[str, d
     client = tx["client_id"].value_counts().index[0]
     env = {"MLFLOW_TRACKING_URI": mlflow_server, "MODEL_NAME": name, "REDIS_URL": redis_url,
            "AUTH_DISABLED": "true", "WORKERS": "2",
-           "MODEL_CACHE_DIR": str(tmp_path / "cache"), "SERVICE_STATE_DIR": str(tmp_path / "state")}
+           "MODEL_CACHE_DIR": str(tmp_path / "cache"), "SERVICE_STATE_DIR": str(tmp_path / "state"),
+           "EVENTS_DB_URL": f"sqlite:///{tmp_path}/events.db"}
     service = Service(tmp_path, env, "g")
     base = service.base
     with service.start(ready=False, timeout=90):

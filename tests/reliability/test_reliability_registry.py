@@ -60,7 +60,7 @@ class Registry:
 
     def env(self, cache: Path, **extra: str) -> dict[str, str]:
         return service_env(self.root, f"http://127.0.0.1:{self.proxy.port}", self.name, self.redis_url,
-                           MODEL_CACHE_DIR=str(cache), **extra)
+                           MODEL_CACHE_DIR=str(cache), EVENTS_DB_URL=f"sqlite:///{cache.parent}/events.db", **extra)
 
 
 @pytest.fixture(scope="module")

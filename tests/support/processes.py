@@ -75,11 +75,13 @@ def stop_process(proc: subprocess.Popen, grace: float = 30.0) -> None:
 
 
 class RedisServer:
-    """A redis-server process of our own on a free port, with nothing persisted."""
+    """A redis-server process of our own on a free port, with nothing persisted, or (`persist`)
+    with the append-only file the service's exposure buffer counts on (`appendfsync everysec`)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, persist: bool = False) -> None:
         self.port = free_port()
         self.workdir = workdir
+        self.persist = persist
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -91,13 +93,21 @@ class RedisServer:
         if binary is None:
             raise RuntimeError("redis-server is not installed: run `make test`, which installs it")
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             *(["--appendonly", "yes", "--appendfsync", "everysec"] if self.persist else ["--appendonly", "no"]),
              "--dir", str(self.workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port, proc=self.proc)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def kill(self) -> None:
+        """`kill -9`: what the append-only file had not written is lost."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
             self.proc.wait(timeout=10)
         self.proc = None
 

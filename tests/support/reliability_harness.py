@@ -329,6 +329,7 @@ def service_env(tmp_path: Path, mlflow_uri: str, model_name: str, redis_url: str
     """The environment of a service under test; `extra` overrides any key."""
     env = {"MLFLOW_TRACKING_URI": mlflow_uri, "MODEL_NAME": model_name, "REDIS_URL": redis_url or "",
            "API_KEYS": READ_KEY, "ADMIN_API_KEYS": ADMIN_KEY, "MODEL_CACHE_DIR": str(tmp_path / "model-cache"),
+           "EVENTS_DB_URL": f"sqlite:///{tmp_path}/events.db",
            "SERVICE_STATE_DIR": str(tmp_path / "state"), "REDIS_TIMEOUT_SECONDS": "0.1",
            "REDIS_RETRY_SECONDS": "1", "RELOAD_POLL_SECONDS": "30", "WORKERS": "2", "GUNICORN_THREADS": "4",
            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",

@@ -28,7 +28,8 @@ def test_check_rejects_broken_and_non_finite_models(tmp_path: Path) -> None:
     with pytest.raises(ModelRejected, match="lacks"):
         check_recommender(object())
     store = ModelStore(Settings.from_env({"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/none.db",
-                                          "MODEL_CACHE_DIR": str(tmp_path / "model-cache")}))
+                                          "MODEL_CACHE_DIR": str(tmp_path / "model-cache"),
+                                          "EVENTS_DB_URL": f"sqlite:///{tmp_path}/events.db"}))
     store.install(CatalogueRecommender(), "1")
     with pytest.raises(ModelRejected):
         store.install(CatalogueRecommender(broken=True), "2")

@@ -1,0 +1,41 @@
+"""The loop's pure pieces: reading a subject's reaction state, tracing an answer's text, exposure rows."""
+from __future__ import annotations
+
+import json
+
+from service.loop import exposures
+from service.loop.exposures import Audience
+from service.redis.loop_state import parse_state
+
+
+def test_only_live_suppressions_count() -> None:
+    state = {"x:mug": "200", "x:old": "50", "g:coffee-group": "300", "k:upsell": "150", "k:gone": "99",
+             "f:milk": "90 2", "fk:cross_sell": "90 1", "x:bad": "not-a-number"}
+    live = parse_state(state, now=100.0)
+    assert live.items == {"mug"} and live.groups == {"coffee-group"} and live.kinds == {"upsell": 150.0}
+    assert parse_state(state, now=1000.0).empty  # everything ended; fatigue counts are never suppressions
+    assert parse_state(None).empty and parse_state({}).empty
+
+
+def test_a_traced_answer_is_the_body_with_its_own_fields_first() -> None:
+    body = json.dumps({"client_id": "c1", "suggestions": [{"item_id": "a"}]})
+    one, two = (exposures.traced(body, {"recommendation_id": rid, "variant": "champion"}) for rid in ("r1", "r2"))
+    assert json.loads(one) == {"recommendation_id": "r1", "variant": "champion", **json.loads(body)}
+    assert list(json.loads(two))[:2] == ["recommendation_id", "variant"] and json.loads(two)["recommendation_id"] == "r2"
+    assert json.loads(exposures.traced("{}", {"recommendation_id": "r3"})) == {"recommendation_id": "r3"}
+
+
+def test_an_exposure_row_lists_each_shown_item_with_group_kind_and_position() -> None:
+    sections = {"cross_sell": exposures.with_positions([{"item_id": "a", "kind": "cross_sell", "product_group": "g1"},
+                                                        {"item_id": "b", "kind": "cross_sell"}]),
+                "bundles": [{"bundle_id": "bun-1", "position": 1}]}
+    items = exposures.shown_items(sections)
+    assert items == [{"item_id": "a", "group": "g1", "kind": "cross_sell", "position": 1},
+                     {"item_id": "b", "group": None, "kind": "cross_sell", "position": 2},
+                     {"item_id": "bun-1", "group": None, "kind": "bundles", "position": 1}]
+    row = exposures.exposure_row("r1", Audience(None, "v-1"), variant="control", model_version="3",
+                                 endpoint="cart", kind=None, channel="cart", items=items)
+    assert row["visitor_id"] == "v-1" and row["client_id"] is None and row["shown_at"].endswith("+00:00")
+    assert exposures.stored_row(row)["shown_at"].tzinfo is not None
+    assert Audience(None, "v-1").subject == "visitor:v-1" and Audience("c", "v").subject == "c"
+    assert Audience().subject is None
