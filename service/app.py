@@ -18,6 +18,7 @@ from service.auth import authorize, presented_key
 from service.config import Settings
 from service.logs import configure_logging
 from service.metrics import LATENCY, REQUESTS
+from service.model.arms import ModelArms
 from service.model.store import ModelStore
 from service.openapi import endpoint_of
 from service.ops import ops
@@ -57,7 +58,9 @@ def create_app(settings: Settings | None = None, *, model_store: ModelStore | No
 def register_extensions(app: Flask, settings: Settings, model_store: ModelStore | None,
                         redis_store: RedisStore | None, watch: bool) -> None:
     redis = redis_store or RedisStore(settings)
-    models = model_store or ModelStore(settings, subscriber=redis.updates.subscriber if redis.configured else None)
+    subscriber = redis.updates.subscriber if redis.configured else None
+    models = model_store or ModelStore(settings, subscriber=subscriber)
+    arms = ModelArms(settings, models, subscriber=subscriber)  # the primary and each other alias of EXPERIMENT
     events = EventStore(settings.events_db_url)
     try:
         events.create_all()
@@ -65,7 +68,7 @@ def register_extensions(app: Flask, settings: Settings, model_store: ModelStore 
         logger.error("event store unavailable at start", extra={"error": str(error)[:300]})
     drain = ExposureDrain(redis, events, settings.tenant, settings.events_retention_days)
     app.extensions["crm"] = Runtime(settings=settings, models=models, redis=redis, events=events, drain=drain,
-                                    watch=watch)
+                                    watch=watch, arms=arms)
 
 
 def register_blueprints(app: Flask) -> None:
@@ -85,7 +88,7 @@ def _start_request() -> None:
     g.request_id = presented if _REQUEST_ID.match(presented) else uuid.uuid4().hex
     rt = runtime()
     if rt.watch:
-        rt.models.ensure_started()  # lazily, so each gunicorn worker follows the alias after its fork
+        rt.arms.ensure_started()  # lazily, so each gunicorn worker follows the aliases after its fork
         rt.drain.ensure_started()
     view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
     endpoint = endpoint_of(view)
