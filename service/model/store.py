@@ -35,7 +35,13 @@ from scoring.contract import SuggestionModel
 from service.config import Settings
 from service.metrics import MODEL_FROM_LOCAL_COPY, MODEL_VERSION, REGISTRY_FAILURES, RELOADS
 from service.model.checks import check_recommender
-from service.model.errors import AliasMissing, ModelRejected, RegistryUnavailable
+from service.model.errors import (
+    AliasMissing,
+    ModelRejected,
+    RegistryUnavailable,
+    says_alias_missing,
+    unreachable,
+)
 from service.model.local_copy import LocalCopies, LocalCopy, VersionSource
 from service.model.watcher import Watcher
 
@@ -43,11 +49,6 @@ logger = logging.getLogger(__name__)
 
 #: A version that failed its checks is not downloaded again before this many poll periods.
 _FAILED_RETRY_POLLS = 10
-#: Words of the errors MLflow and requests raise when the registry or artifact store is unreachable.
-_UNREACHABLE_WORDS = ("max retries exceeded", "connection refused", "connection reset", "connection aborted",
-                      "timed out", "name or service not known", "remote end closed", "error code 50",
-                      "status code 50", "too many 50")
-
 
 @dataclass(frozen=True)
 class LoadedModel:
@@ -72,33 +73,6 @@ class RefreshResult:
     changed: bool
     previous_version: str | None
     current: LoadedModel | None
-
-
-def _unreachable(error: BaseException) -> bool:
-    """True when `error` (or what caused it) says the registry could not be reached, as opposed
-    to a version that is itself broken."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ConnectionError | TimeoutError):
-            return True
-        if type(current).__module__.startswith(("requests", "urllib3")) and (
-                "ConnectionError" in type(current).__name__ or "Timeout" in type(current).__name__):
-            return True
-        if any(word in str(current).lower() for word in _UNREACHABLE_WORDS):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
-
-
-def _alias_missing(error: BaseException) -> bool:
-    """True when the registry answered that the alias (or the registered model) does not exist:
-    MLflow says RESOURCE_DOES_NOT_EXIST for an unknown model, INVALID_PARAMETER_VALUE "alias ...
-    not found" for an unknown alias."""
-    code = getattr(error, "error_code", None)
-    return not _unreachable(error) and (code == "RESOURCE_DOES_NOT_EXIST" or (
-        code == "INVALID_PARAMETER_VALUE" and "not found" in str(error).lower()))
 
 
 def _now() -> str:
@@ -175,7 +149,7 @@ class ModelStore:
             try:
                 source = self._alias_source()
             except Exception as error:
-                if self.drop_when_alias_missing and _alias_missing(error):
+                if self.drop_when_alias_missing and says_alias_missing(error):
                     self._drop_missing_alias(trigger)
                     raise AliasMissing(f"{self.settings.model_uri} points to no version") from error
                 REGISTRY_FAILURES.labels(trigger).inc()
@@ -254,7 +228,7 @@ class ModelStore:
         try:
             copy = self.copies.fetch(source, self._download)
         except Exception as error:
-            if _unreachable(error):
+            if unreachable(error):
                 raise RegistryUnavailable(f"cannot download version {source.version}: "
                                           f"{type(error).__name__}: {error}"[:500]) from error
             raise ModelRejected(f"version {source.version} cannot be downloaded: "
