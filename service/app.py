@@ -14,6 +14,7 @@ from eventstore import EventStore, StoreUnavailable
 from service.answers import json_default
 from service.api import v1
 from service.loop.api import loop
+from service.loop.drain import ExposureDrain
 from service.auth import authorize, presented_key
 from service.config import Settings
 from service.logs import configure_logging
