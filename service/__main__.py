@@ -9,7 +9,8 @@ def main() -> None:
     settings = Settings.from_env()
     apply_serving_defaults()
     app = create_app(settings)
-    app.extensions["crm"].models.ensure_started()
+    app.extensions["crm"].arms.ensure_started()
+    app.extensions["crm"].drain.ensure_started()
     app.run(host=settings.host, port=settings.port, threaded=True, use_reloader=False)
 
 

@@ -8,9 +8,10 @@ from flask import Blueprint, Response, g, jsonify, request
 from eventstore import StoreUnavailable
 from scoring.contract import ObjectiveUnavailable
 from service import answers, intake
-from service.loop.assignment import subject_of
 from service.inputs import json_body, path_id, query
-from service.model.errors import ModelRejected, RegistryUnavailable
+from service.loop.assignment import subject_of
+from service.model.errors import RegistryUnavailable
+from service.model.store import RefreshResult
 from service.openapi import Endpoint, api_route
 from service.problems import Problem
 from service.redis.core import RedisUnavailable
@@ -128,23 +129,28 @@ def erase_client(client_id: str) -> Response:
 
 
 @api_route(v1, "/admin/reload", "POST", Endpoint(
-    summary="Load the version the alias points to now", tag="admin", auth="admin", response=Reload,
-    errors=(409, 503), description="409 when the version fails its checks: the last good one keeps serving."))
+    summary="Load the versions the aliases point to now (MODEL_ALIAS and each arm of EXPERIMENT)", tag="admin",
+    auth="admin", response=Reload, errors=(409, 503),
+    description="409 when MODEL_ALIAS's version fails its checks: the last good one keeps serving. `arms` says "
+                "what happened to each alias; an arm that failed keeps its last good version (or its share is "
+                "answered by MODEL_ALIAS's)."))
 def reload_model() -> Response:
     rt = runtime()
-    try:
-        result = rt.models.refresh("admin", force=True)
-    except RegistryUnavailable as error:
-        raise Problem(503, "registry-unavailable", str(error)) from None
-    except ModelRejected as error:
+    outcomes = rt.arms.refresh_all("admin", force=True)
+    for outcome in outcomes.values():
+        if isinstance(outcome, RefreshResult) and outcome.changed and outcome.current is not None:
+            try:  # other workers and replicas follow without waiting for their poll
+                rt.redis.updates.publish(outcome.current.name, outcome.current.alias, outcome.current.version)
+            except RedisUnavailable:
+                pass
+    result = outcomes[rt.arms.primary_alias]
+    if isinstance(result, RegistryUnavailable):
+        raise Problem(503, "registry-unavailable", str(result))
+    if isinstance(result, Exception):
         serving = rt.models.current
-        raise Problem(409, "model-check-failed", f"{error}"[:500],
-                      extra={"serving_version": serving.version if serving else None}) from None
+        raise Problem(409, "model-check-failed", f"{result}"[:500],
+                      extra={"serving_version": serving.version if serving else None})
     assert result.current is not None
-    if result.changed:
-        try:  # other workers and replicas follow without waiting for their poll
-            rt.redis.updates.publish(result.current.name, result.current.alias, result.current.version)
-        except RedisUnavailable:
-            pass
     return _answer({"changed": result.changed, "previous_version": result.previous_version,
-                    "model_version": result.current.version, "source": result.current.source}, "off")
+                    "model_version": result.current.version, "source": result.current.source,
+                    "arms": rt.arms.reload_report(outcomes)}, "off")

@@ -11,14 +11,15 @@ from flask import Flask, Response, current_app, g, request
 from flask.json.provider import DefaultJSONProvider
 
 from eventstore import EventStore, StoreUnavailable
-from service.loop.drain import ExposureDrain
 from service.answers import json_default
 from service.api import v1
-from service.loop.api import loop
 from service.auth import authorize, presented_key
 from service.config import Settings
 from service.logs import configure_logging
+from service.loop.api import loop
+from service.loop.drain import ExposureDrain
 from service.metrics import LATENCY, REQUESTS
+from service.model.arms import ModelArms
 from service.model.store import ModelStore
 from service.openapi import endpoint_of
 from service.ops import ops
@@ -58,15 +59,17 @@ def create_app(settings: Settings | None = None, *, model_store: ModelStore | No
 def register_extensions(app: Flask, settings: Settings, model_store: ModelStore | None,
                         redis_store: RedisStore | None, watch: bool) -> None:
     redis = redis_store or RedisStore(settings)
-    models = model_store or ModelStore(settings, subscriber=redis.updates.subscriber if redis.configured else None)
+    subscriber = redis.updates.subscriber if redis.configured else None
+    models = model_store or ModelStore(settings, subscriber=subscriber)
+    arms = ModelArms(settings, models, subscriber=subscriber)  # the primary and each other alias of EXPERIMENT
     events = EventStore(settings.events_db_url)
     try:
         events.create_all()
     except StoreUnavailable as error:  # served anyway: events answer 503 until the store is back
         logger.error("event store unavailable at start", extra={"error": str(error)[:300]})
-    drain = ExposureDrain(redis, events, settings.tenant, settings.events_retention_days)
+    drain = ExposureDrain(settings, events)  # started by serving processes only (gunicorn.conf, __main__)
     app.extensions["crm"] = Runtime(settings=settings, models=models, redis=redis, events=events, drain=drain,
-                                    watch=watch)
+                                    watch=watch, arms=arms)
 
 
 def register_blueprints(app: Flask) -> None:
@@ -86,8 +89,7 @@ def _start_request() -> None:
     g.request_id = presented if _REQUEST_ID.match(presented) else uuid.uuid4().hex
     rt = runtime()
     if rt.watch:
-        rt.models.ensure_started()  # lazily, so each gunicorn worker follows the alias after its fork
-        rt.drain.ensure_started()
+        rt.arms.ensure_started()  # lazily, so each gunicorn worker follows the aliases after its fork
     view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
     endpoint = endpoint_of(view)
     authorize(request, endpoint, rt.settings)

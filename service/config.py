@@ -34,6 +34,9 @@ MLFLOW_CLIENT_DEFAULTS = {
 }
 
 CommaSeparated = Annotated[tuple[str, ...], NoDecode]
+#: The alias the trainer's promotion gate sets on every version that fails it (training/registry.py):
+#: never an experiment arm, which runs only on aliases a person moves.
+GATE_FAILED_ALIAS = "challenger"
 
 
 class Settings(EnvSettings):
@@ -142,7 +145,11 @@ class Settings(EnvSettings):
     @field_validator("experiment")
     @classmethod
     def _experiment(cls, value: str) -> str:
-        parse_experiment(value, "champion")  # raises ValueError naming the bad arm
+        arms = parse_experiment(value, "champion")  # raises ValueError naming the bad arm
+        if GATE_FAILED_ALIAS in {arm.alias for arm in arms}:
+            raise ValueError(f"experiment arm {GATE_FAILED_ALIAS!r}: the promotion gate puts @{GATE_FAILED_ALIAS} on "
+                             "every version that fails it; test a version by moving an alias of your own to it "
+                             "(e.g. candidate)")
         return value.strip()
 
     @classmethod

@@ -68,15 +68,16 @@ def on_starting(server: object) -> None:
 
 
 def post_worker_init(worker: object) -> None:
-    """Start this worker's model watcher now, and give its first load a head start before the
-    worker accepts requests (bounded well below `timeout`, so a slow registry cannot get the
-    worker killed; it then answers 503 until the model is there)."""
+    """Start this worker's model watchers and its exposure writer now, and give the models' first
+    loads a head start before the worker accepts requests (bounded well below `timeout`, so a slow
+    registry cannot get the worker killed; it then answers 503 until the model is there)."""
     app = getattr(worker, "wsgi", None)
     extensions = getattr(app, "extensions", {})
     if "crm" in extensions:
-        models = extensions["crm"].models
-        models.ensure_started()
-        models.wait_for_first_load(timeout / 2)
+        arms = extensions["crm"].arms  # the primary model and each other alias of EXPERIMENT
+        arms.ensure_started()
+        extensions["crm"].drain.ensure_started()  # buffered exposures -> the event store
+        arms.wait_for_first_load(timeout / 2)
 
 
 def child_exit(server: object, worker: object) -> None:

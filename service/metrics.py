@@ -32,8 +32,11 @@ EVENTS = Counter("crm_events_total", "Events stored, by type", ["type"])
 MODEL_VERSION = Gauge("crm_model_version", "Registry version of the model serving (0: none)",
                       ["name", "alias"], multiprocess_mode="liveall")
 MODEL_FROM_LOCAL_COPY = Gauge("crm_model_from_local_copy", "1 when the model serving came from the local "
-                              "copy because the registry was unreachable", ["name"],
+                              "copy because the registry was unreachable", ["name", "alias"],
                               multiprocess_mode="liveall")
+ARM_FALLBACKS = Counter("crm_experiment_fallbacks_total", "Answers of an experiment arm given by the primary "
+                        "model (MODEL_ALIAS) because the arm serves no version, by arm and reason "
+                        "(alias-missing, not-loaded)", ["arm", "reason"])
 RELOADS = Counter("crm_model_reloads_total", "Model loads, by result (success, failure) and trigger",
                   ["result", "trigger"])
 ERASURES = Counter("crm_erasures_total", "Client erasures recorded")

@@ -339,11 +339,23 @@ class Erasure(BaseModel):
     stored_deleted: dict[str, int] = Field(description="Rows deleted from the event store, by table.")
 
 
+class ArmReload(BaseModel):
+    """What an admin reload did to one alias of the experiment (`error`: why its last good version stays)."""
+
+    alias: str
+    changed: bool
+    previous_version: str | None
+    model_version: str | None
+    source: str | None
+    error: str | None
+
+
 class Reload(BaseModel):
     changed: bool
     previous_version: str | None
     model_version: str
     source: str
+    arms: list[ArmReload]
 
 
 class Health(BaseModel):
@@ -358,9 +370,23 @@ class ModelInfo(BaseModel):
     loaded_at: str
 
 
+class ArmInfo(BaseModel):
+    """One arm of EXPERIMENT (without one: MODEL_ALIAS at 100). `served_by` is the alias whose version
+    answers the arm's share: its own while it serves one, else the primary (MODEL_ALIAS)."""
+
+    alias: str
+    weight: float
+    status: Literal["serving", "alias-missing", "not-loaded"]
+    version: str | None
+    source: Literal["registry", "local-copy", "direct"] | None
+    loaded_at: str | None
+    served_by: str
+
+
 class Ready(BaseModel):
     status: Literal["ready"]
     model: ModelInfo
+    arms: list[ArmInfo]
     redis: Literal["up", "down", "not-configured"]
 
 

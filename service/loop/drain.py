@@ -1,6 +1,9 @@
 """The writer that moves buffered exposures from Redis into the event store, and purges old rows.
 
-One thread per serving process, started after gunicorn forks (as the model watcher is). It reads
+One thread per serving process, started after gunicorn forks (`post_worker_init`) or by
+`python -m service`; an app built in-process (tests) drains only when told to. It has its own
+Redis connection, whose timeout outlasts the blocking read, so waiting for new entries never
+trips the request path's circuit breaker. It reads
 the exposure stream through the consumer group `writers` (`service.redis.exposures`), writes a
 batch in one transaction, and acknowledges the entries only after the commit: a worker killed
 between the two leaves them pending, and another worker claims them once they have been idle for
@@ -20,10 +23,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from eventstore import EventStore, StoreUnavailable
+from service.config import Settings
 from service.loop.exposures import stored_row
 from service.metrics import EXPOSURES
-from service.redis.core import RedisUnavailable
-from service.redis.store import RedisStore
+from service.redis.core import RedisConnection, RedisUnavailable
+from service.redis.exposures import ExposureBuffer
 
 logger = logging.getLogger(__name__)
 
@@ -36,23 +40,24 @@ PURGE_EVERY_SECONDS = 3600
 class ExposureDrain:
     """Drains the tenant's exposure stream into the event store while the process lives."""
 
-    def __init__(self, redis_store: RedisStore, events: EventStore, tenant: str, retention_days: int) -> None:
-        self.redis = redis_store
+    def __init__(self, settings: Settings, events: EventStore) -> None:
+        self.connection = RedisConnection(settings.model_copy(
+            update={"redis_timeout_seconds": BLOCK_MS / 1000 + 2.0, "redis_retry_seconds": 1.0}))
+        self.buffer = ExposureBuffer(self.connection)
         self.events = events
-        self.tenant = tenant
-        self.retention_days = retention_days
+        self.tenant = settings.tenant
+        self.retention_days = settings.events_retention_days
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._group_ready = False
 
     @property
     def consumer(self) -> str:
         return f"{os.uname().nodename}-{os.getpid()}"
 
     def ensure_started(self) -> None:
-        if not self.redis.configured or (self._pid == os.getpid() and self._thread is not None):
+        if not self.connection.configured or (self._pid == os.getpid() and self._thread is not None):
             return
         with self._lock:
             if self._pid == os.getpid() and self._thread is not None:
@@ -70,10 +75,7 @@ class ExposureDrain:
 
     def drain_once(self, pending: bool = False, block_ms: int = BLOCK_MS) -> int:
         """Write one batch (this consumer's pending entries, or new ones) and acknowledge it."""
-        buffer = self.redis.exposures
-        if not self._group_ready:
-            buffer.ensure_group()
-            self._group_ready = True
+        buffer = self.buffer
         entries = buffer.read(self.consumer, BATCH, block_ms, pending)
         if not entries:
             return 0
@@ -103,7 +105,7 @@ class ExposureDrain:
                 now = time.monotonic()
                 if now - last_claim > CLAIM_EVERY_SECONDS:
                     last_claim = now
-                    self.redis.exposures.claim_stale(self.consumer, BATCH) if self._group_ready else None
+                    self.buffer.claim_stale(self.consumer, BATCH)
                     self.drain_once(pending=True)
                 if now - last_purge > PURGE_EVERY_SECONDS:
                     last_purge = now
@@ -119,8 +121,9 @@ class ExposureDrain:
                 pause = 5.0
 
     def _purge_if_first(self) -> dict[str, Any] | None:
-        got = self.redis.connection.run(
-            "purge_lock", lambda r: r.set(self.redis.keys.purge_lock, self.consumer, nx=True, ex=PURGE_EVERY_SECONDS))
+        got = self.connection.run(
+            "purge_lock", lambda r: r.set(self.connection.keys.purge_lock, self.consumer, nx=True,
+                                          ex=PURGE_EVERY_SECONDS))
         if not got:
             return None
         older_than = datetime.now(timezone.utc) - timedelta(days=self.retention_days)

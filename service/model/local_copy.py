@@ -4,7 +4,12 @@ Layout under MODEL_CACHE_DIR/<model name>/:
 
     v<version>-<source id>/model/      the version's MLflow model folder, as downloaded
     v<version>-<source id>/copy.json   {"version", "source_id", "digest", "downloaded_at"}
-    last_good.json                     the copy of the last version that passed its checks
+    last_good@<alias>.json             the copy of the last version of that alias that passed its checks
+
+One record per alias: the arms of an experiment (EXPERIMENT) follow several aliases of one model,
+which share the copies (a version two aliases point to is downloaded once) but each restarts on
+its own last good version. Pruning keeps every copy a record names. A `last_good.json` written
+before the records were per alias is still read for its alias.
 
 The source id is the version's MLflow 3 logged-model id (or its run id): another registry's
 version 1, or a rebuilt registry's, has another one, so it never reuses this copy. The digest
@@ -26,10 +31,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
+#: Copies kept besides those a last-good record names (the newest first).
 _KEEP_VERSIONS = 3
+_LEGACY_RECORD = "last_good.json"
 _DIGEST_CHARS = 16
 
 
@@ -146,21 +154,31 @@ class LocalCopies:
             return None
         return copy
 
+    def _record_path(self, alias: str) -> Path:
+        return self.root / f"last_good@{re.sub(r'[^A-Za-z0-9_.-]', '_', alias)}.json"
+
     def save_last_good(self, copy: LocalCopy, name: str, alias: str) -> None:
-        _write_json(self.root / "last_good.json", {"name": name, "alias": alias, "version": copy.version,
-                                                   "key": copy.key, "identity": copy.identity, "saved_at": _now()})
+        _write_json(self._record_path(alias), {"name": name, "alias": alias, "version": copy.version,
+                                               "key": copy.key, "identity": copy.identity, "saved_at": _now()})
+        legacy = self.root / _LEGACY_RECORD
+        try:
+            if json.loads(legacy.read_text()).get("alias") == alias:
+                legacy.unlink(missing_ok=True)  # superseded by this alias's own record
+        except (OSError, ValueError, AttributeError):
+            pass
         self._prune(keep=copy.key)
+
+    def forget(self, alias: str) -> None:
+        """Drop `alias`'s record (its alias is gone: a restart must not serve it from disk)."""
+        self._record_path(alias).unlink(missing_ok=True)
 
     def last_good(self, alias: str) -> LocalCopy | None:
         """The copy of the last good version of `alias`; None when there is none; CopyUnusable
         when there is one that must not be served."""
-        try:
-            record = json.loads((self.root / "last_good.json").read_text())
-        except FileNotFoundError:
-            return None
-        except ValueError as error:
-            raise CopyUnusable(f"last_good.json is unreadable: {error}") from error
-        if record.get("alias") != alias:
+        record = self._record(self._record_path(alias))
+        if record is None:  # written before the records were per alias
+            record = self._record(self.root / _LEGACY_RECORD)
+        if record is None or record.get("alias") != alias:
             return None
         if "key" not in record:
             raise CopyUnusable("last_good.json predates digests: the copy cannot be checked")
@@ -170,8 +188,30 @@ class LocalCopies:
                                "since they were downloaded")
         return copy
 
+    def _record(self, path: Path) -> dict[str, Any] | None:
+        try:
+            record = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except ValueError as error:
+            raise CopyUnusable(f"{path.name} is unreadable: {error}") from error
+        if not isinstance(record, dict):
+            raise CopyUnusable(f"{path.name} is not a record")
+        return record
+
+    def _recorded_keys(self) -> set[str]:
+        """The copies a last-good record names (of any alias): never pruned."""
+        keys: set[str] = set()
+        for path in [*self.root.glob("last_good@*.json"), self.root / _LEGACY_RECORD]:
+            try:
+                keys.add(str(json.loads(path.read_text())["key"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return keys
+
     def _prune(self, keep: str) -> None:
-        versions = sorted((p for p in self.root.glob("v*") if p.is_dir() and p.name != keep),
+        kept = {keep} | self._recorded_keys()
+        versions = sorted((p for p in self.root.glob("v*") if p.is_dir() and p.name not in kept),
                           key=lambda p: p.stat().st_mtime, reverse=True)
         for old in versions[_KEEP_VERSIONS - 1:]:
             shutil.rmtree(old, ignore_errors=True)

@@ -11,6 +11,10 @@ crm_registry_failures_total, and such a version is not marked as failed. Each go
 kept as a local copy (`service.model.local_copy`), so a restart while the registry is unreachable
 serves it (and /readyz says `source: local-copy`); without one the service stays unready.
 
+An experiment arm's store (`drop_when_alias_missing`, see service.model.arms) differs in one
+thing: when the registry answers that its alias points to no version, it stops serving (so its
+share goes to the primary model) instead of keeping its last version as the primary does.
+
 A version is what its registry says it is: its logged model (or run) id and the digest of its
 files make its `identity`, which keys the local copy and the answer cache. The version number
 alone is shown (/readyz, crm_model_version) but identifies nothing across registries.
@@ -31,7 +35,13 @@ from scoring.contract import SuggestionModel
 from service.config import Settings
 from service.metrics import MODEL_FROM_LOCAL_COPY, MODEL_VERSION, REGISTRY_FAILURES, RELOADS
 from service.model.checks import check_recommender
-from service.model.errors import ModelRejected, RegistryUnavailable
+from service.model.errors import (
+    AliasMissing,
+    ModelRejected,
+    RegistryUnavailable,
+    says_alias_missing,
+    unreachable,
+)
 from service.model.local_copy import LocalCopies, LocalCopy, VersionSource
 from service.model.watcher import Watcher
 
@@ -39,11 +49,6 @@ logger = logging.getLogger(__name__)
 
 #: A version that failed its checks is not downloaded again before this many poll periods.
 _FAILED_RETRY_POLLS = 10
-#: Words of the errors MLflow and requests raise when the registry or artifact store is unreachable.
-_UNREACHABLE_WORDS = ("max retries exceeded", "connection refused", "connection reset", "connection aborted",
-                      "timed out", "name or service not known", "remote end closed", "error code 50",
-                      "status code 50", "too many 50")
-
 
 @dataclass(frozen=True)
 class LoadedModel:
@@ -70,24 +75,6 @@ class RefreshResult:
     current: LoadedModel | None
 
 
-def _unreachable(error: BaseException) -> bool:
-    """True when `error` (or what caused it) says the registry could not be reached, as opposed
-    to a version that is itself broken."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ConnectionError | TimeoutError):
-            return True
-        if type(current).__module__.startswith(("requests", "urllib3")) and (
-                "ConnectionError" in type(current).__name__ or "Timeout" in type(current).__name__):
-            return True
-        if any(word in str(current).lower() for word in _UNREACHABLE_WORDS):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
-
-
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -110,8 +97,12 @@ def load_recommender(model_dir: str | Path) -> SuggestionModel:
 class ModelStore:
     """Holds the serving model of this process and follows the registry alias."""
 
-    def __init__(self, settings: Settings, subscriber: Callable[[], Any] | None = None) -> None:
+    def __init__(self, settings: Settings, subscriber: Callable[[], Any] | None = None, *,
+                 drop_when_alias_missing: bool = False) -> None:
         self.settings = settings
+        self.drop_when_alias_missing = drop_when_alias_missing
+        #: the registry's last answer was that the alias points to no version
+        self.alias_missing = False
         self._current: LoadedModel | None = None
         self._lock = threading.Lock()
         self._failed: dict[str, float] = {}
@@ -151,17 +142,22 @@ class ModelStore:
 
     def refresh(self, trigger: str, force: bool = False) -> RefreshResult:
         """Make the alias's version serve if it is not already. Raises RegistryUnavailable or
-        ModelRejected when it cannot (the last good model keeps serving)."""
+        ModelRejected when it cannot (the last good model keeps serving), AliasMissing when an
+        arm's alias points to no version (it stops serving)."""
         with self._lock:
             previous = self._current
             try:
                 source = self._alias_source()
             except Exception as error:
+                if self.drop_when_alias_missing and says_alias_missing(error):
+                    self._drop_missing_alias(trigger)
+                    raise AliasMissing(f"{self.settings.model_uri} points to no version") from error
                 REGISTRY_FAILURES.labels(trigger).inc()
                 if previous is None and self._serve_local_copy(trigger):
                     return RefreshResult(True, None, self._current)
                 raise RegistryUnavailable(f"cannot resolve {self.settings.model_uri}: "
                                           f"{type(error).__name__}: {error}"[:500]) from error
+            self.alias_missing = False
             if previous is not None and (previous.version, previous.identity.rpartition(".")[0]) == (
                     source.version, source.source_id):
                 if previous.source == "local-copy":
@@ -232,7 +228,7 @@ class ModelStore:
         try:
             copy = self.copies.fetch(source, self._download)
         except Exception as error:
-            if _unreachable(error):
+            if unreachable(error):
                 raise RegistryUnavailable(f"cannot download version {source.version}: "
                                           f"{type(error).__name__}: {error}"[:500]) from error
             raise ModelRejected(f"version {source.version} cannot be downloaded: "
@@ -248,14 +244,29 @@ class ModelStore:
             raise ModelRejected(f"version {copy.version}: {error}") from error
         except Exception as error:
             raise ModelRejected(f"version {copy.version} does not load: {type(error).__name__}: {error}") from error
-        check_recommender(recommender)
+        try:
+            check_recommender(recommender)
+        except ModelRejected as error:  # say which version: an admin reload may answer for several aliases
+            raise ModelRejected(f"version {copy.version}: {error}") from error
         return LoadedModel(self.settings.model_name, self.settings.model_alias, copy.version, recommender,
                            source, _now(), identity=copy.identity)
 
     def _swap(self, loaded: LoadedModel) -> None:
         self._current = loaded  # the one assignment that makes a version serve
         MODEL_VERSION.labels(loaded.name, loaded.alias).set(float(loaded.version) if loaded.version.isdigit() else 0)
-        MODEL_FROM_LOCAL_COPY.labels(loaded.name).set(1 if loaded.source == "local-copy" else 0)
+        MODEL_FROM_LOCAL_COPY.labels(loaded.name, loaded.alias).set(1 if loaded.source == "local-copy" else 0)
+
+    def _drop_missing_alias(self, trigger: str) -> None:
+        """Stop serving: the registry says the alias points to no version (an arm taken down)."""
+        previous, self.alias_missing = self._current, True
+        self._current = None
+        self.copies.forget(self.settings.model_alias)
+        MODEL_VERSION.labels(self.settings.model_name, self.settings.model_alias).set(0)
+        MODEL_FROM_LOCAL_COPY.labels(self.settings.model_name, self.settings.model_alias).set(0)
+        if previous is not None:
+            logger.warning("alias removed from the registry: its version no longer serves",
+                           extra={"model_alias": self.settings.model_alias, "model_version": previous.version,
+                                  "trigger": trigger})
 
     def _serve_local_copy(self, trigger: str) -> bool:
         """Serve the last good local copy (registry unreachable and nothing serving yet), if its

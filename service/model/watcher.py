@@ -50,7 +50,7 @@ class Watcher:
             if self._thread_pid == os.getpid() and self._thread is not None:
                 return
             self._stop.clear()
-            self._thread = threading.Thread(target=self._watch, name="model-watcher", daemon=True)
+            self._thread = threading.Thread(target=self._watch, name=f"model-watcher-{self.model_alias}", daemon=True)
             self._thread_pid = os.getpid()
             self._thread.start()
 

@@ -14,11 +14,14 @@ before the drainer has written it.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import redis
 
 from service.redis.core import RedisConnection
+
+T = TypeVar("T")
 
 #: How long an answer's exposure is kept in Redis besides the stream (the store has it after that).
 HOT_SECONDS = 900
@@ -52,21 +55,27 @@ class ExposureBuffer:
 
     # ---- the drainer's side ----
 
-    def ensure_group(self) -> None:
-        def create(r: redis.Redis) -> None:
-            try:
-                r.xgroup_create(self.keys.exposures, GROUP, id="0", mkstream=True)
-            except redis.ResponseError as error:
-                if "BUSYGROUP" not in str(error):
-                    raise
-
-        self.connection.run("exposure_group", create)
+    def _with_group(self, r: redis.Redis, command: Callable[[], T]) -> T:
+        """Run a consumer-group command, creating the group first if the stream or group is not
+        there (a new Redis, or one restarted without its files)."""
+        try:
+            return command()
+        except redis.ResponseError as error:
+            if "NOGROUP" not in str(error):
+                raise
+        try:
+            r.xgroup_create(self.keys.exposures, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+        return command()
 
     def read(self, consumer: str, count: int, block_ms: int, pending: bool) -> list[tuple[str, dict[str, Any]]]:
         """Entries for `consumer`: its own unacknowledged ones (`pending`) or new ones (waits `block_ms`)."""
         def read(r: redis.Redis) -> Any:
-            return r.xreadgroup(GROUP, consumer, {self.keys.exposures: "0" if pending else ">"}, count=count,
-                                block=None if pending else block_ms)
+            return self._with_group(r, lambda: r.xreadgroup(
+                GROUP, consumer, {self.keys.exposures: "0" if pending else ">"}, count=count,
+                block=None if pending else block_ms))
 
         answer = self.connection.run("exposure_read", read)
         return [(entry_id, json.loads(fields["row"])) for _, entries in (answer or []) for entry_id, fields in entries
@@ -75,8 +84,8 @@ class ExposureBuffer:
     def claim_stale(self, consumer: str, count: int) -> int:
         """Take over entries another (dead) worker read and never acknowledged; returns how many."""
         def claim(r: redis.Redis) -> Any:
-            return r.xautoclaim(self.keys.exposures, GROUP, consumer, CLAIM_IDLE_MS, start_id="0-0", count=count,
-                                justid=True)
+            return self._with_group(r, lambda: r.xautoclaim(self.keys.exposures, GROUP, consumer, CLAIM_IDLE_MS,
+                                                            start_id="0-0", count=count, justid=True))
 
         answer = self.connection.run("exposure_claim", claim)
         return len(answer[1]) if answer else 0

@@ -36,13 +36,15 @@ GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "service/gunicorn.conf.py"]
 DEMO = [sys.executable, "-m", "service.run_demo"]
 
 
-def workers_serving(base: str) -> dict[str, str]:
-    """pid -> model version of every live worker, from the multiprocess crm_model_version gauge."""
+def workers_serving(base: str, alias: str = "champion") -> dict[str, str]:
+    """pid -> model version of `alias` in every live worker, from the multiprocess crm_model_version
+    gauge (a worker of an experiment has one per arm)."""
     found = {}
     for line in requests.get(f"{base}/metrics", timeout=5).text.splitlines():
-        match = re.match(r'crm_model_version\{.*pid="(\d+)".*\} (\S+)', line)
-        if match:
-            found[match.group(1)] = str(int(float(match.group(2))))
+        match = re.match(r'crm_model_version\{(.*)\} (\S+)', line)
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1))) if match else {}
+        if "pid" in labels and labels.get("alias") == alias:
+            found[labels["pid"]] = str(int(float(match.group(2))))
     return found
 
 
