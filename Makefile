@@ -9,7 +9,7 @@ SAMPLE_DIR := data/sample
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/var/mlflow.db
 export MLFLOW_ARTIFACTS_DESTINATION ?= $(CURDIR)/var/mlartifacts
 
-.PHONY: install run test bench audit lint clean redis-bin sample evaluate reliability
+.PHONY: install run test bench audit lint clean redis-bin postgres-bin sample evaluate reliability
 
 install: $(STAMP)
 
@@ -26,6 +26,15 @@ redis-bin:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 
+# PostgreSQL's programs (initdb, postgres under /usr/lib/postgresql/<version>/bin), from Debian's packages
+# when missing: the event store's tests start a server of their own on a free port, as the postgres user,
+# in a temporary folder. The cluster the package creates (and any server on 5432) is neither needed nor used.
+postgres-bin:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "PostgreSQL not found: installing it with apt-get"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
 $(SAMPLE_DIR)/transactions.parquet: | $(STAMP)
 	$(PY) -m features prepare --source completejourney --out $(SAMPLE_DIR) --households $(SAMPLE_HOUSEHOLDS)
 
@@ -39,7 +48,7 @@ run: install redis-bin sample
 	mkdir -p var
 	$(PY) -m service.run_demo
 
-test: install redis-bin
+test: install redis-bin postgres-bin
 	$(PY) -m pytest -q -p no:cacheprovider
 
 # Serving (wrk + open loop) then training figures, in one run: var/bench/results.json.
@@ -60,7 +69,7 @@ audit: install redis-bin
 
 # Fault, fuzz and security tests at full length (make test runs them short), then a summary table;
 # the figures also land in var/reliability/summary.json (docs/reliability.md quotes them).
-reliability: install redis-bin
+reliability: install redis-bin postgres-bin
 	mkdir -p var/reliability
 	RELIABILITY_FULL=1 RELIABILITY_SUMMARY=var/reliability/summary.json \
 	  $(PY) -m pytest -q -p no:cacheprovider -m "reliability" tests
@@ -68,7 +77,7 @@ reliability: install redis-bin
 # ruff, then pip-audit on the installed environment (findings fail the target; packages it could
 # not look up are counted, since then its "no known vulnerabilities" covers only the rest).
 lint: install
-	$(PY) -m ruff check features training service tests
+	$(PY) -m ruff check envconfig eventstore features scoring training service tests
 	@mkdir -p var
 	@status=0; $(PY) -m pip_audit --skip-editable --progress-spinner off --desc on > var/pip-audit.txt 2>&1 || status=$$?; \
 	  sed '/Skip Reason/,$$d' var/pip-audit.txt; \

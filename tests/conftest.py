@@ -1,7 +1,7 @@
 """Shared fixtures: a real slice of Complete Journey, a real redis-server, a real MLflow store;
 and the markers each folder means.
 
-Nothing here fakes Redis or MLflow: each fixture starts the real program on a free port and
+Nothing here fakes Redis, MLflow or PostgreSQL: each fixture starts the real program on a free port and
 stops it afterwards, so the tests run the same on a bare machine as on a developer's. The
 processes are started by the plain helpers of support/processes.py.
 
@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.postgres import PostgresServer
 from support.processes import ROOT, RedisServer, free_port, wait_for_port
 
 TESTS = Path(__file__).resolve().parent
@@ -71,6 +72,30 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     client.flushdb()
     client.close()
     yield redis_server.url
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server of our own (support/postgres.py): never the one on 5432. A machine
+    where it cannot start fails the tests that need it (`make test` installs PostgreSQL)."""
+    try:
+        server = PostgresServer()
+        server.start()
+    except Exception as exc:  # noqa: BLE001 - any reason it cannot start is a failure to report
+        pytest.fail(f"could not start PostgreSQL for the tests: {exc}")
+    yield server
+    server.remove()
+
+
+@pytest.fixture()
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database on our own server, dropped afterwards (the server is started again
+    first if a fault test stopped it)."""
+    if not postgres_server.running:
+        postgres_server.start()
+    url = postgres_server.create_database()
+    yield url
+    postgres_server.drop_database(url.rsplit("/", 1)[1])
 
 
 @pytest.fixture()

@@ -1,0 +1,229 @@
+"""`EventStore`: the durable record of what the loop must not lose, over SQLAlchemy Core.
+
+Why every write commits before it returns: the service answers 2xx only after the store said
+yes, so an answered event is on disk (SQLite `synchronous=FULL`, PostgreSQL's own fsync) whatever
+is killed next. Why writes are idempotent at the database (`INSERT ... ON CONFLICT DO NOTHING` on
+the unique keys of `eventstore.schema`): a client retrying a batch, or a drainer re-delivering an
+exposure after a crash between commit and acknowledgement, must not count anything twice, and only
+the database can decide that across workers and replicas.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Table, delete, func, insert, select, text
+
+from eventstore import folder, readers
+from eventstore.engine import StoreUnavailable, connection, describe, make_engine, sqlite_path
+from eventstore.schema import erasures, events, exposures, metadata, reactions, task_outcomes
+from eventstore.times import now, utc
+
+#: Rows per INSERT statement (SQLite allows 32766 bound values; 13 columns x 500 rows stays far below).
+CHUNK = 500
+
+_EVENT_FIELDS = tuple(c.name for c in events.columns if c.name not in ("id", "tenant"))
+_EXPOSURE_FIELDS = tuple(c.name for c in exposures.columns if c.name != "tenant")
+_REACTION_FIELDS = tuple(c.name for c in reactions.columns if c.name not in ("id", "tenant"))
+_TASK_FIELDS = tuple(c.name for c in task_outcomes.columns if c.name not in ("id", "tenant"))
+
+
+def _row(tenant: str, row: Mapping[str, Any], fields: tuple[str, ...], times: tuple[str, ...],
+         defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """A row to insert: every field present (None when not given), times in UTC; an unknown key is
+    a caller's mistake, refused rather than silently dropped."""
+    unknown = set(row) - set(fields)
+    if unknown:
+        raise ValueError(f"unknown fields {sorted(unknown)}; a row has {list(fields)}")
+    out = {"tenant": tenant, **{name: row.get(name) for name in fields}}
+    for name, value in defaults.items():
+        if out[name] is None:
+            out[name] = value() if callable(value) else value
+    for name in times:
+        if out[name] is not None:
+            out[name] = utc(out[name])
+    return out
+
+
+class EventStore:
+    """Events, exposures, reactions, erasures and task outcomes of every tenant, in one database."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._insert = self._dialect_insert()
+
+    def _dialect_insert(self) -> Any:
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+            return pg_insert
+        if self.engine.dialect.name == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+            return sqlite_insert
+        raise ValueError(f"{describe(self.url)}: the event store runs on SQLite or PostgreSQL")
+
+    def __repr__(self) -> str:
+        return f"EventStore({describe(self.url)!r})"
+
+    def close(self) -> None:
+        """Close every pooled connection (tests and shutdown: SQLite files are left cleanly)."""
+        self.engine.dispose()
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @property
+    def file(self) -> Any:
+        """The SQLite database file (None on PostgreSQL)."""
+        return sqlite_path(self.url)
+
+    def create_all(self) -> None:
+        """Create the tables that are missing (idempotent; run at service start and by the trainer).
+        Two processes starting at once may race to create a table: the loser tries again once."""
+        for attempt in (1, 2):
+            try:
+                with connection(self.engine, "creating tables") as conn:
+                    metadata.create_all(conn)
+                return
+            except StoreUnavailable:
+                raise
+            except Exception:  # noqa: BLE001 - "already exists" from a concurrent creator
+                if attempt == 2:
+                    raise
+
+    def status(self) -> str:
+        """"up" when a query answers, else "down" (for /health: never raises)."""
+        try:
+            with connection(self.engine, "status") as conn:
+                conn.execute(text("SELECT 1"))
+            return "up"
+        except StoreUnavailable:
+            return "down"
+
+    def _insert_ignoring(self, table: Table, rows: list[dict[str, Any]], keys: list[str], what: str) -> int:
+        """Insert `rows`, skipping those whose `keys` already exist; the number inserted."""
+        inserted = 0
+        with connection(self.engine, what) as conn:
+            for start in range(0, len(rows), CHUNK):
+                statement = self._insert(table).values(rows[start:start + CHUNK]).on_conflict_do_nothing(
+                    index_elements=keys).returning(table.c[keys[-1]])
+                inserted += len(conn.execute(statement).all())  # rowcount is -1 under psycopg
+        return inserted
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def add_events(self, tenant: str, rows: Iterable[Mapping[str, Any]]) -> tuple[int, int]:
+        """Store client events in one transaction: (inserted, duplicates). A row whose `event_id`
+        the tenant already stored (or sent earlier in the same batch) is a duplicate; a row without
+        an `event_id` is always inserted."""
+        prepared = [_row(tenant, r, _EVENT_FIELDS, ("occurred_at", "received_at"),
+                         {"received_at": now, "source": "api"}) for r in rows]
+        if not prepared:
+            return 0, 0
+        inserted = self._insert_ignoring(events, prepared, ["tenant", "event_id"], "adding events")
+        return inserted, len(prepared) - inserted
+
+    def add_exposures(self, tenant: str, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Store answers shown (idempotent on `recommendation_id`): the number new."""
+        prepared = [_row(tenant, r, _EXPOSURE_FIELDS, ("shown_at",), {"shown_at": now}) for r in rows]
+        if not prepared:
+            return 0
+        return self._insert_ignoring(exposures, prepared, ["recommendation_id"], "adding exposures")
+
+    def add_reaction(self, tenant: str, row: Mapping[str, Any]) -> bool:
+        """Store a reaction; False when the same (recommendation, item, reaction) is there already."""
+        prepared = _row(tenant, row, _REACTION_FIELDS, ("reacted_at",), {"reacted_at": now})
+        keys = ["tenant", "recommendation_id", "item_id", "reaction"]
+        return self._insert_ignoring(reactions, [prepared], keys, "adding a reaction") == 1
+
+    def add_task_outcome(self, tenant: str, row: Mapping[str, Any]) -> None:
+        """Store what a manager did with a task (task_id, outcome; client_id, note, recorded_at)."""
+        prepared = _row(tenant, row, _TASK_FIELDS, ("recorded_at",), {"recorded_at": now})
+        with connection(self.engine, "adding a task outcome") as conn:
+            conn.execute(insert(task_outcomes).values(prepared))
+
+    def erase_client(self, tenant: str, client_id: str, request_id: str | None = None) -> dict[str, int]:
+        """Delete everything the store holds about a client and record the erasure, in one
+        transaction: rows deleted per table. Reactions go by client and by the client's exposures
+        (a reaction row may lack the client id its exposure had)."""
+        mine = select(exposures.c.recommendation_id).where(exposures.c.tenant == tenant,
+                                                           exposures.c.client_id == client_id)
+        with connection(self.engine, "erasing a client") as conn:
+            counts = {
+                "reactions": conn.execute(delete(reactions).where(
+                    reactions.c.tenant == tenant,
+                    (reactions.c.client_id == client_id) | reactions.c.recommendation_id.in_(mine))).rowcount,
+                "exposures": conn.execute(delete(exposures).where(
+                    exposures.c.tenant == tenant, exposures.c.client_id == client_id)).rowcount,
+                "events": conn.execute(delete(events).where(
+                    events.c.tenant == tenant, events.c.client_id == client_id)).rowcount,
+                "task_outcomes": conn.execute(delete(task_outcomes).where(
+                    task_outcomes.c.tenant == tenant, task_outcomes.c.client_id == client_id)).rowcount,
+            }
+            conn.execute(insert(erasures).values(tenant=tenant, client_id=client_id, erased_at=now(),
+                                                 request_id=request_id))
+        return counts
+
+    def purge(self, tenant: str | None, older_than: datetime) -> dict[str, int]:
+        """Retention: delete events, exposures, reactions and task outcomes older than `older_than`
+        (of every tenant when `tenant` is None); rows deleted per table. Erasures are kept: they
+        are the record that a client must stay out of training."""
+        cutoff = utc(older_than)
+        plan = {"events": (events, events.c.occurred_at), "exposures": (exposures, exposures.c.shown_at),
+                "reactions": (reactions, reactions.c.reacted_at),
+                "task_outcomes": (task_outcomes, task_outcomes.c.recorded_at)}
+        counts: dict[str, int] = {}
+        with connection(self.engine, "purging") as conn:
+            for name, (table, column) in plan.items():
+                statement = delete(table).where(column < cutoff)
+                if tenant is not None:
+                    statement = statement.where(table.c.tenant == tenant)
+                counts[name] = conn.execute(statement).rowcount
+        return counts
+
+    def import_folder_purchases(self, tenant: str, rows: pd.DataFrame) -> int:
+        """Copy a retraining folder's purchases newer than the tenant's earliest exposure into
+        `events` (`source = "folder"`), so attribution sees purchases that never came through the
+        API; lines already stored (same order, client, item and day) are skipped. The number copied."""
+        return folder.import_purchases(self, tenant, rows)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def exposure(self, tenant: str, recommendation_id: str) -> dict[str, Any] | None:
+        """One answer as recorded (shown_at in UTC), or None."""
+        query = select(*[exposures.c[n] for n in _EXPOSURE_FIELDS]).where(
+            exposures.c.tenant == tenant, exposures.c.recommendation_id == recommendation_id)
+        with connection(self.engine, "reading an exposure") as conn:
+            row = conn.execute(query).mappings().first()
+        if row is None:
+            return None
+        found = dict(row)
+        found["shown_at"] = utc(found["shown_at"])
+        return found
+
+    def erased_clients(self, tenant: str) -> set[str]:
+        with connection(self.engine, "reading erasures") as conn:
+            return set(conn.execute(select(erasures.c.client_id).where(erasures.c.tenant == tenant)).scalars())
+
+    def earliest_exposure(self, tenant: str) -> datetime | None:
+        """When the tenant's first stored answer was shown (None before any)."""
+        with connection(self.engine, "reading exposures") as conn:
+            first = conn.execute(select(func.min(exposures.c.shown_at)).where(exposures.c.tenant == tenant)).scalar()
+        return None if first is None else utc(first)
+
+    def purchases(self, tenant: str, start: Any = None, end: Any = None) -> pd.DataFrame:
+        with connection(self.engine, "reading purchases") as conn:
+            return readers.purchases(conn, tenant, start, end)
+
+    def exposures_between(self, tenant: str, start: Any, end: Any) -> pd.DataFrame:
+        with connection(self.engine, "reading exposures") as conn:
+            return readers.exposures_between(conn, tenant, start, end)
+
+    def reactions_between(self, tenant: str, start: Any, end: Any) -> pd.DataFrame:
+        with connection(self.engine, "reading reactions") as conn:
+            return readers.reactions_between(conn, tenant, start, end)

@@ -1,0 +1,34 @@
+"""Times as the store keeps them: timezone-aware UTC.
+
+Why one helper: SQLite has no time zone type (SQLAlchemy writes the wall-clock digits and drops the
+offset), PostgreSQL's `timestamptz` answers in the session's zone. Every time is converted to an aware
+UTC datetime before it is written or compared (SQLite then keeps UTC digits, PostgreSQL the right
+instant whatever its zone), so both backends hold, order and answer the same instants; a naive time
+is taken to be UTC already (the data contract's timestamps are naive UTC).
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import pandas as pd
+
+
+def utc(value: Any) -> datetime:
+    """`value` (datetime, pandas Timestamp, ISO text or epoch seconds) as an aware UTC datetime."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, tz=timezone.utc)
+    stamp = pd.Timestamp(value)
+    if stamp is pd.NaT:
+        raise ValueError(f"not a time: {value!r}")
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.to_pydatetime()
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def utc_column(values: pd.Series) -> pd.Series:
+    """A column read back from either backend as datetime64[ns, UTC]."""
+    return pd.to_datetime(values, utc=True).astype("datetime64[ns, UTC]")
