@@ -132,7 +132,7 @@ def _last_exposure(longs: pd.DataFrame, shown: pd.DataFrame, key: str, window: t
 def attribute(exposures: pd.DataFrame, purchases: pd.DataFrame, *, days: int = 14,
               group_of: GroupOf | None = None) -> pd.DataFrame:
     """Each purchase (same rows, same order as `purchases`) with the exposure it is attributed
-    to: ATTRIBUTED_COLUMNS, None where no exposure qualifies.
+    to: ATTRIBUTED_COLUMNS, None (NaT for `shown_at`) where no exposure qualifies.
 
     `exposures`: EXPOSURE_COLUMNS (as `EventStore.exposures_between` reads them).
     `purchases`: client_id, visitor_id (optional), item_id, occurred_at, and `group` or a
@@ -140,6 +140,7 @@ def attribute(exposures: pd.DataFrame, purchases: pd.DataFrame, *, days: int = 1
     exact item matches. `match` says which matched: "item" or "group"; `kind` is the kind of the
     suggestion that matched."""
     result = pd.DataFrame({column: np.full(len(purchases), None, dtype=object) for column in ATTRIBUTED_COLUMNS})
+    result["shown_at"] = pd.to_datetime(np.full(len(purchases), np.iinfo(np.int64).min, dtype=np.int64), utc=True)
     if not len(purchases) or not len(exposures):
         return result
     purchases = purchases.reset_index(drop=True)
@@ -160,6 +161,8 @@ def attribute(exposures: pd.DataFrame, purchases: pd.DataFrame, *, days: int = 1
     index = best["purchase"].to_numpy()
     for column in ("recommendation_id", "variant", "kind", "channel"):
         result.loc[index, column] = take[column].to_numpy(object)
-    result.loc[index, "shown_at"] = list(pd.to_datetime(take["shown_at"].to_numpy(), utc=True))
+    shown_at = np.full(len(purchases), np.iinfo(np.int64).min, dtype=np.int64)  # NaT where not attributed
+    shown_at[index] = take["shown_at"].to_numpy(np.int64)
+    result["shown_at"] = pd.to_datetime(shown_at, utc=True)
     result.loc[index, "match"] = np.where(best["exact"].to_numpy(bool), "item", "group")
     return result

@@ -88,6 +88,7 @@ def report_from_frames(exposures: pd.DataFrame, purchases: pd.DataFrame, reactio
     revenue = _revenue_per_subject(purchases, assigned.index)
     attributed = attribution.attribute(exposures, purchases, days=attribution_days, group_of=item_group)
     purchase_revenue = _revenue(purchases)
+    counts = _item_reactions(shown, reactions)
     variants = sorted(set(assigned) | {CONTROL}, key=lambda v: (v != CONTROL, -int((assigned == v).sum()), v))
     report: dict[str, Any] = {
         "tenant": tenant, "period": {"from": start.isoformat(), "to": end.isoformat()},
@@ -95,11 +96,11 @@ def report_from_frames(exposures: pd.DataFrame, purchases: pd.DataFrame, reactio
         "method": "welch", "confidence": 1 - estimator.ALPHA, "power": estimator.POWER,
         "attribution": {"days": attribution_days, "match": "item or product group" if item_group else "item only"},
         "definitions": DEFINITIONS,
-        "variants": {v: _variant_figures(v, assigned, revenue, exposures, shown, reactions, attributed,
-                                         purchase_revenue) for v in variants},
+        "variants": {v: _variant_figures(v, assigned, revenue, exposures, counts, attributed, purchase_revenue)
+                     for v in variants},
     }
     report["effects"] = _against_control(variants, assigned, revenue, bootstrap_resamples)
-    report["by_kind"] = _by_kind(exposures, kinds_of, assigned, revenue, bootstrap_resamples)
+    report["by_kind"] = _by_kind(exposures, kinds_of, assigned, revenue, variants, bootstrap_resamples)
     report["between_variants"] = _between(variants, assigned, revenue, bootstrap_resamples)
     report["notes"] = _notes(report, item_group, assigned)
     return report
@@ -177,42 +178,45 @@ def _rate(numerator: int, denominator: int) -> float | None:
     return round(numerator / denominator, 6) if denominator else None
 
 
+def _item_reactions(shown: pd.DataFrame, reactions: pd.DataFrame) -> pd.DataFrame:
+    """Per variant: shown, clicked and accepted items, counted over distinct (answer, item) pairs
+    of these exposures (see the module docstring for what counts as shown)."""
+    pairs = shown.drop_duplicates(["recommendation_id", "item_id"])[["recommendation_id", "item_id", "variant", "channel"]]
+    flags = pairs.assign(showing=pairs["channel"].isin(SHOWING_CHANNELS).to_numpy(bool))
+    for name in ("shown", "clicked", "accepted"):
+        flags[name] = False
+    if len(reactions) and len(pairs):
+        kept = reactions[reactions["reaction"].isin(("shown", "clicked", "accepted"))]
+        wide = (kept.assign(flag=True).drop_duplicates(["recommendation_id", "item_id", "reaction"])
+                .pivot_table(index=["recommendation_id", "item_id"], columns="reaction", values="flag",
+                             aggfunc="any", fill_value=False))
+        joined = flags[["recommendation_id", "item_id"]].merge(wide.reset_index(), how="left",
+                                                              on=["recommendation_id", "item_id"])
+        for name in ("shown", "clicked", "accepted"):
+            if name in joined:
+                flags[name] = joined[name].fillna(False).astype(bool).to_numpy()
+    flags["seen"] = flags["showing"] | flags["shown"] | flags["clicked"] | flags["accepted"]
+    return flags.groupby("variant")[["seen", "clicked", "accepted"]].sum()
+
+
 def _variant_figures(variant: str, assigned: pd.Series, revenue: pd.Series, exposures: pd.DataFrame,
-                     shown: pd.DataFrame, reactions: pd.DataFrame, attributed: pd.DataFrame,
-                     purchase_revenue: np.ndarray) -> dict[str, Any]:
+                     counts: pd.DataFrame, attributed: pd.DataFrame, purchase_revenue: np.ndarray) -> dict[str, Any]:
     members = assigned.index[assigned.to_numpy() == variant]
     values = revenue.reindex(members).to_numpy(float)
-    mine = shown[shown["variant"] == variant]
-    pairs = set(zip(mine["recommendation_id"], mine["item_id"], strict=True))
-    by_reaction = _reaction_pairs(reactions, pairs)
-    seen = {pair for pair, channel in zip(zip(mine["recommendation_id"], mine["item_id"], strict=True),
-                                          mine["channel"], strict=True) if channel in SHOWING_CHANNELS}
-    seen |= by_reaction["shown"] | by_reaction["clicked"] | by_reaction["accepted"]
+    seen, clicked, accepted = (int(counts.at[variant, c]) if variant in counts.index else 0
+                               for c in ("seen", "clicked", "accepted"))
     credited = (attributed["variant"] == variant).to_numpy(bool)
     return {
         "clients": int(len(members)),
         "exposures": int((exposures["variant"].astype(str) == variant).sum()) if len(exposures) else 0,
-        "shown_items": len(seen), "clicked_items": len(by_reaction["clicked"]),
-        "accepted_items": len(by_reaction["accepted"]),
-        "ctr": _rate(len(by_reaction["clicked"]), len(seen)),
-        "acceptance_rate": _rate(len(by_reaction["accepted"]), len(seen)),
+        "shown_items": seen, "clicked_items": clicked, "accepted_items": accepted,
+        "ctr": _rate(clicked, seen), "acceptance_rate": _rate(accepted, seen),
         "attributed_purchases": int(credited.sum()),
         "attributed_revenue": round(float(purchase_revenue[credited].sum()), 2) if len(purchase_revenue) else 0.0,
         "revenue": round(float(values.sum()), 2),
         "revenue_per_client": estimator.finite(round(float(values.mean()), 6)) if len(values) else None,
         "revenue_per_client_ci": _mean_interval(values),
     }
-
-
-def _reaction_pairs(reactions: pd.DataFrame, pairs: set[tuple[str, str]]) -> dict[str, set[tuple[str, str]]]:
-    """Distinct (recommendation, item) pairs of each reaction, among the pairs of these exposures."""
-    out: dict[str, set[tuple[str, str]]] = {name: set() for name in ("shown", "clicked", "accepted")}
-    if not len(reactions):
-        return out
-    for name in out:
-        rows = reactions[reactions["reaction"] == name]
-        out[name] = set(zip(rows["recommendation_id"], rows["item_id"], strict=True)) & pairs
-    return out
 
 
 def _mean_interval(values: np.ndarray) -> dict[str, float | None]:
@@ -246,7 +250,7 @@ def _between(variants: list[str], assigned: pd.Series, revenue: pd.Series, resam
 
 
 def _by_kind(exposures: pd.DataFrame, kinds_of: list[set[str]], assigned: pd.Series, revenue: pd.Series,
-             resamples: int) -> dict[str, Any]:
+             order: list[str], resamples: int) -> dict[str, Any]:
     """The same comparison within the subjects whose exposures include each kind."""
     if not len(exposures):
         return {}
@@ -256,7 +260,7 @@ def _by_kind(exposures: pd.DataFrame, kinds_of: list[set[str]], assigned: pd.Ser
         members = pd.Index(sorted({s for s, kinds in zip(subject, kinds_of, strict=True)
                                    if s is not None and kind in kinds}))
         sub_assigned, sub_revenue = assigned.reindex(members), revenue.reindex(members)
-        variants = sorted(set(sub_assigned), key=lambda v: (v != CONTROL, v))
+        variants = [v for v in order if v in set(sub_assigned)]
         out[kind] = {
             "variants": {v: {"clients": int((sub_assigned == v).sum()),
                              "revenue_per_client": estimator.finite(round(float(sub_revenue[sub_assigned == v].mean()), 6))}
