@@ -7,6 +7,7 @@ backend: no display needed, safe in a server process.
 """
 from __future__ import annotations
 
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,21 @@ def _comparisons(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     rows = [("all kinds", e) for e in report.get("effects", [])]
     for kind, section in report.get("by_kind", {}).items():
         rows += [(kind.replace("_", " "), e) for e in section.get("effects", [])]
-    return rows
+    return rows + [("experiment", e) for e in report.get("between_variants", [])]
+
+
+def _p(p_value: float | None) -> str:
+    if p_value is None:
+        return ""
+    return "  p<0.001" if p_value < 0.001 else f"  p={p_value:.3f}"
+
+
+def period_label(period: dict[str, str]) -> str:
+    """"2024-03-01 to 2024-03-28" (the last day included) for a period of whole days, else the instants."""
+    start, end = datetime.fromisoformat(period["from"]), datetime.fromisoformat(period["to"])
+    if start.time() == end.time() == time(0) and end > start:
+        return f"{start.date()} to {(end - timedelta(days=1)).date()}"
+    return f"{period['from']} to {period['to']} (excluded)"
 
 
 def plot_report(report: dict[str, Any], path: str | Path, *, title: str | None = None) -> Path:
@@ -61,17 +76,14 @@ def plot_report(report: dict[str, Any], path: str | Path, *, title: str | None =
         value, err = _error(per_client["estimate"], per_client["ci_low"], per_client["ci_high"])
         right.errorbar(value, y, xerr=[[err[0]], [err[1]]], fmt="o", capsize=5,
                        color=_colour(effect["variant"], order))
-        p_value = effect.get("p_value")
-        right.annotate(f"{value:+,.2f}" + (f"  p={p_value:.3f}" if p_value is not None else ""), (value, y),
+        right.annotate(f"{value:+,.2f}{_p(effect.get('p_value'))}", (value, y),
                        xytext=(0, 7), textcoords="offset points", ha="center", fontsize=8)
     right.axvline(0.0, color="black", linewidth=0.8)
     right.set_yticks(range(len(rows)), [f"{label}\n{e['variant']} vs {e['against']}" for label, e in rows])
     right.invert_yaxis()
-    right.set_xlabel("incremental revenue per client vs control (Welch 95 % CI)")
+    right.set_xlabel("incremental revenue per client (Welch 95 % CI)")
     right.set_title("Incremental effect (intention-to-treat)")
-    period = report["period"]
-    heading = title or "Effect report"
-    figure.suptitle(f"{heading}: {period['from'][:10]} to {period['to'][:10]} (to exclusive)", fontsize=12)
+    figure.suptitle(f"{title or 'Effect report'}\n{period_label(report['period'])}", fontsize=12)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)

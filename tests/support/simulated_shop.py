@@ -150,3 +150,29 @@ def fill_store(store: Any, tenant: str, shop: Shop, *, through_writers: bool = F
         if shop.reactions:
             conn.execute(insert(reactions), [{"tenant": tenant, "reason": None, "snooze_days": None, **row}
                                              for row in shop.reactions])
+
+
+def write_docs_plot(path: str) -> None:
+    """docs/effect-report.png: one report of an experiment in the synthetic shop, through a real
+    SQLite store (`PYTHONPATH=. python tests/support/simulated_shop.py docs/effect-report.png`)."""
+    import tempfile
+    from pathlib import Path
+
+    from eventstore import EventStore
+    from service.effect.plot import plot_report
+    from service.effect.report import effect_report
+
+    shop = simulate(42, ShopParams(clients=6000, arms={"champion": 0.8, "candidate": 0.2},
+                                   uplift={"champion": 0.3, "candidate": 0.4}))
+    with tempfile.TemporaryDirectory() as folder, EventStore(f"sqlite:///{Path(folder) / 'events.db'}") as store:
+        store.create_all()
+        fill_store(store, "default", shop)
+        report = effect_report(store, "default", shop.start, shop.end, item_group=shop.group_of)
+    truth = ", ".join(f"{arm} {value:+.2f}" for arm, value in shop.true_incremental.items())
+    plot_report(report, path, title=f"SYNTHETIC shop (tests/support/simulated_shop.py), planted effect per client: {truth}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    write_docs_plot(sys.argv[1] if len(sys.argv) > 1 else "docs/effect-report.png")
