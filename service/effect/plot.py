@@ -71,7 +71,7 @@ def plot_report(report: dict[str, Any], path: str | Path, *, title: str | None =
     left.set_title("Revenue per client (95 % CI)")
     left.margins(y=0.2)
     rows = _comparisons(report)
-    for y, (label, effect) in enumerate(rows):
+    for y, (_, effect) in enumerate(rows):
         per_client = effect["per_client"]
         value, err = _error(per_client["estimate"], per_client["ci_low"], per_client["ci_high"])
         right.errorbar(value, y, xerr=[[err[0]], [err[1]]], fmt="o", capsize=5,

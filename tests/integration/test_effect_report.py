@@ -19,7 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from support.processes import ROOT, free_port
 from support.service_model_double import CatalogueRecommender
-from support.simulated_shop import ShopParams, Shop, fill_store, simulate
+from support.simulated_shop import Shop, ShopParams, fill_store, simulate
 
 from eventstore import EventStore
 from service.app import create_app

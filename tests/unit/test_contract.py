@@ -21,7 +21,14 @@ from support.factories import SHOP_CONFIG, make_shop
 from support.reliability_doubles import TaggedRecommender
 from support.service_model_double import CatalogueRecommender
 
-from scoring.contract import CONTRACT_METHODS, KINDS, ObjectiveUnavailable, Suggestion, SuggestionModel, groups_of
+from scoring.contract import (
+    CONTRACT_METHODS,
+    KINDS,
+    ObjectiveUnavailable,
+    Suggestion,
+    SuggestionModel,
+    groups_of,
+)
 from training.candidates import precompute
 from training.context import TrainContext
 from training.fit import fit_recommender
