@@ -32,7 +32,7 @@ ALPHA = 0.05
 POWER = 0.8
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 20240501
-_CHUNK = 100  # bootstrap resamples drawn at once (bounds memory for large arms)
+_CHUNK_DRAWS = 2_000_000  # client draws per bootstrap chunk (bounds memory for large arms: 16 MB)
 
 
 @dataclass(frozen=True)
@@ -135,8 +135,9 @@ def bootstrap(treatment: ArrayLike, control: ArrayLike, *, resamples: int = BOOT
         return None
     rng = np.random.default_rng(seed)
     diffs = np.empty(resamples)
-    for start in range(0, resamples, _CHUNK):
-        size = min(_CHUNK, resamples - start)
+    chunk = max(1, _CHUNK_DRAWS // max(len(t), len(c)))
+    for start in range(0, resamples, chunk):
+        size = min(chunk, resamples - start)
         diffs[start:start + size] = (t[rng.integers(0, len(t), (size, len(t)))].mean(axis=1)
                                      - c[rng.integers(0, len(c), (size, len(c)))].mean(axis=1))
     low, high = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
