@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -78,7 +79,7 @@ class EventStore:
         self.close()
 
     @property
-    def file(self) -> Any:
+    def file(self) -> Path | None:
         """The SQLite database file (None on PostgreSQL)."""
         return sqlite_path(self.url)
 

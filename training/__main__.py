@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from eventstore import StoreUnavailable
 from features.loader import DataError, load_dataset
 from training.minimums import TooSmall
 from training.split import SplitError
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.run(args)
-    except (DataError, SplitError, TooSmall) as exc:
+    except (DataError, SplitError, TooSmall, StoreUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - a user gets a sentence, the log keeps the traceback

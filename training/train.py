@@ -1,6 +1,7 @@
 """`python -m training train`: fit, evaluate against baselines and the champion, register.
 
-Steps, each logged: load and validate the data (rejections reported), drop erased clients,
+Steps, each logged: load and validate the data (rejections reported), drop erased clients, add
+the purchases posted through the API that the folder lacks (training/posted.py),
 evaluate every ranker on the time split (the model is tuned on an inner split of the training
 part only; the champion is compared as `champion_ranker` says is fair), refit the model on all the data with the chosen settings, smoke-check it, then log
 and register it; the promotion gate decides `@champion` or `@challenger`.
@@ -24,12 +25,13 @@ from training.baselines import default_rankers
 from training.candidates import precompute as precompute_candidates
 from training.config import TrainConfig
 from training.context import TrainContext
-from training.erasures import erased_clients, without_clients
+from training.erasures import erased_clients
 from training.evaluate import evaluate, format_table
 from training.fit import fit_recommender
 from training.minimums import require_scored, require_trainable
 from training.model_ranker import ModelRanker
 from training.plots import metric_bars
+from training.posted import with_posted_purchases
 from training.recipe import Recipe
 from training.registry import load_champion, log_and_register
 
@@ -84,7 +86,8 @@ def train(data: str | Path, *, model_name: str | None = None, test_days: float |
                                        if value is not None})
     dataset = load_dataset(data, non_merchandise=config.non_merchandise, merchandise_allow=config.merchandise_allow)
     log.info("data: %s", dataset.report.format().replace("\n", "; "))
-    dataset = without_clients(dataset, erased_clients(config))
+    dataset, posted = with_posted_purchases(dataset, data, config, erased_clients(config))
+    print(posted.format())
     require_trainable(dataset.transactions)
 
     rankers: dict[str, Any] = {r.name: r for r in default_rankers(published=False)}
@@ -97,6 +100,7 @@ def train(data: str | Path, *, model_name: str | None = None, test_days: float |
     result = evaluate(dataset, test_days=config.test_days, k=config.k, rankers=rankers, seed=config.seed,
                       max_baskets=max_baskets, workers=config.workers)
     result["data"]["load_report"] = dataset.report.as_dict()
+    result["data"]["event_store"] = posted.as_dict()
     if champion is not None:
         result["champion"] = {"version": champion_version, "compared_as": compared_as}
     print(format_table(result))

@@ -62,7 +62,8 @@ def train(data: Path, work: Path, reuse: bool) -> tuple[str, float | None]:
     store.unlink(missing_ok=True)
     shutil.rmtree(work / "mlartifacts", ignore_errors=True)
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_ARTIFACTS_DESTINATION": str(work / "mlartifacts"),
-           "MODEL_NAME": MODEL_NAME, "REDIS_URL": "", "ERASURES_FILE": str(work / "no-erasures.jsonl")}
+           "MODEL_NAME": MODEL_NAME, "REDIS_URL": "", "ERASURES_FILE": str(work / "no-erasures.jsonl"),
+           "EVENTS_DB_URL": f"sqlite:///{work / 'no-events.db'}"}
     command = [sys.executable, "-m", "training", "train", "--data", str(data), "--model-name", MODEL_NAME,
                "--promote-if-none", "--out", str(work / "training")]
     print(f"training: {' '.join(command[1:])} (log {work / 'train.log'}) ...", flush=True)

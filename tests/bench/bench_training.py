@@ -49,7 +49,7 @@ def slice_folder(fraction: float, replicate: int, out: Path) -> int:
 def run_train(folder: Path, work: Path) -> tuple[float, float]:
     """(seconds, peak RSS in MB) of one `train` in a fresh process."""
     env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{work / 'mlflow.db'}", REDIS_URL="",
-               ERASURES_FILE=str(work / "none.jsonl"))
+               ERASURES_FILE=str(work / "none.jsonl"), EVENTS_DB_URL=f"sqlite:///{work / 'no-events.db'}")
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "training", "train", "--data", str(folder), "--promote"],
                             cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=open(work / "train.log", "wb"))

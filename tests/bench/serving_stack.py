@@ -63,7 +63,8 @@ def train_model(data: Path, work: Path) -> tuple[str, str, float]:
         subprocess.run([sys.executable, "-m", "features", "prepare", "--source", "completejourney",
                         "--out", str(FULL)], check=True, cwd=ROOT, timeout=1800)
     uri, name = f"sqlite:///{work / 'mlflow.db'}", "crm-bench"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "REDIS_URL": "", "ERASURES_FILE": str(work / "none.jsonl")}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "REDIS_URL": "", "ERASURES_FILE": str(work / "none.jsonl"),
+           "EVENTS_DB_URL": f"sqlite:///{work / 'no-events.db'}"}
     print(f"training {name} on {data} (python -m training train --promote --no-tune) ...", flush=True)
     started = time.monotonic()
     proc = start_logged([sys.executable, "-m", "training", "train", "--data", str(data.resolve()), "--model-name", name,

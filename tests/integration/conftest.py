@@ -47,7 +47,7 @@ def _hand_run(data: Path, cwd: Path) -> dict:
     """`python -m training train --data DIR --no-tune --promote-if-none` from a plain shell in
     `cwd`: no MLFLOW_*, MODEL_NAME or REDIS_URL set, the repository on PYTHONPATH only."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MLFLOW_", "TRAIN_")) and k not in ("MODEL_NAME", "REDIS_URL", "ERASURES_FILE")}
+           if not k.startswith(("MLFLOW_", "TRAIN_")) and k not in ("MODEL_NAME", "REDIS_URL", "ERASURES_FILE", "EVENTS_DB_URL")}
     env.update(PYTHONPATH=str(ROOT), TRAIN_THREADS="1")
     proc = subprocess.run([sys.executable, "-m", "training", "train", "--data", str(data), "--no-tune",
                            "--promote-if-none", "--max-baskets", "800", "--out", "out"],

@@ -25,7 +25,8 @@ def registered(mlflow_server: str, slice_dir: Path, tmp_path_factory: pytest.Tem
     name = f"crm-real-{uuid.uuid4().hex[:8]}"
     root = tmp_path_factory.mktemp("real")
     config = TrainConfig(tracking_uri=mlflow_server, model_name=name, redis_url=None,
-                         erasures_file=str(root / "none.jsonl"), threads=1)
+                         erasures_file=str(root / "none.jsonl"), threads=1,
+                         events_db_url=f"sqlite:///{root / 'no-events.db'}")
     import mlflow
 
     mlflow.set_tracking_uri(mlflow_server)

@@ -171,7 +171,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory, slice_dir: Path, mlflow_ser
     items = pd.read_parquet(slice_dir / "items.parquet")
     folders = {case.name: _write_case(root, case, base, items) for case in CASES}
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server, "MLFLOW_EXPERIMENT": f"corpus-{uuid.uuid4().hex[:6]}",
-           "ERASURES_FILE": str(root / "no-erasures.jsonl"), "TRAIN_THREADS": "1", "REDIS_URL": ""}
+           "ERASURES_FILE": str(root / "no-erasures.jsonl"), "TRAIN_THREADS": "1", "REDIS_URL": "",
+           "EVENTS_DB_URL": f"sqlite:///{root / 'no-events.db'}"}
     jobs: list[tuple[str, str, Callable[[], Run]]] = []
     for case in CASES:
         folder = str(folders[case.name])
@@ -261,7 +262,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory, slice_dir: Path, mlflow_se
     _small_slice(slice_dir).to_parquet(data / "transactions.parquet")
     name = f"crm-interrupted-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server, "MODEL_NAME": name, "TRAIN_THREADS": "1",
-           "MLFLOW_EXPERIMENT": name, "ERASURES_FILE": str(root / "none.jsonl"), "REDIS_URL": ""}
+           "MLFLOW_EXPERIMENT": name, "ERASURES_FILE": str(root / "none.jsonl"), "REDIS_URL": "",
+           "EVENTS_DB_URL": f"sqlite:///{root / 'no-events.db'}"}
     run = _run(["training", "train", "--data", str(data), "--no-tune", "--promote", "--max-baskets", "200"], env)
     assert run.returncode == 0, run.output[-2000:]
     version = MlflowClient(mlflow_server).get_model_version_by_alias(name, "champion").version

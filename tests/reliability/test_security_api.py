@@ -285,7 +285,8 @@ def test_erased_client_is_gone_from_redis_and_from_the_retrained_model(
 
     name = f"crm-erasure-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server, "MODEL_NAME": name, "MLFLOW_EXPERIMENT": name,
-           "ERASURES_FILE": str(secured.state / "erasures.jsonl"), "TRAIN_THREADS": "1", "REDIS_URL": ""}
+           "ERASURES_FILE": str(secured.state / "erasures.jsonl"), "TRAIN_THREADS": "1", "REDIS_URL": "",
+           "EVENTS_DB_URL": f"sqlite:///{secured.state / 'events.db'}"}
     started = time.monotonic()
     trained = subprocess.run([sys.executable, "-m", "training", "train", "--data", str(slice_dir), "--no-tune",
                               "--promote", "--max-baskets", "300"], cwd=ROOT, env=env, capture_output=True, text=True,

@@ -20,7 +20,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from support.processes import free_port, start_process, wait_for_port
+from support.processes import free_port, start_process, wait_for_port, wait_until
 
 #: The superuser initdb creates; the tests connect as it (trust auth on 127.0.0.1).
 SUPERUSER = "postgres"
@@ -76,9 +76,22 @@ class PostgresServer:
         self.proc = start_process(command, dict(os.environ, LC_ALL="C"), self.log, cwd=self.root)
         try:
             wait_for_port(self.port, timeout=60, proc=self.proc)
+            wait_until(self._accepts, timeout=60)  # listening comes before "the database system is starting up" ends
         except (RuntimeError, TimeoutError) as exc:
             log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
             raise RuntimeError(f"postgres did not start on {self.port}: {exc}\n{log}") from exc
+
+    def _accepts(self) -> bool:
+        import psycopg
+
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"postgres exited with {self.proc.returncode}")
+        try:
+            with psycopg.connect(host="127.0.0.1", port=self.port, user=SUPERUSER, dbname="postgres",
+                                 connect_timeout=5):
+                return True
+        except psycopg.OperationalError:
+            return False
 
     @property
     def running(self) -> bool:
