@@ -9,7 +9,7 @@ read from its arrays by `scoring.pyfunc.load_model_folder`, so that no pickle is
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NotRequired, Protocol, TypedDict, runtime_checkable
 
 #: Kinds a client can ask for.
@@ -105,6 +105,22 @@ class SuggestionModel(Protocol):
     def smoke_check(self) -> None:
         """Answer a few known requests and raise ValueError if an answer is wrong (NaN scores,
         nothing for a known client, ids outside the catalogue). Run before a version is swapped in."""
+
+
+@runtime_checkable
+class ItemGroups(Protocol):
+    """Optional beside `SuggestionModel` (not in CONTRACT_METHODS, so versions registered before
+    it still load): the product group of items, as suggestions carry it in `product_group`. The
+    effect report attributes a purchase of another pack of a suggested product to the suggestion
+    through it; a model without it is attributed by the exact item only."""
+
+    def groups_of(self, item_ids: Sequence[str]) -> list[str | None]:
+        """Each item's product group (None for an item the model does not know)."""
+
+
+def groups_of(model: object) -> Callable[[Sequence[str]], list[str | None]] | None:
+    """The model's item -> group mapping, or None when the model has none."""
+    return model.groups_of if isinstance(model, ItemGroups) else None
 
 
 #: In `kind=all`, which section keeps an item (or another item of its product group) that two

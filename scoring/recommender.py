@@ -91,6 +91,11 @@ class Recommender(SuggestionModel):
     def item_index(self, item_ids: Sequence[str]) -> np.ndarray:
         return self.catalogue.item_index(item_ids)
 
+    def groups_of(self, item_ids: Sequence[str]) -> list[str | None]:
+        """`scoring.contract.ItemGroups`: each item's product group as suggestions name it."""
+        groups, pos = self.catalogue.groups, self._item_pos
+        return [str(int(groups[pos[i]])) if i in pos else None for i in item_ids]
+
     def segment(self, client_id: str) -> dict[str, Any]:
         ci = self._client_pos.get(client_id)
         if ci is None:

@@ -21,7 +21,14 @@ from support.factories import SHOP_CONFIG, make_shop
 from support.reliability_doubles import TaggedRecommender
 from support.service_model_double import CatalogueRecommender
 
-from scoring.contract import CONTRACT_METHODS, KINDS, ObjectiveUnavailable, Suggestion, SuggestionModel
+from scoring.contract import (
+    CONTRACT_METHODS,
+    KINDS,
+    ObjectiveUnavailable,
+    Suggestion,
+    SuggestionModel,
+    groups_of,
+)
 from training.candidates import precompute
 from training.context import TrainContext
 from training.fit import fit_recommender
@@ -343,3 +350,19 @@ def test_the_contract_catches_a_broken_model(broken: type, check: Callable[..., 
     wanted = {name: arguments[name] for name in inspect.signature(check).parameters if name in arguments}
     with pytest.raises((AssertionError, pytest.fail.Exception)):  # pytest.raises inside a check: DID NOT RAISE
         check(subject, **wanted)
+
+
+# ---- item groups (optional: scoring.contract.ItemGroups) ----
+
+def test_item_groups_name_the_group_suggestions_carry(subject: Subject) -> None:
+    """The effect report attributes by the group `groups_of` names: it must be the suggestions' own."""
+    mapping = groups_of(subject.model)
+    if subject.name.startswith("recommender"):
+        assert mapping is not None
+    if mapping is None:
+        return
+    answer = [s for kind in KINDS for s in subject.model.suggest(subject.client, kind, 10)]
+    grouped = [s for s in answer if "product_group" in s and not s.get("items")]
+    assert grouped
+    assert mapping([s["item_id"] for s in grouped]) == [s["product_group"] for s in grouped]
+    assert mapping([UNKNOWN_ITEM]) == [None]
