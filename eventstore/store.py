@@ -22,9 +22,6 @@ from eventstore.engine import StoreUnavailable, connection, describe, make_engin
 from eventstore.schema import erasures, events, exposures, metadata, reactions, task_outcomes
 from eventstore.times import now, utc
 
-#: Rows per INSERT statement (SQLite allows 32766 bound values; 13 columns x 500 rows stays far below).
-CHUNK = 500
-
 _EVENT_FIELDS = tuple(c.name for c in events.columns if c.name not in ("id", "tenant"))
 _EXPOSURE_FIELDS = tuple(c.name for c in exposures.columns if c.name != "tenant")
 _REACTION_FIELDS = tuple(c.name for c in reactions.columns if c.name not in ("id", "tenant"))
@@ -108,13 +105,11 @@ class EventStore:
 
     def _insert_ignoring(self, table: Table, rows: list[dict[str, Any]], keys: list[str], what: str) -> int:
         """Insert `rows`, skipping those whose `keys` already exist; the number inserted."""
-        inserted = 0
+        # One statement executed over all rows: SQLAlchemy batches them ("insertmanyvalues") and
+        # compiles the statement once, where a VALUES list per chunk was compiled per row count.
+        statement = self._insert(table).on_conflict_do_nothing(index_elements=keys).returning(table.c[keys[-1]])
         with connection(self.engine, what) as conn:
-            for start in range(0, len(rows), CHUNK):
-                statement = self._insert(table).values(rows[start:start + CHUNK]).on_conflict_do_nothing(
-                    index_elements=keys).returning(table.c[keys[-1]])
-                inserted += len(conn.execute(statement).all())  # rowcount is -1 under psycopg
-        return inserted
+            return len(conn.execute(statement, rows).all())  # rowcount is -1 under psycopg
 
     # -- writes ------------------------------------------------------------------------------
 

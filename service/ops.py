@@ -25,7 +25,7 @@ def healthz() -> Response:
     return jsonify({"status": "ok"})
 
 
-@api_route(ops, "/readyz", "GET", Endpoint(summary="A model is loaded (which version, from where; each arm's)",
+@api_route(ops, "/readyz", "GET", Endpoint(summary="A model is loaded (which version, from where; each arm's); Redis and the event store",
                                            tag="operations", auth="none", response=Ready, errors=(503,)))
 def readyz() -> Response:
     rt = runtime()
@@ -33,7 +33,8 @@ def readyz() -> Response:
     if model is None:
         raise Problem(503, "no-model", f"No version of {rt.settings.model_uri} is loaded yet.",
                       headers={"Retry-After": "5"}, extra={"redis": rt.redis.status()})
-    return jsonify({"status": "ready", "model": model.info(), "arms": rt.arms.describe(), "redis": rt.redis.status()})
+    return jsonify({"status": "ready", "model": model.info(), "arms": rt.arms.describe(), "redis": rt.redis.status(),
+                    "event_store": rt.events.status()})
 
 
 @api_route(ops, "/metrics", "GET", Endpoint(summary="Prometheus metrics", tag="operations", auth="none",

@@ -508,6 +508,8 @@ class Ready(BaseModel):
     model: ModelInfo
     arms: list[ArmInfo]
     redis: Literal["up", "down", "not-configured"]
+    event_store: Literal["up", "down"] = Field(description="Whether events can be stored now (down: POST /v1/events "
+                                                           "and reactions answer 503; suggestions still answer).")
 
 
 class FieldError(BaseModel):

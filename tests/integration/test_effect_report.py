@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from support.problems import assert_problem
 from support.processes import ROOT, free_port
 from support.service_model_double import CatalogueRecommender
 from support.simulated_shop import Shop, ShopParams, fill_store, simulate
@@ -70,20 +71,10 @@ def client(tmp_path: Path, events_url: str) -> FlaskClient:
     return make_app(tmp_path, events_url, GroupedDouble()).test_client()
 
 
-def problem(response: Any, status: int, field: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    body = response.get_json(force=True)
-    assert body["status"] == status and body["title"] and body["detail"] and body["type"].startswith("/docs#")
-    if field is not None:
-        assert field in [error["field"] for error in body["errors"]], body
-    return body
-
-
 def test_the_report_needs_an_admin_key(client: FlaskClient) -> None:
-    problem(client.get("/v1/reports/effect", query_string=PERIOD), 401)
-    problem(client.get("/v1/reports/effect", query_string=PERIOD, headers={"X-API-Key": READ_KEY}), 403)
-    problem(client.get("/v1/reports/effect", query_string=PERIOD, headers={"X-API-Key": "not-a-key-at-all"}), 403)
+    assert_problem(client.get("/v1/reports/effect", query_string=PERIOD), 401)
+    assert_problem(client.get("/v1/reports/effect", query_string=PERIOD, headers={"X-API-Key": READ_KEY}), 403)
+    assert_problem(client.get("/v1/reports/effect", query_string=PERIOD, headers={"X-API-Key": "not-a-key-at-all"}), 403)
 
 
 @pytest.mark.parametrize(("query", "field"), [
@@ -97,7 +88,7 @@ def test_the_report_needs_an_admin_key(client: FlaskClient) -> None:
     ({**PERIOD, "channel": "fax"}, "channel"),
 ])
 def test_bad_dates_kinds_and_channels_are_problems(client: FlaskClient, query: dict[str, str], field: str) -> None:
-    body = problem(client.get("/v1/reports/effect", query_string=query, headers={"X-API-Key": ADMIN_KEY}), 400, field)
+    body = assert_problem(client.get("/v1/reports/effect", query_string=query, headers={"X-API-Key": ADMIN_KEY}), 400, field)
     assert body["type"] == "/docs#problem-invalid-parameter"
 
 
@@ -141,7 +132,7 @@ def test_an_unreachable_store_is_a_503_problem(tmp_path: Path) -> None:
     url = f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/events"
     app = make_app(tmp_path, url, GroupedDouble())
     response = app.test_client().get("/v1/reports/effect", query_string=PERIOD, headers={"X-API-Key": ADMIN_KEY})
-    body = problem(response, 503)
+    body = assert_problem(response, 503)
     assert body["type"] == "/docs#problem-store-unavailable" and response.headers["Retry-After"]
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from support.problems import assert_problem
 from support.processes import free_port
 from support.service_model_double import CatalogueRecommender
 
@@ -48,16 +49,6 @@ def make_app(tmp_path: Path) -> Callable[..., Flask]:
 @pytest.fixture()
 def client(make_app: Callable[..., Flask]) -> FlaskClient:
     return make_app(CatalogueRecommender()).test_client()
-
-
-def assert_problem(response: Any, status: int, field: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    body = response.get_json(force=True)
-    assert body["status"] == status and body["title"] and body["detail"] and body["type"].startswith("/docs#")
-    if field is not None:
-        assert field in [error["field"] for error in body["errors"]], body
-    return body
 
 
 # ---- configuration ----

@@ -119,33 +119,23 @@ def test_a_candidate_failing_its_checks_leaves_the_last_good_candidate_serving(
     assert served(fresh) == before
 
 
-def test_a_candidate_that_never_passed_its_checks_is_not_served(
-        make_app: Callable[..., Flask], mlflow_server: str, model_name: str) -> None:
+@pytest.mark.parametrize("candidate", ["broken", "missing"])
+def test_a_candidate_serving_no_version_sends_its_share_to_the_champion(
+        make_app: Callable[..., Flask], mlflow_server: str, model_name: str, candidate: str) -> None:
+    """A candidate that never passed its checks, or whose alias does not exist, is not served."""
     champion = register_double(mlflow_server, model_name, tag="champion")
-    register_double(mlflow_server, model_name, "candidate", tag="broken", broken=True)
+    if candidate == "broken":
+        register_double(mlflow_server, model_name, "candidate", tag="broken", broken=True)
+    reason = "not-loaded" if candidate == "broken" else "alias-missing"
     app = make_app()
-    fallbacks = ARM_FALLBACKS.labels("candidate", "not-loaded")
+    fallbacks = ARM_FALLBACKS.labels("candidate", reason)
     before = fallbacks._value.get()
     answers = served(app)
     assert {variant for variant, _ in answers.values()} == {CONTROL, "champion"}
     assert {version for _, version in answers.values()} == {champion}
     assert fallbacks._value.get() > before
     arm = arms_of(app.test_client())["candidate"]
-    assert (arm["status"], arm["version"], arm["served_by"]) == ("not-loaded", None, "champion")
-
-
-def test_a_missing_candidate_alias_sends_its_share_to_the_champion(
-        make_app: Callable[..., Flask], mlflow_server: str, model_name: str) -> None:
-    champion = register_double(mlflow_server, model_name, tag="champion")
-    app = make_app()
-    fallbacks = ARM_FALLBACKS.labels("candidate", "alias-missing")
-    before = fallbacks._value.get()
-    answers = served(app)
-    assert {variant for variant, _ in answers.values()} == {CONTROL, "champion"}
-    assert {version for _, version in answers.values()} == {champion}
-    assert fallbacks._value.get() > before
-    arm = arms_of(app.test_client())["candidate"]
-    assert (arm["status"], arm["version"], arm["served_by"]) == ("alias-missing", None, "champion")
+    assert (arm["status"], arm["version"], arm["served_by"]) == (reason, None, "champion")
 
 
 def test_a_candidate_alias_removed_stops_serving_and_is_not_served_from_disk(
