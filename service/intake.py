@@ -44,7 +44,7 @@ def record_events(store: RedisStore, events: EventStore, settings: Settings, bat
             reacted += 1
             continue
         rows.append({"event_id": event.event_id, "type": event.type, "client_id": event.client_id,
-                     "visitor_id": None, "item_id": event.item_id, "quantity": event.quantity, "price": event.price,
+                     "visitor_id": event.visitor_id, "item_id": event.item_id, "quantity": event.quantity, "price": event.price,
                      "order_id": event.order_id, "occurred_at": event.timestamp, "received_at": received,
                      "source": "api"})
     inserted, duplicates = events.add_events(settings.tenant, rows) if rows else (0, 0)

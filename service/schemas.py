@@ -196,6 +196,8 @@ class Event(BaseModel):
     quantity: Annotated[float, Field(strict=True, gt=0, le=1_000_000)] | None = None
     price: Annotated[float, Field(strict=True, ge=0, le=1_000_000_000)] | None = None
     event_id: Id | None = Field(None, description="The caller's id of this event: a retried batch is stored once.")
+    visitor_id: Id | None = Field(None, description="The widget's visitor id, when the client was a visitor before "
+                                                    "(a purchase is then attributed to the visitor's answers too).")
     order_id: Id | None = Field(None, description="The order a purchase belongs to (de-duplicates against the "
                                                   "next training's data folder).")
     recommendation_id: Id | None = Field(None, description="impression and click: the answer they react to "
