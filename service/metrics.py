@@ -7,7 +7,9 @@ them (`gunicorn.conf.py` marks dead workers).
 """
 from __future__ import annotations
 
+import glob
 import os
+from collections.abc import Iterable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -60,11 +62,34 @@ LOOP_STATE_MISSED = Counter("crm_loop_state_missed_total", "Reactions stored dur
                             "be updated (Redis down): the next answers do not reflect them yet")
 
 
+class _WorkerFiles:
+    """prometheus-client's multiprocess collector, less the workers' files that are still empty.
+
+    A worker creates its file and only then sizes it, so for a moment it is 0 bytes long, and
+    `MultiProcessCollector` fails the whole scrape on it with struct.error (a 500 on /metrics
+    while a worker starts; for good if a worker died in that moment): prometheus/client_python
+    issue 1199. An empty file has recorded nothing, so leaving it out loses nothing."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def collect(self) -> Iterable[object]:
+        files = []
+        for name in glob.glob(os.path.join(self.path, "*.db")):
+            try:
+                if os.path.getsize(name) > 0:
+                    files.append(name)
+            except OSError:  # removed meanwhile (a dead worker's live gauges)
+                pass
+        return multiprocess.MultiProcessCollector.merge(files, accumulate=True)
+
+
 def exposition() -> tuple[bytes, str]:
     """The text exposition of every metric, aggregated over workers in multiprocess mode."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        registry.register(_WorkerFiles(path))  # type: ignore[arg-type]
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST
 
