@@ -15,7 +15,7 @@ import pandas as pd
 from sqlalchemy import Connection, Table, select
 
 from eventstore.schema import events, exposures, reactions
-from eventstore.times import utc, utc_column
+from eventstore.times import READABLE, readable, utc, utc_column
 
 #: The columns of each reader (the table's columns without the surrogate key and the tenant).
 PURCHASE_COLUMNS = tuple(c.name for c in events.columns if c.name not in ("id", "tenant", "type"))
@@ -24,11 +24,9 @@ REACTION_COLUMNS = tuple(c.name for c in reactions.columns if c.name not in ("id
 
 
 def _window(query: Any, column: Any, start: Any, end: Any) -> Any:
-    if start is not None:
-        query = query.where(column >= utc(start))
-    if end is not None:
-        query = query.where(column < utc(end))
-    return query
+    """Rows in [start, end), and always inside the instants a frame can hold (`times.READABLE`)."""
+    query = query.where(column >= readable(utc(start) if start is not None else READABLE[0]))
+    return query.where(column < readable(utc(end) if end is not None else READABLE[1]))
 
 
 def _frame(conn: Connection, table: Table, columns: tuple[str, ...], query: Any) -> pd.DataFrame:

@@ -9,6 +9,8 @@ the database can decide that across workers and replicas.
 """
 from __future__ import annotations
 
+import time
+
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -83,16 +85,15 @@ class EventStore:
     def create_all(self) -> None:
         """Create the tables that are missing (idempotent; run at service start and by the trainer).
         Two processes starting at once may race to create a table: the loser tries again once."""
-        for attempt in (1, 2):
+        for attempt in (1, 2, 3):
             try:
                 with connection(self.engine, "creating tables") as conn:
                     metadata.create_all(conn)
                 return
-            except StoreUnavailable:
-                raise
-            except Exception:  # noqa: BLE001 - "already exists" from a concurrent creator
-                if attempt == 2:
+            except Exception as error:  # noqa: BLE001 - "already exists" from a concurrent creator
+                if attempt == 3 or (isinstance(error, StoreUnavailable) and "already exists" not in str(error)):
                     raise
+                time.sleep(0.1 * attempt)  # the other creator's transaction commits meanwhile
 
     def status(self) -> str:
         """"up" when a query answers, else "down" (for /health: never raises)."""

@@ -25,6 +25,16 @@ def utc(value: Any) -> datetime:
     return stamp.to_pydatetime()
 
 
+#: The instants a frame can hold (pandas' nanosecond range, a day inside it): readers never return
+#: a row outside them (an event dated in year 1138 is stored as sent, but no period can analyse it).
+READABLE = (datetime(1677, 9, 23, tzinfo=timezone.utc), datetime(2262, 4, 10, tzinfo=timezone.utc))
+
+
+def readable(value: datetime) -> datetime:
+    """`value` moved into READABLE, so a window may be asked for any dates."""
+    return min(max(value, READABLE[0]), READABLE[1])
+
+
 def now() -> datetime:
     return datetime.now(timezone.utc)
 

@@ -29,7 +29,7 @@ _ERROR_TEXT = {
     400: "Invalid parameter or malformed JSON", 401: "Missing API key", 403: "Key unknown or not allowed",
     404: "Not found", 405: "Method not allowed", 408: "The body did not arrive within REQUEST_READ_TIMEOUT_SECONDS",
     409: "Conflicts with the model (a version that failed its checks; an objective it has no data for)",
-    413: "Body too large",
+    410: "Too old: the answer reacted to is older than REACTION_MAX_AGE_DAYS", 413: "Body too large",
     415: "Body is not application/json", 422: "Body does not match the schema",
     429: "This API key made too many requests; retry after Retry-After seconds", 500: "Internal error",
     503: "Not available now",

@@ -398,19 +398,11 @@ class EffectQuery(BaseModel):
     start: ReportStart = Field(alias="from", description="Start of the period: a date (its midnight UTC) or an RFC "
                                                           "3339 date-time.")
     end: ReportEnd = Field(alias="to", description="End of the period: a date (the period includes that whole day) "
-                                                   "or an RFC 3339 date-time (exclusive). Not before `from`.")
+                                                   "or an RFC 3339 date-time (exclusive). Before `from`: an empty period (the report says so).")
     kind: Literal[KINDS] | None = Field(  # type: ignore[valid-type]
         None, description="Only this kind: its exposures, the clients they answered, its attributed purchases.")
     channel: Literal[CHANNELS] | None = Field(  # type: ignore[valid-type]
         None, description="Only exposures that went out on this channel.")
-
-    @field_validator("end")
-    @classmethod
-    def _not_before_start(cls, value: datetime, info: ValidationInfo) -> datetime:
-        start = info.data.get("start")
-        if start is not None and value < start:
-            raise ValueError("must not be before `from`")
-        return value
 
 
 class EffectInterval(BaseModel):

@@ -33,4 +33,6 @@ def effect_report_view() -> Response:
     except StoreUnavailable as error:
         raise Problem(503, "store-unavailable", f"The event store is unavailable: {error}"[:500],
                       headers={"Retry-After": "5"}) from None
+    if params.end < params.start:  # schema-valid, so not refused: an empty period, said so
+        body["notes"].insert(0, "`to` is before `from`: the period is empty")
     return jsonify(body)

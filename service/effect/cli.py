@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         for item in error.errors(include_url=False):
             print(f"--{item['loc'][0]}: {item['msg'].removeprefix('Value error, ')}", file=sys.stderr)
         return 2
+    if period.end < period.start:
+        print("--to: must not be before `from`", file=sys.stderr)
+        return 2
     settings = Settings.from_env()
     apply_serving_defaults()
     mapping, source = (None, "--no-model") if args.no_model else item_groups(settings)

@@ -85,8 +85,8 @@ def report_from_frames(exposures: pd.DataFrame, purchases: pd.DataFrame, reactio
     shown = attribution.exposed_items(exposures) if len(exposures) else _no_items()
     kinds_of = _kinds_by_exposure(exposures, shown)
     if kind is not None:  # the whole report about one kind: its exposures, and only its items in them
-        keep = [kind in kinds for kinds in kinds_of]
-        exposures = exposures[keep].reset_index(drop=True)
+        keep = np.array([kind in kinds for kinds in kinds_of], dtype=bool)  # a bool mask even when empty
+        exposures = exposures.loc[keep].reset_index(drop=True)
         kinds_of = [{kind} for _ in range(len(exposures))]
         exposures = exposures.assign(items=_items_of_kind(exposures, kind))
         shown = attribution.exposed_items(exposures) if len(exposures) else _no_items()
@@ -150,14 +150,15 @@ def _items_of_kind(exposures: pd.DataFrame, kind: str) -> list[list[dict[str, An
 
 
 def _assignment(exposures: pd.DataFrame) -> pd.Series:
-    """subject -> variant of its first exposure in the period."""
+    """subject -> variant of its first exposure in the period, in subject order (so the bootstrap
+    resamples the same arrays whatever order the rows were read in)."""
     if not len(exposures):
         return pd.Series(dtype=object)
     frame = pd.DataFrame({"subject": attribution.subjects(exposures["client_id"], exposures["visitor_id"]),
                           "variant": exposures["variant"].astype(str).to_numpy(object),
                           "t": attribution.nanos(exposures["shown_at"])})
     frame = frame[frame["subject"].notna()].sort_values(["t", "subject"], kind="stable")
-    return frame.drop_duplicates("subject").set_index("subject")["variant"]
+    return frame.drop_duplicates("subject").set_index("subject")["variant"].sort_index()
 
 
 def _revenue(purchases: pd.DataFrame) -> np.ndarray:
@@ -284,6 +285,6 @@ def _notes(report: dict[str, Any], item_group: GroupOf | None, assigned: pd.Seri
     elif not report["variants"][CONTROL]["clients"]:
         notes.append("no control client was answered in the period: no incremental effect (CONTROL_SHARE > 0?)")
     if item_group is None:
-        notes.append("no item-to-group mapping (no model reachable): purchases are attributed by the exact item only")
+        notes.append("no item-to-group mapping: purchases are attributed by the exact item only")
     notes.extend(f"{e['variant']} vs {e['against']}: {e['note']}" for e in report["effects"] if e.get("note"))
     return notes

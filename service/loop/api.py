@@ -18,12 +18,12 @@ loop = Blueprint("loop", __name__, url_prefix="/v1")
 
 @api_route(loop, "/reactions", "POST", Endpoint(
     summary="What a person did with a suggestion: shown, clicked, accepted, rejected, snoozed", tag="events",
-    body=ReactionRequest, response=ReactionAccepted, status=201, errors=(404, 422, 503),
+    body=ReactionRequest, response=ReactionAccepted, status=201, errors=(404, 410, 503),
     description="Stored in the event store before the answer. 201 the first time; the same reaction again is "
                 "200 with duplicate: true. A rejection leaves the item and its product group out of the "
-                "client's answers for REJECT_SUPPRESS_DAYS, a snooze for snooze_days, at once. 404: unknown "
-                "recommendation_id; 422: the item was not in that answer, or the answer is older than "
-                "REACTION_MAX_AGE_DAYS.", extra_responses={200: "The same reaction was already stored."}))
+                "client's answers for REJECT_SUPPRESS_DAYS, a snooze for snooze_days, at once. 404: an unknown "
+                "recommendation_id, or an item that was not in that answer (the error names the field); 410: "
+                "the answer is older than REACTION_MAX_AGE_DAYS.", extra_responses={200: "The same reaction was already stored."}))
 def post_reaction() -> Response:
     rt = runtime()
     body = json_body(request, ReactionRequest, limits(rt.settings), rt.settings.max_body_bytes)

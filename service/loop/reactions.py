@@ -16,7 +16,7 @@ from typing import Any
 from eventstore import EventStore
 from service.config import Settings
 from service.loop.assignment import subject_of
-from service.loop.schemas import DEFAULT_SNOOZE_DAYS, ReactionRequest
+from service.loop.schemas import ReactionRequest
 from service.metrics import LOOP_STATE_MISSED, REACTIONS
 from service.problems import Problem
 from service.redis.core import RedisUnavailable
@@ -26,11 +26,18 @@ logger = logging.getLogger(__name__)
 
 
 def find_exposure(store: RedisStore, events: EventStore, tenant: str, recommendation_id: str) -> dict[str, Any] | None:
-    """The answer's exposure: the hot copy while the drainer may not have stored it yet, else the store."""
+    """The answer's exposure: the hot copy while the drainer may not have stored it yet, else the store.
+
+    With Redis unavailable an answer the store does not have yet may still be in Redis's buffer:
+    that is a 503 to retry, not a 404 (a CRM does not retry a 404, and the reaction would be lost)."""
     try:
         hot = store.exposures.hot(recommendation_id)
-    except RedisUnavailable:
-        hot = None
+    except RedisUnavailable as error:
+        stored = events.exposure(tenant, recommendation_id)
+        if stored is None and store.configured:
+            raise Problem(503, "store-unavailable", f"Redis is unavailable ({error}), and the answer "
+                          f"{recommendation_id} may still be in its buffer: retry.", headers={"Retry-After": "5"}) from None
+        return stored
     if hot is not None:
         return {**hot, "shown_at": datetime.fromisoformat(hot["shown_at"])}
     return events.exposure(tenant, recommendation_id)
@@ -44,13 +51,13 @@ def _checked(exposure: dict[str, Any] | None, body: ReactionRequest, max_age_day
     shown_at = exposure["shown_at"]
     shown_at = shown_at if shown_at.tzinfo else shown_at.replace(tzinfo=timezone.utc)
     if datetime.now(timezone.utc) - shown_at > timedelta(days=max_age_days):
-        raise Problem(422, "recommendation-expired", f"The answer {body.recommendation_id} is from "
+        raise Problem(410, "recommendation-expired", f"The answer {body.recommendation_id} is from "
                       f"{shown_at.isoformat(timespec='seconds')}, older than REACTION_MAX_AGE_DAYS ({max_age_days}).",
                       errors=[{"field": "recommendation_id", "message": "too old to react to"}])
     for item in exposure["items"]:
         if item["item_id"] == body.item_id:
             return item
-    raise Problem(422, "item-not-in-answer", f"Item {body.item_id!r} was not in the answer {body.recommendation_id}.",
+    raise Problem(404, "item-not-in-answer", f"Item {body.item_id!r} was not in the answer {body.recommendation_id}.",
                   errors=[{"field": "item_id", "message": "not in that answer"}])
 
 
@@ -59,7 +66,7 @@ def react(store: RedisStore, events: EventStore, settings: Settings, body: React
     exposure = find_exposure(store, events, settings.tenant, body.recommendation_id)
     item = _checked(exposure, body, settings.reaction_max_age_days)
     assert exposure is not None
-    snooze = body.snooze_days or DEFAULT_SNOOZE_DAYS if body.reaction == "snoozed" else None
+    snooze = body.snooze_days if body.reaction == "snoozed" else None
     stored = events.add_reaction(settings.tenant, {
         "recommendation_id": body.recommendation_id, "item_id": body.item_id, "reaction": body.reaction,
         "reason": body.reason, "snooze_days": snooze, "channel": body.channel or exposure.get("channel"),

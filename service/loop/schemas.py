@@ -21,8 +21,8 @@ class ReactionRequest(BaseModel):
     reaction: Literal[REACTIONS] = Field(  # type: ignore[valid-type]
         description="shown (the block was seen), clicked, accepted, rejected (not offered again for "
                     "REJECT_SUPPRESS_DAYS, with its product group), snoozed (back after snooze_days).")
-    snooze_days: JsonInt | None = Field(None, ge=1, le=365, description="snoozed: for how long (default "
-                                                                        f"{DEFAULT_SNOOZE_DAYS}).")
+    snooze_days: JsonInt = Field(DEFAULT_SNOOZE_DAYS, ge=1, le=365,
+                                 description="snoozed: for how long, in days (ignored for other reactions).")
     reason: Literal[REACTION_REASONS] | None = Field(None, description="Why, in a short code.")  # type: ignore[valid-type]
     channel: Literal[CHANNELS] | None = Field(None, description="Where the person reacted.")  # type: ignore[valid-type]
 

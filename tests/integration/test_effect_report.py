@@ -78,8 +78,6 @@ def test_the_report_needs_an_admin_key(client: FlaskClient) -> None:
 
 
 @pytest.mark.parametrize(("query", "field"), [
-    ({"from": "2024-03-10", "to": "2024-03-01"}, "to"),
-    ({"from": "2024-03-10T00:00:00Z", "to": "2024-03-09T23:59:59Z"}, "to"),
     ({"from": "yesterday", "to": "2024-03-01"}, "from"),
     ({"from": "2024-02-30", "to": "2024-03-01"}, "from"),
     ({"from": "2024-03-01T10:00:00", "to": "2024-03-02"}, "from"),  # a date-time needs its offset
@@ -90,6 +88,16 @@ def test_the_report_needs_an_admin_key(client: FlaskClient) -> None:
 def test_bad_dates_kinds_and_channels_are_problems(client: FlaskClient, query: dict[str, str], field: str) -> None:
     body = assert_problem(client.get("/v1/reports/effect", query_string=query, headers={"X-API-Key": ADMIN_KEY}), 400, field)
     assert body["type"] == "/docs#problem-invalid-parameter"
+
+
+def test_a_period_that_ends_before_it_starts_is_empty_and_says_so(client: FlaskClient) -> None:
+    """Schema-valid, so answered (the published spec cannot say `to` >= `from`), never a made-up figure."""
+    response = client.get("/v1/reports/effect", query_string={"from": "2024-03-10", "to": "2024-03-01"},
+                          headers={"X-API-Key": ADMIN_KEY})
+    assert response.status_code == 200
+    report = response.get_json()
+    assert report["notes"][0] == "`to` is before `from`: the period is empty"
+    assert report["variants"]["control"]["clients"] == 0 and report["effects"] == []
 
 
 def test_the_report_compares_every_variant_with_control_and_the_arms_with_each_other(client: FlaskClient) -> None:

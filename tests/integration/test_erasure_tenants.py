@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import redis
 
+from eventstore import EventStore
 from features.loader import load_dataset
 from scoring.contract import erasures_key
-from eventstore import EventStore
-from service.intake import erase_client
 from service.config import Settings
+from service.intake import erase_client
 from service.redis.store import RedisStore
 from training.config import TrainConfig
 from training.erasures import erased_clients, erased_in_file, without_clients

@@ -250,3 +250,12 @@ def test_sqlite_commits_to_disk_and_waits_for_other_writers(tmp_path: Path) -> N
         assert len(store.purchases("shop")) == 600
     finally:
         store.close()
+
+
+def test_rows_outside_what_a_frame_holds_are_stored_but_never_read(store: EventStore) -> None:
+    """An event dated 1138 (the fuzzer sent one) is kept as sent, but a reader asked for any
+    window, however wide, answers without it instead of overflowing pandas' nanoseconds."""
+    ancient = datetime(1138, 11, 9, tzinfo=timezone.utc)
+    store.add_events("t", [purchase("old", when=ancient), purchase("new")])
+    wide = store.purchases("t", datetime(1, 1, 1, tzinfo=timezone.utc), datetime(9999, 1, 1, tzinfo=timezone.utc))
+    assert list(wide["event_id"]) == ["new"] and list(store.purchases("t")["event_id"]) == ["new"]

@@ -76,8 +76,15 @@ def _call(base: str, method: str, path: str, headers: dict[str, str]) -> request
         body = {"items": ["coffee"], "client_id": "c2"}
     elif path.endswith("/events"):
         body = [EVENT]
+    elif path.endswith("/reactions"):  # to an answer the same key got (with a wrong key, auth refuses first)
+        answer = requests.get(f"{base}/v1/clients/matrix-client/suggestions", params={"kind": "cross_sell"},
+                              headers=headers, timeout=20)
+        shown = answer.json() if answer.status_code == 200 else {"recommendation_id": "0" * 32, "suggestions": []}
+        body = {"recommendation_id": shown["recommendation_id"], "reaction": "clicked",
+                "item_id": shown["suggestions"][0]["item_id"] if shown["suggestions"] else "coffee"}
+    params = {"from": "2026-11-01", "to": "2026-11-30"} if path.endswith("/reports/effect") else None
     path = path.replace("{client_id}", "matrix-client").replace("{item_id}", "coffee")
-    return requests.request(method, base + path, json=body, headers=headers, timeout=20)
+    return requests.request(method, base + path, json=body, params=params, headers=headers, timeout=20)
 
 
 def test_every_v1_path_needs_a_key_and_admin_paths_an_admin_key(secured: Secured, figures: Figures) -> None:
@@ -195,7 +202,8 @@ def test_keys_and_personal_data_never_reach_logs_or_redis(secured: Secured, figu
     assert refused.startswith(b"HTTP/1.1 400") and "ip=<redacted>" in log and "from ip=127" not in log
     assert set(fields) <= {"time", "level", "logger", "message", "pid", "request_id", "method", "path", "status",
                            "duration_ms", "cache", "erased", "model_version", "trigger", "previous", "operation",
-                           "error", "stage", "timeout_seconds", "retry_in_seconds", "reason", "serving"}, fields
+                           "error", "stage", "timeout_seconds", "retry_in_seconds", "reason", "serving",
+                           "stored_deleted", "older_than", "purged"}, fields
 
 
 def _limited(base: str, key: str, count: int, threads: int = 8) -> list[requests.Response]:
@@ -261,10 +269,13 @@ def test_erased_client_is_gone_from_redis_and_from_the_retrained_model(
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     base = secured.service.base
     read, admin = {"X-API-Key": KEYS["erase-read"]}, {"X-API-Key": ADMIN_KEYS["erase-admin"]}
+    # Redis back from the tests before (the breaker closed): the events must reach it, not only the store
+    wait_until(lambda: requests.get(f"{base}/readyz", timeout=5).json()["redis"] == "up", timeout=15)
     busiest = pd.read_parquet(slice_dir / "transactions.parquet")["client_id"].value_counts().index[:2]
     gone, stays = str(busiest[0]), str(busiest[1])
     events = [{**EVENT, "client_id": client, "type": kind} for client in (gone, stays) for kind in ("view", "purchase")]
-    assert requests.post(f"{base}/v1/events", json=events, headers=read, timeout=5).status_code == 202
+    posted = requests.post(f"{base}/v1/events", json=events, headers=read, timeout=5)
+    assert posted.status_code == 202 and posted.json()["live"], posted.text
     assert requests.get(f"{base}/v1/clients/{gone}/suggestions", headers=read, timeout=5).status_code == 200
     assert requests.post(f"{base}/v1/cart/suggestions", json={"client_id": gone, "items": ["coffee"]}, headers=read,
                          timeout=5).status_code == 200

@@ -117,10 +117,26 @@ class PostgresServer:
         self.proc = None
 
     def kill(self) -> None:
-        """`kill -9` the server and every backend (its process group): a crash, for fault tests."""
+        """`kill -9` the server and every backend (its process group): a crash, for fault tests.
+
+        Returns once the postmaster is gone. Killed under `runuser`, it is reparented and may stay
+        a zombie until init reaps it; PostgreSQL takes a zombie's pid for a live postmaster and
+        refuses to start on its lock file, so the lock of a postmaster that is dead (or a zombie)
+        (and its socket's) are removed: what a crash leaves is then what a restart after a power
+        cut finds."""
+        postmaster = self._postmaster()
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
+        if postmaster is not None:
+            try:
+                os.kill(postmaster, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            wait_until(lambda: not _alive(postmaster), timeout=10, interval=0.05)
+            for lock in (self.data / "postmaster.pid", self.root / f".s.PGSQL.{self.port}.lock",
+                         self.root / f".s.PGSQL.{self.port}"):
+                lock.unlink(missing_ok=True)
         self.proc = None
 
     def create_database(self, name: str | None = None) -> str:
@@ -144,3 +160,12 @@ class PostgresServer:
         """Stop the server and delete its data folder."""
         self.stop_server()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie, dead but not yet reaped, is not alive)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")

@@ -81,3 +81,14 @@ def test_a_kind_all_answer_counts_for_every_grouped_kind_and_the_kind_filter_kee
                                                     "champion": {"clients": 1, "revenue_per_client": 6.0}}
     upsell = report(exposures, [purchase("b", "x", 3, 4.0), purchase("c", "u", 3, 6.0)], kind="upsell")
     assert upsell["variants"]["champion"]["clients"] == 1 and upsell["variants"]["champion"]["attributed_revenue"] == 6.0
+
+
+def test_a_period_without_exposures_filtered_by_kind_is_an_empty_report() -> None:
+    """The fuzzer's find: a kind filter over no exposures once selected no columns (a 500)."""
+    empty = pd.DataFrame([exposure("r", "c", "champion", 1, ["a"])]).iloc[:0]
+    out = report_from_frames(
+        empty, pd.DataFrame(columns=list(purchase("c", "i", 1, 1.0))),
+        pd.DataFrame(columns=["recommendation_id", "item_id", "reaction"]), start=START, end=END, kind="cross_sell",
+        channel="crm", bootstrap_resamples=50)
+    json.dumps(out, allow_nan=False)
+    assert out["variants"]["control"]["clients"] == 0 and "nothing to compare" in " ".join(out["notes"])
