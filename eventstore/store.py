@@ -10,7 +10,6 @@ the database can decide that across workers and replicas.
 from __future__ import annotations
 
 import time
-
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
