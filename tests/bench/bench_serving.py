@@ -65,7 +65,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parents[1])]  # the sibling modules, and the repository
 
-from serving_loop import measure_loop  # noqa: E402
+from serving_loop import measure_exposure, measure_ingest  # noqa: E402
 from serving_measure import bench_endpoint, measure_swap, memory  # noqa: E402
 from serving_report import format_table, targets  # noqa: E402
 from serving_requests import endpoints, load_pools  # noqa: E402
@@ -118,12 +118,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rows = [bench_endpoint(stack, ep, pools, pools_file, args, n) for n, ep in enumerate(endpoints())]
         result["endpoints"] = rows
         result["memory"] = memory(stack)
-        result["loop"] = None if args.skip_loop else measure_loop(stack, pools, args)
+        result["loop"] = None if args.skip_loop else measure_exposure(stack, pools, args)
         result["swap"] = None
         if not args.skip_swap:
             cold = next(r for r in rows if r["endpoint"] == "cross_sell cold")
             rate = args.swap_rate or max(1.0, cold["saturation"]["rps"] / 2)
             result["swap"] = measure_swap(stack, pools_file, rate, restore=bool(args.tracking_uri))
+        if result["loop"] is not None:  # last: its purchases change what every later answer costs
+            result["loop"]["ingest"] = measure_ingest(stack, pools, args)
         result["targets"] = targets(rows, result["swap"], result["loop"])
         return result
     except BaseException:
