@@ -51,10 +51,11 @@ run: install redis-bin sample
 test: install redis-bin postgres-bin
 	$(PY) -m pytest -q -p no:cacheprovider
 
-# Serving (wrk + open loop) then training figures, in one run: var/bench/results.json.
+# Serving (wrk + open loop; the loop's cost on SQLite and a PostgreSQL of its own) then training figures,
+# in one run: var/bench/results.json.
 # wrk is a system binary, installed from Debian's packages like redis-server. Quick look:
 # make bench BENCH_ARGS="--data data/sample --seconds 3 --skip-training"
-bench: install redis-bin
+bench: install redis-bin postgres-bin
 	@command -v wrk >/dev/null 2>&1 || { \
 	  echo "wrk not found: installing it with apt-get"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

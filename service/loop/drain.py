@@ -10,6 +10,13 @@ between the two leaves them pending, and another worker claims them once they ha
 CLAIM_IDLE_MS. The rows are idempotent on their recommendation id, so an entry written twice (the
 commit went through, the acknowledgement did not) is stored once.
 
+Why it waits GATHER_SECONDS after a batch smaller than BATCH: a blocking read returns as soon as
+one entry is there, so under steady traffic the writer would commit a transaction (SQL compiled,
+fsync) per answer or two, in a thread that shares the worker's GIL with the requests; measured
+(tests/bench, serving_loop) that cost more than the requests themselves. Gathering for a moment
+turns that into a few large batches a second. It delays only when exposures reach the store
+(reactions to fresh answers are checked against the hot copy in Redis), not what a crash can lose.
+
 Once an hour one process (whichever takes the Redis lock) purges rows older than
 EVENTS_RETENTION_DAYS.
 """
@@ -33,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 BATCH = 500
 BLOCK_MS = 1000
+#: After a batch smaller than BATCH, the writer waits this long for more before the next read.
+GATHER_SECONDS = 0.5
 CLAIM_EVERY_SECONDS = 5.0
 PURGE_EVERY_SECONDS = 3600
 
@@ -110,7 +119,8 @@ class ExposureDrain:
                 if now - last_purge > PURGE_EVERY_SECONDS:
                     last_purge = now
                     self._purge_if_first()
-                self.drain_once()
+                if self.drain_once() < BATCH:
+                    self._stop.wait(GATHER_SECONDS)
                 pause = 0.0
             except (RedisUnavailable, StoreUnavailable) as error:
                 if not pause:

@@ -27,6 +27,10 @@ How it measures, and why:
   worker maps from the model's files (/proc/<pid>/smaps). Workers load the model after the fork
   (the app is not preloaded) but map its arrays copy-on-write from the same local copy, so the
   page cache holds them once.
+- The loop's cost (serving_loop): suggestions' throughput with exposure logging on against a
+  second stack with it off (same model, Redis and event store; wrk A B B A), the exposure
+  drain's backlog, and events ingested per second by POST /v1/events on SQLite and on a real
+  PostgreSQL, with the rows stored counted against the 202s.
 - Swap: a new version of the same model is registered, `@champion` moves to it and the notice
   goes out on Redis; we time how long until every worker's `crm_model_version` gauge shows it,
   while a fixed-rate load runs, and count the requests that failed meanwhile.
@@ -39,7 +43,8 @@ Nothing here is a unit test. Only 127.0.0.1 is contacted; every loop has a count
 
 The modules, one per section: serving_requests (endpoints, id pools, requests in Python and Lua),
 serving_stack (training, redis-server, gunicorn), serving_load (wrk and the open-loop generator),
-serving_measure (endpoints, memory, swap), serving_report (targets and the table); this one is
+serving_measure (endpoints, memory, swap), serving_loop (the loop's cost), serving_report (targets
+and the table); this one is
 the command line and the run.
 """
 from __future__ import annotations
@@ -60,6 +65,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parents[1])]  # the sibling modules, and the repository
 
+from serving_loop import measure_exposure, measure_ingest  # noqa: E402
 from serving_measure import bench_endpoint, measure_swap, memory  # noqa: E402
 from serving_report import format_table, targets  # noqa: E402
 from serving_requests import endpoints, load_pools  # noqa: E402
@@ -80,6 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-swap", action="store_true",
                         help="do not register a version and move the alias (with --tracking-uri, the swap leaves "
                              "a copy version tagged crm_bench=swap-copy and moves the alias back afterwards)")
+    parser.add_argument("--skip-loop", action="store_true",
+                        help="do not measure the loop's cost (exposure logging on/off, the drain, events ingested)")
     parser.add_argument("--keep-temp", action="store_true", help="keep the temp dir (logs, scripts, store)")
 
 
@@ -110,12 +118,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rows = [bench_endpoint(stack, ep, pools, pools_file, args, n) for n, ep in enumerate(endpoints())]
         result["endpoints"] = rows
         result["memory"] = memory(stack)
+        result["loop"] = None if args.skip_loop else measure_exposure(stack, pools, args)
         result["swap"] = None
         if not args.skip_swap:
             cold = next(r for r in rows if r["endpoint"] == "cross_sell cold")
             rate = args.swap_rate or max(1.0, cold["saturation"]["rps"] / 2)
             result["swap"] = measure_swap(stack, pools_file, rate, restore=bool(args.tracking_uri))
-        result["targets"] = targets(rows, result["swap"])
+        if result["loop"] is not None:  # last: its purchases change what every later answer costs
+            result["loop"]["ingest"] = measure_ingest(stack, pools, args)
+        result["targets"] = targets(rows, result["swap"], result["loop"])
         return result
     except BaseException:
         print(f"benchmark failed; logs in {work}", file=sys.stderr)

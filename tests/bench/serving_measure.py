@@ -111,6 +111,7 @@ def measure_swap(stack: Stack, pools_file: Path, rate: float, restore: bool, tim
     until every worker serves it, under a fixed-rate load of cold cross-sell requests."""
     import mlflow
     import redis
+    import requests
     from mlflow import MlflowClient
 
     from scoring.contract import MODEL_UPDATES_CHANNEL
@@ -138,7 +139,10 @@ def measure_swap(stack: Stack, pools_file: Path, rate: float, restore: bool, tim
             r.publish(MODEL_UPDATES_CHANNEL, json.dumps({"name": stack.model_name, "alias": "champion", "version": new}))
 
         def all_on_new() -> bool:
-            serving = workers_serving(stack.base)
+            try:
+                serving = workers_serving(stack.base)
+            except requests.RequestException:  # workers busy past the poll's timeout: poll again
+                return False
             return len(serving) == stack.workers and set(serving.values()) == {new}
 
         try:

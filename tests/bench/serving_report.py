@@ -1,7 +1,10 @@
-"""The serving benchmark's report: ratios to the floor, the targets met or missed, and the table."""
+"""The serving benchmark's report: ratios to the floor, the targets met or missed, and the table
+(the loop's figures and targets come from serving_loop)."""
 from __future__ import annotations
 
 from typing import Any
+
+from serving_loop import format_loop, loop_targets
 
 P99_TARGET_MS = 25.0
 
@@ -12,7 +15,8 @@ def ratio(row: dict[str, Any], floor: float) -> float:
     return row["saturation"]["rps"] / floor if floor else float("nan")
 
 
-def targets(rows: list[dict[str, Any]], swap: dict[str, Any] | None) -> list[dict[str, Any]]:
+def targets(rows: list[dict[str, Any]], swap: dict[str, Any] | None,
+            loop: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     floor = rows[0]["saturation"]["rps"]
     checks = []
     for row in rows:
@@ -31,7 +35,10 @@ def targets(rows: list[dict[str, Any]], swap: dict[str, Any] | None) -> list[dic
     if swap is not None:
         checks.append(("model swap: zero failed requests", str(swap["failed_requests"]),
                        swap["failed_requests"] == 0 and swap["swap_seconds"] is not None))
-    return [{"target": t, "measured": m, "result": "PASS" if ok else "MISS"} for t, m, ok in checks]
+    found = [{"target": t, "measured": m, "result": "PASS" if ok else "MISS"} for t, m, ok in checks]
+    if loop is not None:
+        found += [{"target": t, "measured": m, "result": r} for t, m, r in loop_targets(loop)]
+    return found
 
 
 def generator_bound(half: dict[str, Any]) -> bool:
@@ -83,6 +90,8 @@ def format_table(result: dict[str, Any]) -> str:
         out.append(f"swap    v{swap['from_version']} -> v{swap['to_version']}: every worker on it in {took}; "
                    f"{load['sent']} requests at {swap['rate']:.0f}/s, failed {swap['failed_requests']}, "
                    f"p99 {load['p99_ms']} ms, max {load['max_ms']} ms; answers by version {load['versions']}")
+    if result.get("loop"):
+        out += format_loop(result["loop"])
     out.append("")
     width = max(len(t["target"]) for t in result["targets"]) if result["targets"] else 0
     out += [f"{t['result']:<4}  {t['target']:<{width}}  {t['measured']}" for t in result["targets"]]

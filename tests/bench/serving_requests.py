@@ -3,7 +3,8 @@ each request built twice, the same shape in Python (the open-loop generator) and
 
 Cache COLD requests each have their own cache key (a random known client and a random real item
 in `exclude=`); WARM ones ask 50 fixed clients again and again; carts take 1, 5 or 20 of the 200
-most bought items for a rotating known client; events are single purchases.
+most bought items for a rotating known client; events are single purchases. The ingest script
+(`ingest_script`, the loop's cost) posts batches of purchases, each with its own `event_id`.
 """
 from __future__ import annotations
 
@@ -167,4 +168,33 @@ def lua_script(ep: Endpoint, pools: Pools, seed: int) -> str:
     body = _LUA_REQUEST[ep.group] % {"kind": ep.kind, "limit": LIMIT, "cart_items": ep.cart_items,
                                      "timestamp": _event_time()}
     lines.append(f"request = function()\n  {body}\nend\n")
+    return "\n".join(lines)
+
+
+_LUA_INGEST = """
+local token = nil
+request = function()
+  -- the event ids: the run's prefix, the thread, a random token of this thread, a counter
+  if token == nil then token = tostring(math.random(1, 999999999)) end
+  n = n + 1
+  local events = {}
+  for i = 1, %(batch)d do
+    events[i] = '{"event_id":"' .. %(prefix)s .. tid .. "-" .. token .. "-" .. n .. "-" .. i ..
+      '","client_id":' .. clients_json[math.random(#clients_json)] .. ',"item_id":' ..
+      popular_json[math.random(#popular_json)] .. ',"type":"purchase","quantity":1,"price":1.5,"timestamp":"%(timestamp)s"}'
+  end
+  return wrk.format("POST", "/v1/events", headers, "[" .. table.concat(events, ",") .. "]")
+end
+"""
+
+
+def ingest_script(pools: Pools, prefix: str, batch: int, seed: int) -> str:
+    """A wrk script posting `batch` purchases per request, each with a unique `event_id` that starts
+    with `prefix` (so the rows of one run can be counted in the store)."""
+    lines = [f"local {name} = {_lua_list(values)}" for name, values in
+             {"clients_json": [json.dumps(c) for c in pools.clients],
+              "popular_json": [json.dumps(i) for i in pools.popular]}.items()]
+    lines.append('local headers = {["Content-Type"] = "application/json"}')
+    lines.append(_LUA_COMMON % {"seed": seed})
+    lines.append(_LUA_INGEST % {"batch": batch, "prefix": _lua_str(prefix), "timestamp": _event_time()})
     return "\n".join(lines)

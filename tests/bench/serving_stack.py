@@ -1,6 +1,11 @@
 """The processes the serving benchmark measures: a model trained into a throw-away MLflow store, our
 own redis-server and gunicorn (the repo's config) on free loopback ports, each in its own session
 so that stopping it stops everything it started.
+
+Redis runs as production runs it for the exposure buffer (README): `--appendonly yes
+--appendfsync everysec`, so the exposures' XADDs pay what they pay there. A second Stack (the
+loop's cost, serving_loop) shares the first one's Redis and model and differs only in its
+settings.
 """
 from __future__ import annotations
 
@@ -80,17 +85,28 @@ def train_model(data: Path, work: Path) -> tuple[str, str, float]:
 
 class Stack:
     """Our own redis-server and the service under gunicorn (the repo's config) on free loopback
-    ports, started by the helpers the tests use (tests/support)."""
+    ports, started by the helpers the tests use (tests/support).
 
-    def __init__(self, work: Path, tracking_uri: str, model_name: str, workers: int) -> None:
+    Given `redis` (another Stack's), it serves from that one and leaves it running when stopped;
+    `settings` are laid over the service's environment (EXPOSURE_LOGGING=false, EVENTS_DB_URL)."""
+
+    def __init__(self, work: Path, tracking_uri: str, model_name: str, workers: int, *, name: str = "gunicorn",
+                 redis: RedisServer | None = None, settings: dict[str, str] | None = None) -> None:
         self.work, self.tracking_uri, self.model_name, self.workers = work, tracking_uri, model_name, workers
-        self.redis = RedisServer(work)
+        self.owns_redis = redis is None
+        self.redis = redis if redis is not None else RedisServer(work, persist=True)
         env = {"MLFLOW_TRACKING_URI": tracking_uri, "MODEL_NAME": model_name, "REDIS_URL": self.redis.url,
                "AUTH_DISABLED": "true", "HOST": "127.0.0.1", "WORKERS": str(workers),
-               "MODEL_CACHE_DIR": str(work / "model-cache"), "EVENTS_DB_URL": f"sqlite:///{work}/events.db", "SERVICE_STATE_DIR": str(work / "state"),
-               "RATE_LIMIT_PER_MINUTE": str(RATE_LIMIT_PER_MINUTE)}
-        self.service = Service(work, env, "gunicorn")
+               "MODEL_CACHE_DIR": str(work / "model-cache"), "EVENTS_DB_URL": f"sqlite:///{work}/events.db",
+               "SERVICE_STATE_DIR": str(work / "state"), "RATE_LIMIT_PER_MINUTE": str(RATE_LIMIT_PER_MINUTE),
+               **(settings or {})}
+        self.service = Service(work, env, name)
         self.service.env.pop("MLFLOW_REGISTRY_URI", None)
+
+    @property
+    def events_url(self) -> str:
+        """The event store this service writes to (SQLAlchemy URL)."""
+        return self.service.env["EVENTS_DB_URL"]
 
     @property
     def base(self) -> str:
@@ -105,7 +121,8 @@ class Stack:
         return self.service.proc
 
     def start(self) -> None:
-        self.redis.start()
+        if self.owns_redis:
+            self.redis.start()
         # metrics may be imported before on_starting runs
         Path(self.service.env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(exist_ok=True)
         self.service.start(ready=False, timeout=120)
@@ -124,7 +141,8 @@ class Stack:
 
     def stop(self) -> None:
         self.service.stop()
-        self.redis.stop()
+        if self.owns_redis:
+            self.redis.stop()
 
 
 def workers_serving(base: str) -> dict[str, str]:
