@@ -6,11 +6,12 @@ from flask import Blueprint, Response, jsonify, request
 from eventstore import StoreUnavailable
 from scoring.contract import groups_of
 from service.effect.report import effect_report
+from service.effect.schemas import EffectQuery, EffectReport
 from service.inputs import query
 from service.openapi import Endpoint, api_route
 from service.problems import Problem
 from service.runtime import runtime
-from service.schemas import EffectQuery, EffectReport, limits
+from service.schemas import limits
 
 effect = Blueprint("effect", __name__, url_prefix="/v1")
 

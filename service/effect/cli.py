@@ -20,7 +20,7 @@ from eventstore.schema import CHANNELS
 from scoring.contract import KINDS, groups_of
 from service.config import Settings, apply_serving_defaults
 from service.effect.report import GroupOf, effect_report
-from service.schemas import EffectQuery
+from service.effect.schemas import EffectQuery
 
 
 def _parser() -> argparse.ArgumentParser:
