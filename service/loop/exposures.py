@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from service.loop.assignment import subject_of
+
 
 @dataclass(frozen=True)
 class Audience:
@@ -26,8 +28,6 @@ class Audience:
     @property
     def subject(self) -> str | None:
         """What assignment, fatigue and attribution key on (see `service.loop.assignment.subject_of`)."""
-        from service.loop.assignment import subject_of
-
         return subject_of(self.client_id, self.visitor_id)
 
 
