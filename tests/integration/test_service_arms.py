@@ -19,13 +19,12 @@ import redis
 import requests
 from flask import Flask
 from mlflow import MlflowClient
+from support.apps import app_maker
 from support.processes import free_port, wait_until
 from support.service_model_double import register_double
 from support.service_process import ADMIN, Service, workers_serving
 
 from scoring.contract import MODEL_UPDATES_CHANNEL
-from service.app import create_app
-from service.config import Settings
 from service.loop.assignment import CONTROL
 from service.metrics import ARM_FALLBACKS
 
@@ -35,19 +34,7 @@ SUBJECTS = [f"client-{n}" for n in range(400)] + [f"visitor:v{n}" for n in range
 
 @pytest.fixture()
 def make_app(service_env: dict[str, str]) -> Iterator[Callable[..., Flask]]:
-    apps: list[Flask] = []
-
-    def make(watch: bool = False, refresh: bool = True, **overrides: str) -> Flask:
-        app = create_app(Settings.from_env({**service_env, **EXPERIMENT, **overrides}), watch=watch)
-        apps.append(app)
-        if refresh and not watch:
-            app.extensions["crm"].arms.refresh_all("test")
-        return app
-
-    yield make
-    for app in apps:
-        app.extensions["crm"].arms.stop()
-        app.extensions["crm"].redis.close()
+    yield from app_maker({**service_env, **EXPERIMENT}, lambda app: app.extensions["crm"].arms.refresh_all("test"))
 
 
 @pytest.fixture()

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 import redis
 from flask import Flask
+from support.apps import app_maker
 from support.processes import RedisServer, free_port, wait_until
 from support.service_model_double import register_double
 from support.service_process import ADMIN, READ
 
 from scoring.contract import MODEL_UPDATES_CHANNEL
-from service.app import create_app
 from service.config import Settings
 from service.metrics import RELOADS
 from service.redis.core import Keys
@@ -29,19 +29,7 @@ from service.redis.core import Keys
 
 @pytest.fixture()
 def make_app(service_env: dict[str, str]) -> Iterator[Callable[..., Flask]]:
-    apps: list[Flask] = []
-
-    def make(watch: bool = False, refresh: bool = True, **overrides: str) -> Flask:
-        app = create_app(Settings.from_env({**service_env, **overrides}), watch=watch)
-        apps.append(app)
-        if refresh and not watch:
-            app.extensions["crm"].models.refresh("test")
-        return app
-
-    yield make
-    for app in apps:
-        app.extensions["crm"].models.stop()
-        app.extensions["crm"].redis.close()
+    yield from app_maker(service_env, lambda app: app.extensions["crm"].models.refresh("test"))
 
 
 def serving_version(client: Any) -> str | None:
