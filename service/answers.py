@@ -196,8 +196,11 @@ def _subject_state(serving: Serving, subject: str | None) -> tuple[Suppressions,
     """Suppressions and recent purchases of a cart's or similar list's subject (none without one)."""
     if subject is None:
         return NOTHING, []
-    context = _client_context(serving, subject, None, "subject_state")
-    return (context.suppressions, context.recent_purchases) if context is not None else (NOTHING, [])
+    try:  # no answer is looked up here, so this is no cache lookup to count
+        context = serving.redis.cache.client_context(subject, None)
+    except RedisUnavailable:
+        return NOTHING, []
+    return context.suppressions, context.recent_purchases
 
 
 def cart_suggestions(serving: Serving, cart: CartRequest) -> tuple[str, str]:
