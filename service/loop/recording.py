@@ -62,9 +62,8 @@ def _count_shown(serving: Serving, row: dict[str, Any]) -> None:
         return
     settings = serving.settings
     try:
-        for item in row["items"]:
-            serving.redis.loop.react(subject, row["recommendation_id"], "shown", item["item_id"],
-                                     group=item.get("group"), kind=item.get("kind"),
+        serving.redis.loop.react_all(subject, row["recommendation_id"], "shown",
+                                     [(item["item_id"], item.get("group"), item.get("kind")) for item in row["items"]],
                                      max_shows=settings.fatigue_max_shows, window_days=settings.fatigue_window_days,
                                      suppress_days=0)
     except RedisUnavailable:

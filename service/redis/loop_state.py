@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
+
+import redis
 
 from service.redis.core import RedisConnection
 
@@ -124,15 +127,29 @@ class LoopState:
     def react(self, subject: str, recommendation_id: str, reaction: str, item_id: str, *, group: str | None,
               kind: str | None, max_shows: int, window_days: int, suppress_days: float) -> bool:
         """Apply one reaction; True when the subject's next answer changes (cached answers dropped)."""
+        return self.react_all(subject, recommendation_id, reaction, [(item_id, group, kind)], max_shows=max_shows,
+                              window_days=window_days, suppress_days=suppress_days)
+
+    def react_all(self, subject: str, recommendation_id: str, reaction: str,
+                  items: list[tuple[str, str | None, str | None]], *, max_shows: int, window_days: int,
+                  suppress_days: float) -> bool:
+        """Apply one reaction to each (item, group, kind) of an answer in one round trip (a
+        campaign sent shows them all); True when the subject's next answer changes."""
         window = int(window_days * 86_400)
-        keys = [self.keys.loop(subject), self.keys.kind_shown(recommendation_id, kind or ""),
-                self.keys.generation(subject), self.keys.answers(subject)]
         hash_ttl = int(max(window, suppress_days * 86_400)) + 86_400
-        args = [f"{time.time():.3f}", reaction, item_id, group or "", kind or "", max_shows, window,
-                int(suppress_days * 86_400), hash_ttl]
-        changed = self.connection.run(
-            "react", lambda r: self._react(keys=keys, args=args, client=r))  # type: ignore[misc]
-        return bool(changed)
+        now = f"{time.time():.3f}"
+
+        def apply(r: redis.Redis) -> list[Any]:
+            pipe = r.pipeline(transaction=False)
+            for item_id, group, kind in items:
+                keys = [self.keys.loop(subject), self.keys.kind_shown(recommendation_id, kind or ""),
+                        self.keys.generation(subject), self.keys.answers(subject)]
+                args = [now, reaction, item_id, group or "", kind or "", max_shows, window,
+                        int(suppress_days * 86_400), hash_ttl]
+                self._react(keys=keys, args=args, client=pipe)  # type: ignore[misc]
+            return pipe.execute()
+
+        return any(bool(changed) for changed in self.connection.run("react", apply))
 
     def suppressions(self, subject: str) -> Suppressions:
         return parse_state(self.connection.run("loop_state", lambda r: r.hgetall(self.keys.loop(subject))))
