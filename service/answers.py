@@ -1,97 +1,83 @@
 """What each suggestion endpoint does, between the HTTP handler and the model.
 
 Every function takes the `Serving` the request chose once (the variant and the `LoadedModel` of
-its arm), so a whole answer comes from one model version. Redis is optional here: without it
-there is no cache, no recent purchase and no reaction state, and the exposure goes straight to
-the event store. Each answer is traced (`service.loop.exposures`): its own recommendation id, the
-variant, positions, and an exposure record. What the client's reactions and fatigue leave out
-(`service.redis.loop_state`) is left out before the answer is cached.
+its arm), so a whole answer comes from one model version. A request talks to Redis once when its
+answer is cached and twice when it is not (`service.redis.trips`): the rate-limit count, the cached
+answer, the subject's recent purchases and reaction state, and the exposure write all ride in
+those trips. Redis is optional here: without it there is no cache, no recent purchase and no
+reaction state, and the exposure goes straight to the event store. Each answer is traced
+(`service.loop.exposures`): its own recommendation id, the variant, positions, and an exposure
+record. What the client's reactions and fatigue leave out (`service.redis.loop_state`) is left out
+before the answer is cached.
 """
 from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
+from eventstore.schema import SHOWING_CHANNELS
 from scoring.contract import GROUPED_KINDS, one_section_each
+from service.encoding import compact, encode, encode_checked
 from service.loop import exposures
 from service.loop.assignment import CONTROL
 from service.loop.control import control_cart, control_suggestions
 from service.loop.recording import Serving, record_exposure
-from service.metrics import CACHE, SUPPRESSED, VARIANTS
-from service.redis.cache import ClientContext, answer_field
+from service.metrics import CACHE, EXPOSURES, SUPPRESSED, VARIANTS
+from service.rate_limit import Allowance, settle
+from service.redis.cache import answer_field, digest
 from service.redis.core import RedisUnavailable
 from service.redis.loop_state import NOTHING, Suppressions
+from service.redis.trips import RateCount, Read, Slot
 from service.schemas import CartRequest, SuggestionQuery
 
 logger = logging.getLogger(__name__)
+
+Sections = dict[str, list[dict[str, Any]]]
+_HITS = ("hit", "logged")
+_CART_SECTIONS = ("complete", "upsell", "bundles")
 
 
 class UnknownItem(KeyError):
     """The item is not in the catalogue of the model serving."""
 
 
-def json_default(value: Any) -> Any:
-    """Make numpy scalars and arrays (which a model may return) JSON-ready without importing numpy."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+@dataclass(frozen=True)
+class Answer:
+    """The traced JSON text, whether the cache answered (hit, miss, off), and the caller's
+    rate-limit allowance (None when not limited)."""
+
+    body: str
+    cache: str
+    allowance: Allowance | None
 
 
-def encode(body: dict[str, Any]) -> str:
-    """The answer as JSON text, encoded once: the response body and the cached copy are this text.
+@dataclass(frozen=True)
+class Plan:
+    """One answer's where and whom: its audience, what it is recorded as, and its cache slot."""
 
-    Why text and not a dict: a cache hit then returns the stored bytes as they are, and a miss
-    encodes once, instead of encoding, decoding and encoding again on every request.
-    NaN and infinities are not JSON: a suggestion whose score is not finite is dropped (and
-    logged), any other non-finite number becomes null. The version passed its smoke checks, so
-    this guards the odd client or item, not a broken model."""
-    text = json.dumps(body, default=json_default)
-    if "NaN" in text or "Infinity" in text:
-        cleaned = _finite(json.loads(text))
-        if cleaned != json.loads(text, parse_constant=lambda _: None):
-            logger.warning("dropped suggestions with non-finite scores", extra={"model_version": body.get("model_version")})
-        return json.dumps(cleaned)
-    return text
+    audience: exposures.Audience
+    endpoint: str  # as recorded in the exposure: client, cart, similar
+    metric: str  # crm_cache_requests_total's endpoint label
+    kind: str | None
+    channel: str | None
+    slot: Slot
+    shared: bool  # the answer belongs to no one: a subject's suppressions are applied after the cache
+    sections: Callable[[dict[str, Any]], Sections]  # the lists shown, in an answer (a dict or parsed JSON)
+    rate: RateCount | None
 
 
-def _finite(node: Any) -> Any:
-    if isinstance(node, float):
-        return node if math.isfinite(node) else None
-    if isinstance(node, list):
-        return [_finite(item) for item in node if not _non_finite_score(item)]
-    if isinstance(node, dict):
-        return {key: _finite(value) for key, value in node.items()}
-    return node
+@dataclass(frozen=True)
+class Computed:
+    """An answer computed after a miss: its JSON text, the exposure items of what it shows, and
+    whether that text is what the plan's slot caches (a shared answer filtered for a subject is not)."""
 
-
-def _non_finite_score(item: Any) -> bool:
-    score = item.get("score") if isinstance(item, dict) else None
-    return isinstance(score, float) and not math.isfinite(score)
-
-
-def _client_context(serving: Serving, subject: str, field: str | None, endpoint: str) -> ClientContext | None:
-    try:
-        context = serving.redis.cache.client_context(subject, field)
-    except RedisUnavailable:
-        CACHE.labels(endpoint, "off").inc()
-        return None
-    CACHE.labels(endpoint, "hit" if context.cached is not None else "miss").inc()
-    return context
-
-
-def _remember(serving: Serving, subject: str, field: str, body: str, context: ClientContext) -> None:
-    try:
-        serving.redis.cache.store_client_answer(subject, field, body, context.generation)
-    except RedisUnavailable:
-        pass
+    body: str
+    items: list[dict[str, Any]]
+    cacheable: bool = True
 
 
 def _params(serving: Serving, params: dict[str, Any]) -> dict[str, Any]:
@@ -103,33 +89,75 @@ def _until(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds")
 
 
-def client_suggestions(serving: Serving, client_id: str, query: SuggestionQuery) -> tuple[str, str]:
-    """The client's suggestions of one kind (or every kind of `GROUPED_KINDS`, grouped), as traced
-    JSON text, and whether the cache answered."""
-    model = serving.model
-    field = answer_field(model.identity, "suggestions", _params(serving, query.model_dump(mode="json")))
-    context = _client_context(serving, client_id, field, "client_suggestions")
-    kinds = GROUPED_KINDS if query.kind == "all" else (query.kind,)
-    if context is not None and context.cached is not None:
-        body, cache = context.cached, "hit"
-    else:
-        body = _client_body(serving, client_id, query, kinds, context)
-        if context is not None:
-            _remember(serving, client_id, field, body, context)
-        cache = "miss" if context is not None else "off"
+def _encoded(body: dict[str, Any], sections: Callable[[dict[str, Any]], Sections]) -> Computed:
+    """The answer's text and the items it shows (read off the text only when encoding dropped some)."""
+    text, cleaned = encode_checked(body)
+    return Computed(text, exposures.shown_items(sections(json.loads(text) if cleaned else body)))
 
-    def sections() -> dict[str, list[dict[str, Any]]]:
-        shown = json.loads(body)["suggestions"]
+
+def _respond(serving: Serving, plan: Plan, compute: Callable[[Read | None], Computed]) -> Answer:
+    """Read (counting the request and, on a hit, logging its exposure), compute on a miss, then
+    cache and log in one more trip; trace the answer with its own recommendation id."""
+    settings = serving.settings
+    recommendation_id = exposures.new_recommendation_id()  # also when nothing is recorded
+    pending = (exposures.exposure_parts(recommendation_id, plan.audience, variant=serving.variant,
+                                        model_version=serving.model.version, endpoint=plan.endpoint, kind=plan.kind,
+                                        channel=plan.channel) if settings.exposure_logging else None)
+    # A campaign's answer also counts its items shown for fatigue: record_exposure does both.
+    in_trip = pending if plan.channel not in SHOWING_CHANNELS else None
+    try:
+        read: Read | None = serving.redis.trips.read(rate=plan.rate, subject=plan.audience.subject, slot=plan.slot,
+                                                     exposure=in_trip, shared=plan.shared)
+    except RedisUnavailable:
+        read = None
+    allowance = settle(plan.rate, read)  # a 429 problem above the allowance
+    logged = read is not None and read.status == "logged"
+    items: list[dict[str, Any]] | None = None
+    if read is not None and read.status in _HITS:
+        body, cache = read.body or "{}", "hit"
+    else:
+        computed = compute(read)
+        body, items, cache = computed.body, computed.items, "off" if read is None else "miss"
+        if read is not None:
+            try:
+                serving.redis.trips.finish(slot=plan.slot if computed.cacheable else None, generation=read.generation,
+                                           body=body, items_json=compact(items), exposure=in_trip,
+                                           subject=plan.audience.subject)
+                logged = in_trip is not None
+            except RedisUnavailable:
+                pass
+    CACHE.labels(plan.metric, cache).inc()
+    if logged:
+        EXPOSURES.labels("buffered").inc()
+    elif pending is not None:  # Redis down, a campaign's channel, or a hit cached without its items
+        shown = items if items is not None else exposures.shown_items(plan.sections(json.loads(body)))
+        record_exposure(serving, exposures.row_of(pending, shown))
+    VARIANTS.labels(serving.variant).inc()
+    head: dict[str, Any] = {"recommendation_id": recommendation_id, "variant": serving.variant}
+    if plan.audience.visitor_id is not None:
+        head["visitor_id"] = plan.audience.visitor_id
+    return Answer(exposures.traced(body, head), cache, allowance)
+
+
+def client_suggestions(serving: Serving, client_id: str, query: SuggestionQuery,
+                       rate: RateCount | None = None) -> Answer:
+    """The client's suggestions of one kind (or every kind of `GROUPED_KINDS`, grouped)."""
+    field = answer_field(serving.model.identity, "suggestions", _params(serving, query.model_dump(mode="json")))
+
+    def sections(body: dict[str, Any]) -> Sections:
+        shown = body["suggestions"]
         return shown if query.kind == "all" else {query.kind: shown}
 
-    return _traced(serving, exposures.Audience(client_id), body, "client", query.kind, query.channel, sections), cache
+    plan = Plan(exposures.Audience(client_id), "client", "client_suggestions", query.kind, query.channel,
+                Slot(serving.redis.keys.answers(client_id), field), False, sections, rate)
+    return _respond(serving, plan, lambda read: _encoded(_client_body(serving, client_id, query, read), sections))
 
 
-def _client_body(serving: Serving, client_id: str, query: SuggestionQuery, kinds: tuple[str, ...],
-                 context: ClientContext | None) -> str:
+def _client_body(serving: Serving, client_id: str, query: SuggestionQuery, read: Read | None) -> dict[str, Any]:
     recommender = serving.model.recommender
-    recent = context.recent_purchases if context is not None else []
-    suppressed = context.suppressions if context is not None else NOTHING
+    kinds = GROUPED_KINDS if query.kind == "all" else (query.kind,)
+    recent = list(read.recent_purchases) if read is not None else []
+    suppressed = read.suppressions if read is not None else NOTHING
     resting = {kind: until for kind, until in suppressed.kinds.items() if kind in kinds}
     exclude = [*query.exclude, *sorted(suppressed.items)]
     if not suppressed.empty:
@@ -149,7 +177,7 @@ def _client_body(serving: Serving, client_id: str, query: SuggestionQuery, kinds
     if query.kind == "all":
         by_kind = one_section_each(by_kind, query.limit)
     by_kind = {kind: exposures.with_positions(list(items)[:query.limit]) for kind, items in by_kind.items()}
-    return encode({
+    return {
         "client_id": client_id,
         "model_version": serving.model.version,
         "kind": query.kind,
@@ -158,7 +186,7 @@ def _client_body(serving: Serving, client_id: str, query: SuggestionQuery, kinds
         "cold_start": not recommender.knows_client(client_id),
         "suggestions": by_kind if query.kind == "all" else by_kind[query.kind],
         "resting": [{"kind": kind, "until": _until(until)} for kind, until in sorted(resting.items())],
-    })
+    }
 
 
 def _shown(suggestions: list[Any], explain: bool) -> list[Any]:
@@ -166,22 +194,6 @@ def _shown(suggestions: list[Any], explain: bool) -> list[Any]:
     if explain:
         return suggestions
     return [{key: value for key, value in s.items() if key != "breakdown"} for s in suggestions]
-
-
-def _traced(serving: Serving, audience: exposures.Audience, body: str, endpoint: str, kind: str | None,
-            channel: str | None, sections: Callable[[], dict[str, list[dict[str, Any]]]]) -> str:
-    """The answer with its own recommendation id in front, and its exposure recorded (`sections`
-    gives the lists shown, read only when exposures are recorded)."""
-    recommendation_id = exposures.new_recommendation_id()  # also when nothing is recorded
-    if serving.settings.exposure_logging:
-        record_exposure(serving, exposures.exposure_row(
-            recommendation_id, audience, variant=serving.variant, model_version=serving.model.version,
-            endpoint=endpoint, kind=kind, channel=channel, items=exposures.shown_items(sections())))
-    VARIANTS.labels(serving.variant).inc()
-    head: dict[str, Any] = {"recommendation_id": recommendation_id, "variant": serving.variant}
-    if audience.visitor_id is not None:
-        head["visitor_id"] = audience.visitor_id
-    return exposures.traced(body, head)
 
 
 def _without(suggestions: list[dict[str, Any]], suppressed: Suppressions, limit: int) -> list[dict[str, Any]]:
@@ -192,65 +204,12 @@ def _without(suggestions: list[dict[str, Any]], suppressed: Suppressions, limit:
     return exposures.with_positions(kept[:limit])
 
 
-def _subject_state(serving: Serving, subject: str | None) -> tuple[Suppressions, list[str]]:
-    """Suppressions and recent purchases of a cart's or similar list's subject (none without one)."""
-    if subject is None:
-        return NOTHING, []
-    try:  # no answer is looked up here, so this is no cache lookup to count
-        context = serving.redis.cache.client_context(subject, None)
-    except RedisUnavailable:
-        return NOTHING, []
-    return context.suppressions, context.recent_purchases
-
-
-def cart_suggestions(serving: Serving, cart: CartRequest) -> tuple[str, str]:
-    """What completes the basket, upsells of its items and bundle offers (known client or visitor).
-
-    A client's cart is cached with the client's answers, already without what the client's
-    reactions leave out (a reaction that changes that, a purchase or an erasure drops it). An
-    anonymous cart's answer belongs to no one and is shared: the visitor's suppressions are taken
-    out after the cache, from a list fetched that much longer."""
-    audience = exposures.Audience(cart.client_id, cart.visitor_id)
-    params = _params(serving, {"endpoint": "cart", "items": cart.items, "limit": cart.limit})
-    key: str | None = None
-    if cart.client_id is not None:
-        field = answer_field(serving.model.identity, "cart", params)
-        context = _client_context(serving, cart.client_id, field, "cart_suggestions")
-        suppressed = context.suppressions if context is not None else NOTHING
-        cached = context.cached if context is not None else None
-    else:
-        context = None
-        suppressed, _ = _subject_state(serving, audience.subject)
-        key, cached = _shared(serving, {**params, "fetch": _fetch(cart.limit, suppressed)}, "cart_suggestions")
-    if cached is not None:
-        body, cache = cached, "hit"
-    else:
-        recommender = serving.model.recommender
-        fetch = _fetch(cart.limit, suppressed)
-        recent = context.recent_purchases if context is not None else []
-        answer = (control_cart(recommender, fetch, serving.settings.control_answer) if serving.variant == CONTROL
-                  else recommender.cart(cart.items, cart.client_id, fetch, recent_purchases=recent))
-        body = encode({"client_id": cart.client_id, "model_version": serving.model.version,
-                       **{name: exposures.with_positions(list(answer.get(name, []))) for name in _CART_SECTIONS},
-                       "unknown_items": answer.get("unknown_items", [])})
-        if context is not None and cart.client_id is not None:
-            body = _filtered(body, suppressed, cart.limit, _CART_SECTIONS)
-            _remember(serving, cart.client_id, field, body, context)
-            cache = "miss"
-        else:
-            cache = _store_shared(serving, key, body)
-    if context is None:  # shared (or uncached) answers are filtered per subject after the cache
-        body = _filtered(body, suppressed, cart.limit, _CART_SECTIONS)
-    if not suppressed.empty:
-        SUPPRESSED.labels("cart_suggestions").inc()
-    def sections() -> dict[str, list[dict[str, Any]]]:
-        parsed = json.loads(body)  # once, not once per section
-        return {name: parsed[name] for name in _CART_SECTIONS}
-
-    return _traced(serving, audience, body, "cart", None, "cart", sections), cache
-
-
-_CART_SECTIONS = ("complete", "upsell", "bundles")
+def _filtered(body: dict[str, Any], suppressed: Suppressions, limit: int, names: tuple[str, ...]) -> dict[str, Any]:
+    """The answer's lists without what the subject's reactions leave out, `limit` long, positioned.
+    With nothing suppressed the lists were fetched `limit` long and positioned: the answer is kept."""
+    if suppressed.empty:
+        return body
+    return {**body, **{name: _without(body[name], suppressed, limit) for name in names}}
 
 
 def _fetch(limit: int, suppressed: Suppressions) -> int:
@@ -258,57 +217,96 @@ def _fetch(limit: int, suppressed: Suppressions) -> int:
     return limit + len(suppressed.items) + len(suppressed.groups)
 
 
-def _filtered(body: str, suppressed: Suppressions, limit: int, sections: tuple[str, ...]) -> str:
-    """The answer's lists without what the subject's reactions leave out, `limit` long, positioned.
-    With nothing suppressed the lists were fetched `limit` long and positioned: the text is kept."""
+def _shared_compute(serving: Serving, plan: Plan, read: Read | None, params: dict[str, Any], limit: int,
+                    produce: Callable[[int], dict[str, Any]], names: tuple[str, ...]) -> Computed:
+    """An answer that belongs to no one, after a miss. A subject with live suppressions (the read
+    said `suppressed`) gets the answer fetched that much longer, cached under its own key and
+    filtered for the subject: that path costs a round trip more, and only such subjects pay it."""
+    suppressed = read.suppressions if read is not None else NOTHING
     if suppressed.empty:
-        return body
-    parsed = json.loads(body)
-    return encode({**parsed, **{name: _without(parsed[name], suppressed, limit) for name in sections}})
+        return _encoded(produce(limit), plan.sections)
+    SUPPRESSED.labels(plan.metric).inc()
+    longer = _params(serving, {**params, "fetch": _fetch(limit, suppressed)})
+    text: str | None = None
+    try:
+        key, text = serving.redis.cache.shared_answer(serving.model.identity, longer)
+    except RedisUnavailable:
+        key = None
+    if text is None:
+        text = encode(produce(_fetch(limit, suppressed)))
+        if key is not None:
+            try:
+                serving.redis.cache.store_shared_answer(key, text)
+            except RedisUnavailable:
+                pass
+    return replace(_encoded(_filtered(json.loads(text), suppressed, limit, names), plan.sections), cacheable=False)
 
 
-def similar_items(serving: Serving, item_id: str, limit: int, visitor_id: str | None = None) -> tuple[str, str]:
+def _cart_sections(body: dict[str, Any]) -> Sections:
+    return {name: body[name] for name in _CART_SECTIONS}
+
+
+def cart_suggestions(serving: Serving, cart: CartRequest, rate: RateCount | None = None) -> Answer:
+    """What completes the basket, upsells of its items and bundle offers (known client or visitor).
+
+    A client's cart is cached with the client's answers, already without what the client's
+    reactions leave out (a reaction that changes that, a purchase or an erasure drops it). An
+    anonymous cart's answer belongs to no one and is shared: a visitor with suppressions gets it
+    fetched longer and filtered after the cache."""
+    audience = exposures.Audience(cart.client_id, cart.visitor_id)
+    params = _params(serving, {"endpoint": "cart", "items": cart.items, "limit": cart.limit})
+    recommender = serving.model.recommender
+
+    def produce(fetch: int, recent: list[str] | None = None) -> dict[str, Any]:
+        answer = (control_cart(recommender, fetch, serving.settings.control_answer) if serving.variant == CONTROL
+                  else recommender.cart(cart.items, cart.client_id, fetch, recent_purchases=recent or []))
+        return {"client_id": cart.client_id, "model_version": serving.model.version,
+                **{name: exposures.with_positions(list(answer.get(name, []))) for name in _CART_SECTIONS},
+                "unknown_items": answer.get("unknown_items", [])}
+
+    if cart.client_id is not None:
+        field = answer_field(serving.model.identity, "cart", params)
+        slot = Slot(serving.redis.keys.answers(cart.client_id), field)
+
+        def compute(read: Read | None) -> Computed:
+            suppressed = read.suppressions if read is not None else NOTHING
+            if not suppressed.empty:
+                SUPPRESSED.labels("cart_suggestions").inc()
+            body = produce(_fetch(cart.limit, suppressed), list(read.recent_purchases) if read is not None else [])
+            return _encoded(_filtered(body, suppressed, cart.limit, _CART_SECTIONS), _cart_sections)
+
+        plan = Plan(audience, "cart", "cart_suggestions", None, "cart", slot, False, _cart_sections, rate)
+        return _respond(serving, plan, compute)
+    slot = Slot(serving.redis.keys.shared(serving.model.identity, digest({**params, "fetch": cart.limit})))
+    plan = Plan(audience, "cart", "cart_suggestions", None, "cart", slot, True, _cart_sections, rate)
+    return _respond(serving, plan, lambda read: _shared_compute(serving, plan, read, params, cart.limit, produce,
+                                                                _CART_SECTIONS))
+
+
+def _similar_sections(body: dict[str, Any]) -> Sections:
+    return {"similar": body["suggestions"]}
+
+
+def similar_items(serving: Serving, item_id: str, limit: int, visitor_id: str | None = None,
+                  rate: RateCount | None = None) -> Answer:
     """Items like `item_id`; UnknownItem when the model does not know it."""
     recommender = serving.model.recommender
     if not recommender.knows_item(item_id):
         raise UnknownItem(item_id)
-    audience = exposures.Audience(None, visitor_id)
-    suppressed, _ = _subject_state(serving, audience.subject)
-    fetch = _fetch(limit, suppressed)
-    key, cached = _shared(serving, {"endpoint": "similar", "item_id": item_id, "limit": fetch}, "similar_items")
-    if cached is not None:
-        body, cache = cached, "hit"
-    else:
+    params = {"endpoint": "similar", "item_id": item_id}
+
+    def produce(fetch: int) -> dict[str, Any]:
         try:
             suggestions = (control_suggestions(recommender, "cross_sell", fetch, serving.settings.control_answer,
                                                [item_id])
                            if serving.variant == CONTROL else recommender.similar(item_id, fetch))
         except KeyError as error:
             raise UnknownItem(item_id) from error
-        body = encode({"item_id": item_id, "model_version": serving.model.version,
-                       "suggestions": exposures.with_positions(list(suggestions))})
-        cache = _store_shared(serving, key, body)
-    body = _filtered(body, suppressed, limit, ("suggestions",))
-    return _traced(serving, audience, body, "similar", None, None,
-                   lambda: {"similar": json.loads(body)["suggestions"]}), cache
+        return {"item_id": item_id, "model_version": serving.model.version,
+                "suggestions": exposures.with_positions(list(suggestions))}
 
-
-def _shared(serving: Serving, params: dict[str, Any], endpoint: str) -> tuple[str | None, str | None]:
-    """(cache key, cached answer) of an answer that belongs to no client; (None, None) without Redis."""
-    try:
-        key, cached = serving.redis.cache.shared_answer(serving.model.identity, _params(serving, params))
-    except RedisUnavailable:
-        CACHE.labels(endpoint, "off").inc()
-        return None, None
-    CACHE.labels(endpoint, "hit" if cached is not None else "miss").inc()
-    return key, cached
-
-
-def _store_shared(serving: Serving, key: str | None, body: str) -> str:
-    if key is None:
-        return "off"
-    try:
-        serving.redis.cache.store_shared_answer(key, body)
-    except RedisUnavailable:
-        pass
-    return "miss"
+    slot = Slot(serving.redis.keys.shared(serving.model.identity, digest(_params(serving, {**params, "limit": limit}))))
+    plan = Plan(exposures.Audience(None, visitor_id), "similar", "similar_items", None, None, slot, True,
+                _similar_sections, rate)
+    return _respond(serving, plan, lambda read: _shared_compute(
+        serving, plan, read, {**params, "limit": limit}, limit, produce, ("suggestions",)))

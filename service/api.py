@@ -34,6 +34,12 @@ from service.schemas import (
 v1 = Blueprint("v1", __name__, url_prefix="/v1")
 
 
+def _traced(answer: answers.Answer) -> Response:
+    """A suggestion answer; its rate-limit allowance goes out as headers (`service.app`)."""
+    g.allowance = answer.allowance
+    return _answer(answer.body, answer.cache)
+
+
 def _answer(body: dict[str, Any] | str, cache: str, status: int = 200) -> Response:
     """A JSON response; `body` may be JSON text already (answers and cache hits are)."""
     response = (Response(body, status=status, mimetype="application/json") if isinstance(body, str)
@@ -51,7 +57,7 @@ def store_unavailable(error: StoreUnavailable | RedisUnavailable, what: str) -> 
 
 @api_route(v1, "/clients/<client_id>/suggestions", "GET", Endpoint(
     summary="Suggestions for one client: cross-sell, upsell, service packages, replenishment, next basket",
-    tag="suggestions", query=SuggestionQuery, response=ClientSuggestions, errors=(409, 503),
+    tag="suggestions", query=SuggestionQuery, response=ClientSuggestions, errors=(409, 503), rate_in_trip=True,
     description="Unknown clients get cold-start suggestions (cold_start: true). kind=all groups by kind, every "
                 "kind but next_basket (the whole next basket in one list: due repeats and new items). "
                 "409 when the objective needs data the serving model has not (margin without item margins)."))
@@ -61,38 +67,38 @@ def client_suggestions(client_id: str) -> Response:
     params = query(request, SuggestionQuery, limits(rt.settings))
     serving = rt.serving(client_id)
     try:
-        body, cache = answers.client_suggestions(serving, client_id, params)
+        answer = answers.client_suggestions(serving, client_id, params, g.get("rate"))
     except ObjectiveUnavailable as error:
         raise Problem(409, "objective-unavailable", f"{error} (model version {serving.model.version}).",
                       errors=[{"field": "objective", "message": str(error)}]) from None
-    return _answer(body, cache)
+    return _traced(answer)
 
 
 @api_route(v1, "/cart/suggestions", "POST", Endpoint(
     summary="What completes a basket, upsells of its items and bundle offers",
-    tag="suggestions", body=CartRequest, response=CartSuggestions, errors=(503,),
+    tag="suggestions", body=CartRequest, response=CartSuggestions, errors=(503,), rate_in_trip=True,
     description="Works for anonymous carts (no client_id)."))
 def cart_suggestions() -> Response:
     rt = runtime()
     cart = json_body(request, CartRequest, limits(rt.settings), rt.settings.max_body_bytes)
-    body, cache = answers.cart_suggestions(rt.serving(subject_of(cart.client_id, cart.visitor_id)), cart)
-    return _answer(body, cache)
+    return _traced(answers.cart_suggestions(rt.serving(subject_of(cart.client_id, cart.visitor_id)), cart,
+                                            g.get("rate")))
 
 
 @api_route(v1, "/items/<item_id>/similar", "GET", Endpoint(
     summary="Items similar to one item", tag="suggestions", query=SimilarQuery, response=SimilarItems,
-    errors=(404, 503)))
+    errors=(404, 503), rate_in_trip=True))
 def similar_items(item_id: str) -> Response:
     rt = runtime()
     item_id = path_id("item_id", item_id)
     params = query(request, SimilarQuery, limits(rt.settings))
     serving = rt.serving(subject_of(None, params.visitor_id))
     try:
-        body, cache = answers.similar_items(serving, item_id, params.limit, params.visitor_id)
+        answer = answers.similar_items(serving, item_id, params.limit, params.visitor_id, g.get("rate"))
     except answers.UnknownItem:
         raise Problem(404, "unknown-item", f"Item {item_id!r} is not in the catalogue of model version "
                       f"{serving.model.version}.", errors=[{"field": "item_id", "message": "unknown item"}]) from None
-    return _answer(body, cache)
+    return _traced(answer)
 
 
 @api_route(v1, "/events", "POST", Endpoint(

@@ -11,11 +11,11 @@ from flask import Flask, Response, current_app, g, request
 from flask.json.provider import DefaultJSONProvider
 
 from eventstore import EventStore, StoreUnavailable
-from service.answers import json_default
 from service.api import v1
 from service.auth import authorize, presented_key
 from service.config import Settings
 from service.effect.api import effect
+from service.encoding import json_default
 from service.logs import configure_logging
 from service.loop.api import loop
 from service.loop.drain import ExposureDrain
@@ -25,7 +25,7 @@ from service.model.store import ModelStore
 from service.openapi import endpoint_of
 from service.ops import ops
 from service.problems import register_error_handlers
-from service.rate_limit import check_rate_limit
+from service.rate_limit import check_rate_limit, pending_count
 from service.redis.store import RedisStore
 from service.runtime import Runtime, runtime
 
@@ -96,7 +96,10 @@ def _start_request() -> None:
     endpoint = endpoint_of(view)
     authorize(request, endpoint, rt.settings)
     if endpoint is not None and endpoint.auth != "none":
-        g.allowance = check_rate_limit(rt.redis, rt.settings, presented_key(request), request.remote_addr)
+        if endpoint.rate_in_trip:  # counted by the handler, in the round trip that reads its answer
+            g.rate = pending_count(rt.redis, rt.settings, presented_key(request), request.remote_addr)
+        else:
+            g.allowance = check_rate_limit(rt.redis, rt.settings, presented_key(request), request.remote_addr)
 
 
 def _finish_request(response: Response) -> Response:

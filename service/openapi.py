@@ -53,6 +53,9 @@ class Endpoint:
     errors: tuple[int, ...] = ()
     description: str = ""
     extra_responses: dict[int, str] = field(default_factory=dict)
+    #: the handler counts the request against the rate limit in its one Redis round trip
+    #: (`service.redis.trips`) instead of the request hook's own call
+    rate_in_trip: bool = False
 
 
 def api_route(blueprint: Blueprint, rule: str, method: str, endpoint: Endpoint) -> Callable:

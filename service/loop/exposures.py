@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from service.encoding import compact
 from service.loop.assignment import subject_of
+from service.redis.trips import Exposure
 
 
 @dataclass(frozen=True)
@@ -67,3 +69,22 @@ def exposure_row(recommendation_id: str, audience: Audience, *, variant: str, mo
 def stored_row(row: Mapping[str, Any]) -> dict[str, Any]:
     """A JSON-ready exposure row as the event store takes it (`shown_at` a datetime)."""
     return {**row, "shown_at": datetime.fromisoformat(row["shown_at"])}
+
+
+#: Stands for the items in a row's text, which is cut there into the head and tail around them.
+_ITEMS = "\x00items\x00"
+
+
+def exposure_parts(recommendation_id: str, audience: Audience, *, variant: str, model_version: str | None,
+                   endpoint: str, kind: str | None, channel: str | None) -> Exposure:
+    """An answer's exposure row as text around its items, made before the answer is known: Redis
+    completes it with the items cached beside a cached answer (`service.redis.trips`)."""
+    row = exposure_row(recommendation_id, audience, variant=variant, model_version=model_version, endpoint=endpoint,
+                       kind=kind, channel=channel, items=_ITEMS)  # type: ignore[arg-type]
+    head, _, tail = compact(row).partition(compact(_ITEMS))
+    return Exposure(recommendation_id, head, tail)
+
+
+def row_of(exposure: Exposure, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """The JSON-ready row of `exposure` with its items (for the paths that write it from Python)."""
+    return json.loads(exposure.row(compact(items)))

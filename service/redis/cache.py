@@ -1,36 +1,20 @@
-"""Cached answers in Redis, and the one round trip that reads what a request needs about a client.
+"""Cached answers in Redis: their keys, and the longer path's reads and writes.
 
-A client's answers live in one hash per client, a field per (model version, endpoint, parameters);
-answers that belong to no client (anonymous carts, similar items) in a key each. An entry is the
-time it was written, a space, and the answer's JSON text kept as is, so a hit returns the stored
-text without parsing it.
-
-The read-through: `client_context` reads the cached answer, the client's recent purchases, its
-generation and its reaction state (`service.redis.loop_state`) in one pipeline; on a miss the
-caller computes the answer and hands it back with that generation. It is written only if the generation is still the one read (a small Lua
-compare-and-set), so an answer computed while a purchase arrived is never cached.
+A client's answers live in one hash per client, a field per (model identity, endpoint,
+parameters); answers that belong to no client (anonymous carts, similar items) in a key each.
+The request path reads and writes them in its one or two round trips (`service.redis.trips`,
+which also says what an entry holds); `shared_answer` and `store_shared_answer` serve the rarer
+path of a subject whose suppressions need a longer shared answer. An entry is never parsed to
+be served: a hit returns the answer's JSON text as it was stored.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import time
-from dataclasses import dataclass
 from typing import Any
 
-import redis
-
 from service.redis.core import RedisConnection
-from service.redis.loop_state import NOTHING, Suppressions, parse_state
-
-#: HSET the answer only if the client's generation is still ARGV[1]; then refresh the hash's TTL.
-_STORE_IF_GENERATION = """
-local current = redis.call('GET', KEYS[1]) or '0'
-if current ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-redis.call('EXPIRE', KEYS[2], ARGV[4])
-return 1
-"""
 
 
 def digest(params: dict[str, Any]) -> str:
@@ -42,21 +26,6 @@ def answer_field(model_version: str, endpoint: str, params: dict[str, Any]) -> s
     return f"{model_version}|{endpoint}|{digest(params)}"
 
 
-def _cache_entry(body: str) -> str:
-    """A cached answer: the time it was written, a space, its JSON text (kept as is)."""
-    return f"{time.time():.3f} {body}"
-
-
-@dataclass(frozen=True)
-class ClientContext:
-    """What one round trip tells about a client: a cached answer, recent purchases, generation."""
-
-    cached: str | None  # the answer's JSON text
-    recent_purchases: list[str]
-    generation: str
-    suppressions: Suppressions = NOTHING  # what the client's reactions and fatigue leave out
-
-
 class AnswerCache:
     """Cached answers of one tenant, younger than CACHE_TTL_SECONDS."""
 
@@ -64,34 +33,6 @@ class AnswerCache:
         self.connection = connection
         self.keys = connection.keys
         self.ttl_seconds = connection.settings.cache_ttl_seconds
-        self._store_if_generation = connection.script(_STORE_IF_GENERATION)
-
-    def client_context(self, client_id: str, field: str | None) -> ClientContext:
-        """Cached answer (if `field`), recent purchases, generation and reaction state of a client
-        (or of a visitor: `client_id` is then `visitor:<id>`), in one round trip."""
-
-        def read(r: redis.Redis) -> list[Any]:
-            pipe = r.pipeline(transaction=False)
-            pipe.get(self.keys.generation(client_id))
-            pipe.lrange(self.keys.recent(client_id), 0, -1)
-            pipe.hgetall(self.keys.loop(client_id))
-            if field is not None:
-                pipe.hget(self.keys.answers(client_id), field)
-            return pipe.execute()
-
-        generation, recent, state, *cached = self.connection.run("client_context", read)
-        return ClientContext(cached=self._fresh(cached[0] if cached else None),
-                             recent_purchases=list(dict.fromkeys(recent)), generation=generation or "0",
-                             suppressions=parse_state(state))
-
-    def store_client_answer(self, client_id: str, field: str, body: str, generation: str) -> bool:
-        """Cache a client's answer (JSON text) unless a purchase changed the client since
-        `generation` was read."""
-        keys = [self.keys.generation(client_id), self.keys.answers(client_id)]
-        args = [generation, field, _cache_entry(body), max(1, self.ttl_seconds)]
-        stored = self.connection.run(
-            "store_answer", lambda r: self._store_if_generation(keys=keys, args=args, client=r))  # type: ignore[misc]
-        return bool(stored)
 
     def shared_answer(self, model_version: str, params: dict[str, Any]) -> tuple[str, str | None]:
         """(key, cached answer) of an answer that belongs to no client (anonymous cart, similar items)."""
@@ -99,7 +40,7 @@ class AnswerCache:
         return key, self._fresh(self.connection.run("shared_answer", lambda r: r.get(key)))
 
     def store_shared_answer(self, key: str, body: str) -> None:
-        value = _cache_entry(body)
+        value = f"{time.time():.3f} {body}"
         self.connection.run("store_shared", lambda r: r.set(key, value, ex=max(1, self.ttl_seconds)))
 
     def _fresh(self, raw: str | None) -> str | None:
@@ -112,6 +53,8 @@ class AnswerCache:
         else:
             stamp, _, body = raw.partition(" ")
             at = float(stamp)
+            if "\n" in body:  # the exposure items cached in front of the answer (service.redis.trips)
+                body = body.split("\n", 1)[1]
         if time.time() - at > self.ttl_seconds:
             return None
         return body

@@ -27,9 +27,8 @@ class RequestCounter:
         self.connection = connection
         self._count_in_window = connection.script(_COUNT_IN_WINDOW)
 
-    def count_request(self, identity_digest: str, window_seconds: int) -> tuple[int, int]:
-        """Count one request of `identity_digest` in its fixed window: (requests so far, seconds left)."""
-        key = self.connection.keys.rate(identity_digest)
+    def count_request(self, key: str, window_seconds: int) -> tuple[int, int]:
+        """Count one request in its fixed window (`key`: the caller's counter): (requests so far, seconds left)."""
         count, ttl = self.connection.run(
             "rate_limit", lambda r: self._count_in_window(keys=[key], args=[window_seconds], client=r))  # type: ignore[misc]
         return int(count), max(1, int(ttl))

@@ -2,7 +2,8 @@
 
 `store.cache` (cached answers), `store.events` (event stream, recent purchases, erasure),
 `store.limits` (rate-limit counters), `store.updates` (model-update notices), `store.exposures`
-(answers on their way to the event store), `store.loop` (reactions' suppressions and fatigue); `status()` and
+(answers on their way to the event store), `store.loop` (reactions' suppressions and fatigue), `store.trips` (a suggestion request's one or two
+round trips); `status()` and
 `close()` concern the connection itself.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from service.redis.events import EventLog
 from service.redis.exposures import ExposureBuffer
 from service.redis.limits import RequestCounter
 from service.redis.loop_state import LoopState
+from service.redis.trips import AnswerTrips
 from service.redis.updates import ModelUpdates
 
 
@@ -30,6 +32,7 @@ class RedisStore:
         self.updates = ModelUpdates(self.connection)
         self.exposures = ExposureBuffer(self.connection)
         self.loop = LoopState(self.connection)
+        self.trips = AnswerTrips(self.connection)
 
     @property
     def configured(self) -> bool:

@@ -1,0 +1,151 @@
+"""A suggestion request's Redis round trips, counted by Redis itself: one for a cached answer, two
+for a computed one, with the rate limit, the client's state and the exposure write all inside.
+
+Redis's MONITOR lists every command it runs, with who sent it: a command a script runs is listed
+as the script's (`lua`), so the commands a client sent are exactly its round trips (the app's
+connection pool sends one command per trip: no pipeline is used on this path).
+"""
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+from support.service_model_double import CatalogueRecommender
+
+from service.app import create_app
+from service.config import Settings
+
+READ_KEY = "read-key-0123456789"
+READ = {"X-API-Key": READ_KEY}
+END = "round-trips-counted"
+
+
+@pytest.fixture()
+def make_client(tmp_path: Path, redis_url: str) -> Iterator[Callable[..., FlaskClient]]:
+    apps: list[Flask] = []
+
+    def make(**env: str) -> FlaskClient:
+        base = {"API_KEYS": READ_KEY, "REDIS_URL": redis_url, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/none.db",
+                "MODEL_CACHE_DIR": str(tmp_path / "cache"), "SERVICE_STATE_DIR": str(tmp_path / "state"),
+                "EVENTS_DB_URL": f"sqlite:///{tmp_path}/events.db", "CONTROL_SHARE": "0",
+                "REDIS_TIMEOUT_SECONDS": "1", "TENANT": f"trips{len(apps)}"}
+        app = create_app(Settings.from_env({**base, **env}), watch=False)
+        app.extensions["crm"].models.install(CatalogueRecommender(), "7")
+        apps.append(app)
+        return app.test_client()
+
+    yield make
+    for app in apps:
+        app.extensions["crm"].events.close()
+        app.extensions["crm"].redis.close()
+
+
+def sent_commands(redis_url: str, action: Callable[[], Any]) -> tuple[Any, list[str]]:
+    """What `action` returns, and the commands clients sent Redis meanwhile (scripts' own left out)."""
+    seen: list[dict[str, Any]] = []
+    ready = threading.Event()
+
+    def listen() -> None:
+        with redis.Redis.from_url(redis_url, decode_responses=True).monitor() as monitor:
+            ready.set()
+            for command in monitor.listen():
+                if END in command["command"]:
+                    return
+                seen.append(command)
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    assert ready.wait(5)
+    try:
+        result = action()
+    finally:
+        redis.Redis.from_url(redis_url).echo(END)
+        listener.join(5)
+    assert not listener.is_alive()
+    return result, [c["command"].split()[0].upper() for c in seen if c.get("client_type") != "lua"]
+
+
+def _get(client: FlaskClient, path: str) -> dict[str, Any]:
+    response = client.get(path, headers=READ)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()
+
+
+def _post_cart(client: FlaskClient, body: dict[str, Any]) -> dict[str, Any]:
+    response = client.post("/v1/cart/suggestions", json=body, headers=READ)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()
+
+
+def _hot_row(redis_url: str, tenant: str, recommendation_id: str) -> dict[str, Any]:
+    text = redis.Redis.from_url(redis_url, decode_responses=True).get(f"crm:{tenant}:rec:{recommendation_id}")
+    assert text, f"no exposure for {recommendation_id}"
+    return json.loads(text)
+
+
+REQUESTS: dict[str, Callable[[FlaskClient], dict[str, Any]]] = {
+    "client": lambda c: _get(c, "/v1/clients/c1/suggestions?kind=cross_sell&limit=3"),
+    "kind=all": lambda c: _get(c, "/v1/clients/c2/suggestions?kind=all&limit=2"),
+    "client cart": lambda c: _post_cart(c, {"items": ["coffee"], "client_id": "c3", "limit": 3}),
+    "visitor cart": lambda c: _post_cart(c, {"items": ["coffee", "milk"], "visitor_id": "v1", "limit": 3}),
+    "anonymous cart": lambda c: _post_cart(c, {"items": ["machine"], "limit": 3}),
+    "similar": lambda c: _get(c, "/v1/items/coffee/similar?limit=3&visitor_id=v2"),
+}
+
+
+@pytest.mark.parametrize("name", list(REQUESTS))
+def test_a_cached_answer_is_one_round_trip_and_a_computed_one_two(name: str, make_client: Callable[..., FlaskClient],
+                                                                   redis_url: str) -> None:
+    client = make_client()
+    ask = REQUESTS[name]
+    _get(client, "/v1/clients/warm-up/suggestions?kind=upsell")  # the scripts loaded once per Redis
+    cold, cold_sent = sent_commands(redis_url, lambda: ask(client))
+    warm, warm_sent = sent_commands(redis_url, lambda: ask(client))
+
+    assert cold_sent == ["EVALSHA", "EVALSHA"], cold_sent
+    assert warm_sent == ["EVALSHA"], warm_sent
+    assert cold["recommendation_id"] != warm["recommendation_id"]
+    assert {k: v for k, v in cold.items() if k != "recommendation_id"} == \
+        {k: v for k, v in warm.items() if k != "recommendation_id"}
+    # The exposure Redis composed for the cached answer is the one the computed answer recorded.
+    tenant = client.application.extensions["crm"].settings.tenant
+    cold_row, warm_row = _hot_row(redis_url, tenant, cold["recommendation_id"]), \
+        _hot_row(redis_url, tenant, warm["recommendation_id"])
+    assert warm_row["items"] == cold_row["items"] and warm_row["items"]
+    assert {k: v for k, v in warm_row.items() if k not in ("recommendation_id", "shown_at")} == \
+        {k: v for k, v in cold_row.items() if k not in ("recommendation_id", "shown_at")}
+    assert warm_row["recommendation_id"] == warm["recommendation_id"]
+    stream = redis.Redis.from_url(redis_url, decode_responses=True).xrange(f"crm:{tenant}:exposures")
+    ids = [json.loads(fields["row"])["recommendation_id"] for _, fields in stream]
+    assert ids[-2:] == [cold["recommendation_id"], warm["recommendation_id"]]
+
+
+def test_a_refused_request_reads_and_writes_nothing(make_client: Callable[..., FlaskClient], redis_url: str) -> None:
+    client = make_client(RATE_LIMIT_PER_MINUTE="2", RATE_LIMIT_WINDOW_SECONDS="60")
+    tenant = client.application.extensions["crm"].settings.tenant
+    answers = [client.get("/v1/clients/c1/suggestions?kind=cross_sell", headers=READ) for _ in range(2)]
+    refused, sent = sent_commands(redis_url, lambda: client.get("/v1/clients/c1/suggestions?kind=cross_sell",
+                                                                headers=READ))
+    assert [a.status_code for a in answers] == [200, 200]
+    assert answers[1].headers["X-RateLimit-Remaining"] == "0"
+    assert refused.status_code == 429 and 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert refused.get_json()["type"].endswith("rate-limited")
+    assert sent == ["EVALSHA"]
+    assert redis.Redis.from_url(redis_url).xlen(f"crm:{tenant}:exposures") == 2
+
+
+def test_without_exposure_logging_a_cached_answer_is_still_one_round_trip(
+        make_client: Callable[..., FlaskClient], redis_url: str) -> None:
+    client = make_client(EXPOSURE_LOGGING="false")
+    tenant = client.application.extensions["crm"].settings.tenant
+    _get(client, "/v1/clients/c1/suggestions?kind=cross_sell")
+    _, sent = sent_commands(redis_url, lambda: _get(client, "/v1/clients/c1/suggestions?kind=cross_sell"))
+    assert sent == ["EVALSHA"]
+    assert redis.Redis.from_url(redis_url).xlen(f"crm:{tenant}:exposures") == 0
