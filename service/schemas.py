@@ -43,14 +43,14 @@ MAX_EXCLUDE = 100
 #: code also refuses lone surrogates, which are not Unicode text at all (no JSON Schema engine
 #: can express them, nor encode them as UTF-8).
 ID_PATTERN = r"^[^\u0000-\u001f\u007f-\u009f\u2028\u2029]{1,128}$"
-_ID = re.compile(r"^[^\u0000-\u001f\u007f-\u009f\u2028\u2029\ud800-\udfff]{1,128}$")
+ID_CHARACTERS = re.compile(r"^[^\u0000-\u001f\u007f-\u009f\u2028\u2029\ud800-\udfff]{1,128}$")
 #: Epoch seconds a timestamp may be: 1970-01-01 to 9999-12-31.
 MAX_EPOCH_SECONDS = 253_402_300_799
 _RFC3339 = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:([Zz])|([+-])(\d{2}):(\d{2}))$")
 
 
 def _id_characters(value: str) -> str:
-    if not _ID.fullmatch(value):
+    if not ID_CHARACTERS.fullmatch(value):
         raise ValueError("must be 1 to 128 characters, none of them a control character")
     return value
 
