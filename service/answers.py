@@ -21,7 +21,7 @@ from typing import Any
 
 from eventstore.schema import SHOWING_CHANNELS
 from scoring.contract import GROUPED_KINDS, one_section_each
-from service.encoding import compact, encode, encode_checked
+from service.encoding import compact, encode, finite_scores
 from service.loop import exposures
 from service.loop.assignment import CONTROL
 from service.loop.control import control_cart, control_suggestions
@@ -90,9 +90,8 @@ def _until(epoch: float) -> str:
 
 
 def _encoded(body: dict[str, Any], sections: Callable[[dict[str, Any]], Sections]) -> Computed:
-    """The answer's text and the items it shows (read off the text only when encoding dropped some)."""
-    text, cleaned = encode_checked(body)
-    return Computed(text, exposures.shown_items(sections(json.loads(text) if cleaned else body)))
+    """The answer's text and the items it shows."""
+    return Computed(encode(body), exposures.shown_items(sections(body)))
 
 
 def _respond(serving: Serving, plan: Plan, compute: Callable[[Read | None], Computed]) -> Answer:
@@ -169,11 +168,12 @@ def _client_body(serving: Serving, client_id: str, query: SuggestionQuery, read:
         if kind in resting:
             by_kind[kind] = []
         elif serving.variant == CONTROL:
-            by_kind[kind] = control_suggestions(recommender, kind, fetch, serving.settings.control_answer, exclude)
+            by_kind[kind] = finite_scores(control_suggestions(recommender, kind, fetch,
+                                                              serving.settings.control_answer, exclude))
         else:
-            by_kind[kind] = _shown(recommender.suggest(client_id, kind, fetch, category=query.category, exclude=exclude,
-                                                       recent_purchases=recent, objective=query.objective),
-                                   query.explain)
+            by_kind[kind] = finite_scores(_shown(recommender.suggest(
+                client_id, kind, fetch, category=query.category, exclude=exclude, recent_purchases=recent,
+                objective=query.objective), query.explain))
     if query.kind == "all":
         by_kind = one_section_each(by_kind, query.limit)
     by_kind = {kind: exposures.with_positions(list(items)[:query.limit]) for kind, items in by_kind.items()}
@@ -261,7 +261,7 @@ def cart_suggestions(serving: Serving, cart: CartRequest, rate: RateCount | None
         answer = (control_cart(recommender, fetch, serving.settings.control_answer) if serving.variant == CONTROL
                   else recommender.cart(cart.items, cart.client_id, fetch, recent_purchases=recent or []))
         return {"client_id": cart.client_id, "model_version": serving.model.version,
-                **{name: exposures.with_positions(list(answer.get(name, []))) for name in _CART_SECTIONS},
+                **{name: exposures.with_positions(finite_scores(answer.get(name, []))) for name in _CART_SECTIONS},
                 "unknown_items": answer.get("unknown_items", [])}
 
     if cart.client_id is not None:
@@ -303,7 +303,7 @@ def similar_items(serving: Serving, item_id: str, limit: int, visitor_id: str | 
         except KeyError as error:
             raise UnknownItem(item_id) from error
         return {"item_id": item_id, "model_version": serving.model.version,
-                "suggestions": exposures.with_positions(list(suggestions))}
+                "suggestions": exposures.with_positions(finite_scores(suggestions))}
 
     slot = Slot(serving.redis.keys.shared(serving.model.identity, digest(_params(serving, {**params, "limit": limit}))))
     plan = Plan(exposures.Audience(None, visitor_id), "similar", "similar_items", None, None, slot, True,

@@ -1,17 +1,26 @@
-"""Answers as JSON text, encoded once: the response body and the cached copy are the same text.
+"""Answers as JSON text, encoded once (orjson): the response body and the cached copy are one text.
 
 Why text and not a dict: a cache hit then returns the stored bytes as they are, and a miss
-encodes once, instead of encoding, decoding and encoding again on every request.
+encodes once, instead of encoding, decoding and encoding again on every request. Why orjson: it
+encodes an answer about ten times faster than the standard library, numpy numbers included.
+
+NaN and infinities are not JSON. orjson writes them as null; a suggestion whose score is not
+finite is not shown at all (`finite_scores`, applied to every list before it is positioned): the
+version passed its smoke checks, so this guards the odd client or item, not a broken model.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 logger = logging.getLogger(__name__)
+
+_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
 def json_default(value: Any) -> Any:
@@ -25,41 +34,26 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def encode_checked(body: dict[str, Any]) -> tuple[str, bool]:
-    """The answer as JSON text, and whether anything non-finite had to be taken out.
-
-    NaN and infinities are not JSON: a suggestion whose score is not finite is dropped (and
-    logged), any other non-finite number becomes null. The version passed its smoke checks, so
-    this guards the odd client or item, not a broken model."""
-    text = json.dumps(body, default=json_default)
-    if "NaN" not in text and "Infinity" not in text:
-        return text, False
-    cleaned = _finite(json.loads(text))
-    if cleaned != json.loads(text, parse_constant=lambda _: None):
-        logger.warning("dropped suggestions with non-finite scores", extra={"model_version": body.get("model_version")})
-    return json.dumps(cleaned), True
+def encode(body: Any) -> str:
+    """The answer as compact JSON text (a non-finite number becomes null)."""
+    return orjson.dumps(body, default=json_default, option=_OPTIONS).decode()
 
 
-def encode(body: dict[str, Any]) -> str:
-    """The answer as JSON text (see `encode_checked`)."""
-    return encode_checked(body)[0]
+#: What Redis keeps beside an answer (exposure rows and items) is the same compact text.
+compact = encode
 
 
-def compact(value: Any) -> str:
-    """JSON text without spaces, for what Redis keeps beside an answer (exposure rows and items)."""
-    return json.dumps(value, separators=(",", ":"), default=json_default)
+def finite_scores(suggestions: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The suggestions whose score is a finite number (or absent); the others are dropped and logged."""
+    kept = [s for s in suggestions if _finite(s.get("score"))]
+    if isinstance(suggestions, list) and len(kept) < len(suggestions):
+        logger.warning("dropped suggestions with non-finite scores",
+                       extra={"dropped": len(suggestions) - len(kept)})
+    return kept
 
 
-def _finite(node: Any) -> Any:
-    if isinstance(node, float):
-        return node if math.isfinite(node) else None
-    if isinstance(node, list):
-        return [_finite(item) for item in node if not _non_finite_score(item)]
-    if isinstance(node, dict):
-        return {key: _finite(value) for key, value in node.items()}
-    return node
-
-
-def _non_finite_score(item: Any) -> bool:
-    score = item.get("score") if isinstance(item, dict) else None
-    return isinstance(score, float) and not math.isfinite(score)
+def _finite(score: Any) -> bool:
+    try:
+        return score is None or math.isfinite(score)
+    except TypeError:
+        return True
