@@ -105,6 +105,9 @@ def plain_query(model: type[M], args: dict[str, str], context: dict[str, Any]) -
         values = {name: readers[name](value, context) for name, value in args.items() if name in readers}
     except _NotPlain:
         return None
+    for name, field in model.model_fields.items():  # given here: pydantic would inspect each factory's
+        if name not in values and field.default_factory is not None:  # signature on every construct
+            values[name] = field.default_factory()  # type: ignore[call-arg]
     return model.model_construct(**values)
 
 
