@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import re
 import time
 import uuid
@@ -112,10 +113,12 @@ def _finish_request(response: Response) -> Response:
     elapsed = time.perf_counter() - g.get("started", time.perf_counter())
     REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
     LATENCY.labels(endpoint, str(response.status_code)).observe(elapsed)
-    log: dict[str, Any] = {"method": request.method, "path": request.path, "status": response.status_code,
-                           "duration_ms": round(elapsed * 1000, 2)}
-    if "X-Cache" in response.headers:
-        log["cache"] = response.headers["X-Cache"]
-    logger.info("request", extra=log)
+    sample = runtime().settings.access_log_sample
+    if response.status_code >= 400 or sample >= 1.0 or random.random() < sample:
+        log: dict[str, Any] = {"method": request.method, "path": request.path, "status": response.status_code,
+                               "duration_ms": round(elapsed * 1000, 2)}
+        if "X-Cache" in response.headers:
+            log["cache"] = response.headers["X-Cache"]
+        logger.info("request", extra=log)
     return response
 

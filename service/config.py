@@ -89,6 +89,10 @@ class Settings(EnvSettings):
         2_592_000, ge=1, description="How long they are kept, until the next training has them (30 days).")
     tenant: str = Field("default", description="Namespace of every Redis key and of the event stream.")
     log_level: str = Field("INFO", description="Level of the service's JSON logs.")
+    access_log_sample: float = Field(
+        1.0, ge=0.0, le=1.0,
+        description="Share of answered requests (status below 400) written to the access log; every refused or "
+                    "failed request is written. 1 logs every request; 0.1 one in ten, at random.")
     rate_limit_per_minute: int = Field(
         6000, ge=0,
         description="Requests a minute each API key may make on /v1 paths (429 with Retry-After above it); "

@@ -149,3 +149,15 @@ def test_without_exposure_logging_a_cached_answer_is_still_one_round_trip(
     _, sent = sent_commands(redis_url, lambda: _get(client, "/v1/clients/c1/suggestions?kind=cross_sell"))
     assert sent == ["EVALSHA"]
     assert redis.Redis.from_url(redis_url).xlen(f"crm:{tenant}:exposures") == 0
+
+
+def test_the_access_log_samples_answers_and_keeps_every_refusal(make_client: Callable[..., FlaskClient],
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    quiet, full = make_client(ACCESS_LOG_SAMPLE="0"), make_client()
+    with caplog.at_level("INFO", logger="service"):
+        for client in (quiet, full):
+            _get(client, "/v1/clients/c1/suggestions?kind=cross_sell")
+            assert client.get("/v1/clients/c1/suggestions?kind=nope", headers=READ).status_code == 400
+    logged = [(r.path, r.status) for r in caplog.records if r.getMessage() == "request"]  # type: ignore[attr-defined]
+    assert logged == [("/v1/clients/c1/suggestions", 400), ("/v1/clients/c1/suggestions", 200),
+                      ("/v1/clients/c1/suggestions", 400)]
