@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
@@ -25,6 +26,10 @@ from sqlalchemy.exc import (
     OperationalError,
     ProgrammingError,
 )
+
+#: JSON columns (an exposure's items) written and read by orjson: the exposure writer stores every
+#: answer's row, and the standard library's encoder was a fifth of its cost per row.
+_JSON = {"json_serializer": lambda value: orjson.dumps(value).decode(), "json_deserializer": orjson.loads}
 
 #: How long SQLite waits for another writer's lock, and PostgreSQL for a connection.
 BUSY_TIMEOUT_MS = 5000
@@ -81,12 +86,13 @@ def make_engine(url: str) -> Engine:
         path = sqlite_path(url)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+                               **_JSON)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if backend == "postgresql":
-        return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
-    return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_S}, **_JSON)
+    return create_engine(url, pool_pre_ping=True, **_JSON)
 
 
 def describe(url: str) -> str:

@@ -17,6 +17,7 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import orjson
 import redis
 
 from service.redis.core import RedisConnection
@@ -78,7 +79,7 @@ class ExposureBuffer:
                 block=None if pending else block_ms))
 
         answer = self.connection.run("exposure_read", read)
-        return [(entry_id, json.loads(fields["row"])) for _, entries in (answer or []) for entry_id, fields in entries
+        return [(entry_id, orjson.loads(fields["row"])) for _, entries in (answer or []) for entry_id, fields in entries
                 if fields and "row" in fields]
 
     def claim_stale(self, consumer: str, count: int) -> int:
