@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 Sections = dict[str, list[dict[str, Any]]]
 _HITS = ("hit", "logged")
+_BUFFERED = EXPOSURES.labels("buffered")
 _CART_SECTIONS = ("complete", "upsell", "bundles")
 
 
@@ -127,7 +128,7 @@ def _respond(serving: Serving, plan: Plan, compute: Callable[[Read | None], Comp
                 pass
     CACHE.labels(plan.metric, cache).inc()
     if logged:
-        EXPOSURES.labels("buffered").inc()
+        _BUFFERED.inc()
     elif pending is not None:  # Redis down, a campaign's channel, or a hit cached without its items
         shown = items if items is not None else exposures.shown_items(plan.sections(json.loads(body)))
         record_exposure(serving, exposures.row_of(pending, shown))

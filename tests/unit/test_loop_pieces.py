@@ -39,3 +39,17 @@ def test_an_exposure_row_lists_each_shown_item_with_group_kind_and_position() ->
     assert exposures.stored_row(row)["shown_at"].tzinfo is not None
     assert Audience(None, "v-1").subject == "visitor:v-1" and Audience("c", "v").subject == "c"
     assert Audience().subject is None
+
+
+def test_an_exposure_is_stamped_as_isoformat_writes_now() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from service.loop.exposures import now_text
+
+    for _ in range(3):
+        before = datetime.now(timezone.utc)
+        text = now_text()
+        after = datetime.now(timezone.utc)
+        stamped = datetime.fromisoformat(text)
+        assert before - timedelta(milliseconds=1) <= stamped <= after
+        assert text == stamped.isoformat(timespec="milliseconds")
