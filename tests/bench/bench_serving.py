@@ -88,6 +88,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "a copy version tagged crm_bench=swap-copy and moves the alias back afterwards)")
     parser.add_argument("--skip-loop", action="store_true",
                         help="do not measure the loop's cost (exposure logging on/off, the drain, events ingested)")
+    parser.add_argument("--only-loop", action="store_true",
+                        help="measure the floor and the loop's cost only (exposure logging on/off, the drain, events)")
     parser.add_argument("--keep-temp", action="store_true", help="keep the temp dir (logs, scripts, store)")
 
 
@@ -115,12 +117,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["startup_seconds"] = round(time.monotonic() - started, 1)
         print(f"serving {name} on {stack.base} ({args.workers} workers, ready in {result['startup_seconds']} s); "
               f"{len(pools.clients)} clients, {len(pools.exclude)} items in rotation", flush=True)
-        rows = [bench_endpoint(stack, ep, pools, pools_file, args, n) for n, ep in enumerate(endpoints())]
+        measured = [ep for ep in endpoints() if ep.group == "floor" or not args.only_loop]
+        rows = [bench_endpoint(stack, ep, pools, pools_file, args, n) for n, ep in enumerate(measured)]
         result["endpoints"] = rows
         result["memory"] = memory(stack)
         result["loop"] = None if args.skip_loop else measure_exposure(stack, pools, args)
         result["swap"] = None
-        if not args.skip_swap:
+        if not args.skip_swap and not args.only_loop:
             cold = next(r for r in rows if r["endpoint"] == "cross_sell cold")
             rate = args.swap_rate or max(1.0, cold["saturation"]["rps"] / 2)
             result["swap"] = measure_swap(stack, pools_file, rate, restore=bool(args.tracking_uri))
