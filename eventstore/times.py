@@ -18,6 +18,8 @@ def utc(value: Any) -> datetime:
     """`value` (datetime, pandas Timestamp, ISO text or epoch seconds) as an aware UTC datetime."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return datetime.fromtimestamp(value, tz=timezone.utc)
+    if type(value) is datetime:  # the common case (every exposure drained), without pandas' parsing
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
     stamp = pd.Timestamp(value)
     if stamp is pd.NaT:
         raise ValueError(f"not a time: {value!r}")
