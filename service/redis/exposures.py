@@ -9,11 +9,13 @@ CLAIM_IDLE_MS. What a `kill -9` of Redis can lose is what Redis had not yet writ
 append-only file: with `appendonly yes` and `appendfsync everysec`, at most about one second.
 
 The hot copy (`rec:<id>`, for HOT_SECONDS) lets a reaction to an answer a moment old be checked
-before the drainer has written it.
+before the drainer has written it. It holds the id of the answer's stream entry, not a second copy
+of the row: the row is read from the stream while it is there, and once the writer has stored it
+(and deleted the entry) from the event store, which `service.loop.reactions` asks next. (A hot copy
+written by an earlier version holds the row itself, and is read as such.)
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -31,28 +33,45 @@ GROUP = "writers"
 CLAIM_IDLE_MS = 5_000
 
 
+#: KEYS: stream, hot copy; ARGV: row, hot seconds. The entry, and the hot copy pointing at it.
+_ADD = """
+redis.call('SET', KEYS[2], redis.call('XADD', KEYS[1], '*', 'row', ARGV[1]), 'EX', ARGV[2])
+"""
+#: KEYS: hot copy, stream. The row its entry holds (false once drained); an earlier version's copy as is.
+_HOT = """
+local id = redis.call('GET', KEYS[1])
+if not id then return false end
+if string.sub(id, 1, 1) == '{' then return id end
+local found = redis.call('XRANGE', KEYS[2], id, id)
+if #found == 0 then return false end
+local fields = found[1][2]
+for i = 1, #fields, 2 do
+  if fields[i] == 'row' then return fields[i + 1] end
+end
+return false
+"""
+
+
 class ExposureBuffer:
     """The tenant's stream of exposures not yet in the event store."""
 
     def __init__(self, connection: RedisConnection) -> None:
         self.connection = connection
         self.keys = connection.keys
+        self._add = connection.script(_ADD)
+        self._hot = connection.script(_HOT)
 
     def add(self, row: dict[str, Any]) -> None:
         """Buffer one exposure (JSON-ready row of `eventstore.schema.exposures`)."""
-        text = json.dumps(row, separators=(",", ":"))
-
-        def write(r: redis.Redis) -> list[Any]:
-            pipe = r.pipeline(transaction=False)
-            pipe.xadd(self.keys.exposures, {"row": text})
-            pipe.set(self.keys.recommendation(row["recommendation_id"]), text, ex=HOT_SECONDS)
-            return pipe.execute()
-
-        self.connection.run("exposure", write)
+        keys = [self.keys.exposures, self.keys.recommendation(row["recommendation_id"])]
+        args = [orjson.dumps(row).decode(), HOT_SECONDS]
+        self.connection.run("exposure", lambda r: self._add(keys=keys, args=args, client=r))  # type: ignore[misc]
 
     def hot(self, recommendation_id: str) -> dict[str, Any] | None:
-        text = self.connection.run("exposure_hot", lambda r: r.get(self.keys.recommendation(recommendation_id)))
-        return json.loads(text) if text else None
+        """The answer's row while its entry is in the stream; None once the writer has stored it."""
+        keys = [self.keys.recommendation(recommendation_id), self.keys.exposures]
+        text = self.connection.run("exposure_hot", lambda r: self._hot(keys=keys, client=r))  # type: ignore[misc]
+        return orjson.loads(text) if text else None
 
     # ---- the drainer's side ----
 

@@ -8,7 +8,8 @@ each as long as the answer itself once it is cached. `READ` does all of it in on
      allowance it stops there: nothing is read or written for a refused request;
   2. reads the subject's generation, recent purchases and reaction state, and the cached answer
      (a field of the client's hash, or a key of its own for an answer that belongs to no client);
-  3. on a fresh hit, appends the answer's exposure to the stream and writes its hot copy. The row
+  3. on a fresh hit, appends the answer's exposure to the stream and points its hot copy at the
+     entry (`service.redis.exposures`: the entry's id, not a second copy of the row). The row
      is composed from the request's own head and tail (its recommendation id, who, when) around
      the exposure items cached with the answer: Redis never parses JSON, and Python never parses
      the cached answer.
@@ -84,8 +85,7 @@ if not newline then
 end
 if ARGV[6] == '1' then
   local row = ARGV[7] .. string.sub(raw, space + 1, newline - 1) .. ARGV[8]
-  redis.call('XADD', KEYS[6], '*', 'row', row)
-  redis.call('SET', KEYS[7], row, 'EX', ARGV[9])
+  redis.call('SET', KEYS[7], redis.call('XADD', KEYS[6], '*', 'row', row), 'EX', ARGV[9])
   return {count, ttl, 'logged', string.sub(raw, newline + 1)}
 end
 return {count, ttl, 'hit', string.sub(raw, newline + 1)}
@@ -105,8 +105,7 @@ elseif string.sub(slot, 1, 6) == 'field:' and (redis.call('GET', KEYS[1]) or '0'
   stored = 1
 end
 if ARGV[5] ~= '' then
-  redis.call('XADD', KEYS[3], '*', 'row', ARGV[5])
-  redis.call('SET', KEYS[4], ARGV[5], 'EX', ARGV[6])
+  redis.call('SET', KEYS[4], redis.call('XADD', KEYS[3], '*', 'row', ARGV[5]), 'EX', ARGV[6])
 end
 return stored
 """

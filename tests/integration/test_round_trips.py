@@ -84,10 +84,10 @@ def _post_cart(client: FlaskClient, body: dict[str, Any]) -> dict[str, Any]:
     return response.get_json()
 
 
-def _hot_row(redis_url: str, tenant: str, recommendation_id: str) -> dict[str, Any]:
-    text = redis.Redis.from_url(redis_url, decode_responses=True).get(f"crm:{tenant}:rec:{recommendation_id}")
-    assert text, f"no exposure for {recommendation_id}"
-    return json.loads(text)
+def _hot_row(client: FlaskClient, recommendation_id: str) -> dict[str, Any]:
+    row = client.application.extensions["crm"].redis.exposures.hot(recommendation_id)
+    assert row, f"no exposure for {recommendation_id}"
+    return row
 
 
 REQUESTS: dict[str, Callable[[FlaskClient], dict[str, Any]]] = {
@@ -116,15 +116,18 @@ def test_a_cached_answer_is_one_round_trip_and_a_computed_one_two(name: str, mak
         {k: v for k, v in warm.items() if k != "recommendation_id"}
     # The exposure Redis composed for the cached answer is the one the computed answer recorded.
     tenant = client.application.extensions["crm"].settings.tenant
-    cold_row, warm_row = _hot_row(redis_url, tenant, cold["recommendation_id"]), \
-        _hot_row(redis_url, tenant, warm["recommendation_id"])
+    cold_row, warm_row = _hot_row(client, cold["recommendation_id"]), _hot_row(client, warm["recommendation_id"])
     assert warm_row["items"] == cold_row["items"] and warm_row["items"]
     assert {k: v for k, v in warm_row.items() if k not in ("recommendation_id", "shown_at")} == \
         {k: v for k, v in cold_row.items() if k not in ("recommendation_id", "shown_at")}
     assert warm_row["recommendation_id"] == warm["recommendation_id"]
-    stream = redis.Redis.from_url(redis_url, decode_responses=True).xrange(f"crm:{tenant}:exposures")
+    raw = redis.Redis.from_url(redis_url, decode_responses=True)
+    stream = raw.xrange(f"crm:{tenant}:exposures")
     ids = [json.loads(fields["row"])["recommendation_id"] for _, fields in stream]
     assert ids[-2:] == [cold["recommendation_id"], warm["recommendation_id"]]
+    # the hot copy is the entry's id, not a second copy of the row
+    assert [raw.get(f"crm:{tenant}:rec:{answer['recommendation_id']}") for answer in (cold, warm)] == \
+        [entry_id for entry_id, _ in stream[-2:]]
 
 
 def test_a_refused_request_reads_and_writes_nothing(make_client: Callable[..., FlaskClient], redis_url: str) -> None:
