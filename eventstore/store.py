@@ -20,7 +20,7 @@ from sqlalchemy import Table, delete, func, insert, select, text
 
 from eventstore import folder, readers
 from eventstore.engine import StoreUnavailable, connection, describe, make_engine, sqlite_path
-from eventstore.schema import erasures, events, exposures, metadata, reactions, task_outcomes
+from eventstore.schema import erasures, events, exposures, metadata, reaction_actors, reactions, task_outcomes
 from eventstore.times import now, utc
 
 _EVENT_FIELDS = tuple(c.name for c in events.columns if c.name not in ("id", "tenant"))
@@ -136,6 +136,22 @@ class EventStore:
         prepared = _row(tenant, row, _REACTION_FIELDS, ("reacted_at",), {"reacted_at": now})
         keys = ["tenant", "recommendation_id", "item_id", "reaction"]
         return self._insert_ignoring(reactions, [prepared], keys, "adding a reaction") == 1
+
+    def add_reaction_actor(self, tenant: str, recommendation_id: str, item_id: str, reaction: str,
+                           actor: str) -> None:
+        """Record who made a reaction from the /app screens (once per reaction, as the reaction)."""
+        row = {"tenant": tenant, "recommendation_id": recommendation_id, "item_id": item_id, "reaction": reaction,
+               "actor": actor[:128], "recorded_at": now()}
+        self._insert_ignoring(reaction_actors, [row], ["tenant", "recommendation_id", "item_id", "reaction"],
+                              "recording who reacted")
+
+    def reaction_actor(self, tenant: str, recommendation_id: str, item_id: str, reaction: str) -> str | None:
+        """Who made this reaction from the screens (None: it came through the API)."""
+        query = select(reaction_actors.c.actor).where(
+            reaction_actors.c.tenant == tenant, reaction_actors.c.recommendation_id == recommendation_id,
+            reaction_actors.c.item_id == item_id, reaction_actors.c.reaction == reaction)
+        with connection(self.engine, "reading who reacted") as conn:
+            return conn.execute(query).scalar()
 
     def add_task_outcome(self, tenant: str, row: Mapping[str, Any]) -> None:
         """Store what a manager did with a task (task_id, outcome; client_id, note, recorded_at)."""

@@ -27,7 +27,7 @@ from service.model.arms import ModelArms
 from service.model.store import ModelStore
 from service.openapi import endpoint_of
 from service.ops import ops
-from service.pages.screens import screens
+from service.pages.routes import screens
 from service.pages.widget import widget
 from service.problems import register_error_handlers
 from service.rate_limit import check_rate_limit, pending_count

@@ -149,6 +149,9 @@ class Settings(EnvSettings):
     visitor_rate_limit_per_minute: int = Field(
         120, ge=0, description="Requests a minute one visitor (address) may make with a publishable key, on top of "
                                "the key's RATE_LIMIT_PER_MINUTE (0: off).")
+    app_session_ttl_seconds: int = Field(
+        28_800, ge=60, description="How long a sign-in to the /app screens lasts (sessions live in Redis).")
+
     _comma_separated = field_validator("api_keys", "admin_api_keys", "allowed_origins", "publishable_keys",
                                        mode="before")(comma_separated)
 

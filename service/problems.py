@@ -51,6 +51,7 @@ PROBLEM_TYPES: dict[str, tuple[str, str]] = {
                               "items and shown/clicked reactions only."),
     "client-token-required": ("Client token required", "With a publishable key a cart names a client only with a "
                               "valid X-Client-Token from the shop's backend."),
+    "csrf-failed": ("CSRF check failed", "A form of the /app screens came without its session's CSRF token."),
     "rate-limited": ("Too many requests", "This API key used up its RATE_LIMIT_PER_MINUTE allowance; "
                      "retry after Retry-After seconds."),
     "not-found": ("Not found", "No endpoint at this path; see /openapi.json."),
