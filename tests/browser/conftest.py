@@ -27,7 +27,7 @@ def browser() -> Iterator[webdriver.Chrome]:
     driver.quit()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def live_service(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str,
                  redis_server: RedisServer) -> Iterator[Service]:
     """The real service under gunicorn (one worker: quick to start), allowing one shop origin."""
