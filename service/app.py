@@ -27,6 +27,7 @@ from service.model.arms import ModelArms
 from service.model.store import ModelStore
 from service.openapi import endpoint_of
 from service.ops import ops
+from service.pages.api_docs import api_docs
 from service.pages.routes import screens
 from service.pages.widget import widget
 from service.problems import register_error_handlers
@@ -85,6 +86,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(effect)
     app.register_blueprint(widget)
     app.register_blueprint(screens)
+    app.register_blueprint(api_docs)
 
 
 def register_request_hooks(app: Flask) -> None:

@@ -211,7 +211,8 @@ def render_docs(spec: dict[str, Any]) -> str:
     """A small self-contained HTML page listing every endpoint of `spec` (no scripts, no CDN)."""
     parts = [f"<h1>{html.escape(spec['info']['title'])}</h1>",
              f"<p>{html.escape(spec['info']['description'])}</p>",
-             '<p>Machine-readable: <a href="/openapi.json">/openapi.json</a> (OpenAPI 3.1).</p>',
+             '<p>Machine-readable: <a href="/openapi.json">/openapi.json</a> (OpenAPI 3.1). Try it: '
+             '<a href="/docs/interactive">/docs/interactive</a>.</p>',
              "<h2>Endpoints</h2>"]
     for path, operations in spec["paths"].items():
         for method, op in operations.items():

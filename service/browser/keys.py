@@ -4,7 +4,8 @@ A publishable key (PUBLISHABLE_KEYS) is public by design: it sits in the shop's 
 only cart suggestions, similar items and the `shown`/`clicked` reactions, only from an allowed
 origin, is rate-limited per visitor (address) on top of the per-key limit, and names a client
 only with a client token from the shop's backend (`client_token`). A secret or admin key sent by
-a browser (an `Origin` header) is refused: it would have leaked to every visitor of the page.
+a page of another origin is refused: it would have leaked to every visitor of that page (the
+service's own pages, /docs/interactive, may send one a person typed in).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from werkzeug.exceptions import ClientDisconnected
 
 from service.auth import key_in, presented_key
 from service.browser.client_token import InvalidClientToken, verify_client_token
-from service.browser.origins import origin_allowed
+from service.browser.origins import origin_allowed, own_origin
 from service.config import Settings
 from service.metrics import RATE_LIMIT_FAIL_OPEN
 from service.problems import Problem
@@ -39,7 +40,7 @@ def admit(request: Request, settings: Settings, redis: RedisStore) -> bool:
     key = presented_key(request)
     origin = request.headers.get("Origin")
     if not is_publishable(key, settings):
-        if origin is not None and key is not None and (key_in(key, settings.read_keys)):
+        if origin not in (None, own_origin(request)) and key is not None and key_in(key, settings.read_keys):
             raise Problem(403, "secret-key-in-browser", "Secret and admin keys are refused from a browser (the "
                           "request has an Origin): keep them on servers, and give pages a publishable key.",
                           errors=[{"field": "X-API-Key", "message": "a secret key sent by a browser"}])

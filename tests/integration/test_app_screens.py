@@ -122,3 +122,22 @@ def test_with_auth_disabled_screens_open_and_say_so(make_client) -> None:
     html = card.get_data(as_text=True)
     assert card.status_code == 200 and "AUTH_DISABLED=true" in html and "local demo" in html
     assert "HttpOnly" in card.headers["Set-Cookie"]
+
+
+def test_effect_dashboard_is_for_admin_sessions_and_draws_the_report(make_client) -> None:
+    reader = sign_in(make_client(), READ_KEY)
+    assert_problem(reader.get("/app/effect"), 403)
+    admin = sign_in(make_client(CONTROL_SHARE="0.5"), ADMIN_KEY)
+    for client_id in ("c1", "c2", "c3", "x1", "x2", "x3"):  # answers in both groups, then a reaction
+        admin.get(f"/app/clients/{client_id}")
+    card = admin.get("/app/clients/c2").get_data(as_text=True)
+    rec_id = re.search(r'name="recommendation_id" value="([^"]+)"', card)
+    if rec_id:
+        item = re.search(r'<li class="suggestion" data-item-id="([^"]+)"', card).group(1)
+        admin.post("/app/clients/c2/reactions", data={"recommendation_id": rec_id.group(1), "item_id": item,
+                                                      "reaction": "accepted", "csrf": csrf_of(card)})
+    page = admin.get("/app/effect")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200, html[-2000:]
+    assert html.count("<svg") == 3 and 'id="variants"' in html and "control" in html
+    assert_problem(admin.get("/app/effect?from=yesterday"), 400, "from")
