@@ -63,12 +63,13 @@ test: install redis-bin postgres-bin chromium-bin
 # in one run: var/bench/results.json.
 # wrk is a system binary, installed from Debian's packages like redis-server. Quick look:
 # make bench BENCH_ARGS="--data data/sample --seconds 3 --skip-training"
-bench: install redis-bin postgres-bin
+bench: install redis-bin postgres-bin chromium-bin
 	@command -v wrk >/dev/null 2>&1 || { \
 	  echo "wrk not found: installing it with apt-get"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(PY) tests/bench/run.py $(BENCH_ARGS)
+	PYTHONPATH=$(CURDIR) $(PY) tests/bench/bench_widget.py
 
 # The full model's answers through the real service, checked rule by rule: docs/audit.md. It trains into
 # its own store (var/audit/mlflow.db) and prepares data/full when missing. Audit the model already there:

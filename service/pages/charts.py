@@ -23,7 +23,8 @@ def _scale(values: Sequence[float], left: float, right: float) -> tuple[float, f
 
 def interval_chart(rows: Sequence[Interval], title: str, width: int = 560) -> Markup:
     """One row per label: a dot at the estimate, a bar over its interval, a zero line."""
-    left, right, row_height = 170.0, width - 20.0, 28
+    longest = max((len(label) for label, *_ in rows), default=10)
+    left, right, row_height = min(width / 2, 12.0 + 7.2 * longest), width - 20.0, 28
     values = [v for _, est, lo, hi in rows for v in (est, lo, hi) if v is not None]
     low, per = _scale(values, left, right)
     height = 30 + row_height * max(1, len(rows))

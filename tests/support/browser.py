@@ -3,15 +3,20 @@ downloaded at run time), shop sites on origins of their own, and the reactions a
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pandas as pd
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service as DriverService
 
 from eventstore import EventStore
-from support.processes import free_port
+from support.processes import RedisServer, free_port
+from support.service_model_double import register_double
+from support.service_process import ADMIN_KEY, READ_KEY, Service
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -77,3 +82,25 @@ def stored_reactions(events_url: str) -> pd.DataFrame:
     finally:
         store.close()
 
+
+
+@contextmanager
+def screens_stack(tmp: Path, shop_port: int, **env: str) -> Iterator[tuple[Service, ShopSite]]:
+    """Redis, an MLflow store with the catalogue double, the service under gunicorn (one worker)
+    allowing a shop site on `shop_port`, and that site: for scripts (screenshots, the widget bench)."""
+    (tmp / "redis").mkdir(exist_ok=True)
+    redis = RedisServer(tmp / "redis")
+    redis.start()
+    try:
+        tracking = f"sqlite:///{tmp}/mlflow.db"
+        register_double(tracking, "crm-screens", tag="screens")
+        service_env = {"MLFLOW_TRACKING_URI": tracking, "MODEL_NAME": "crm-screens", "REDIS_URL": redis.url,
+                       "API_KEYS": READ_KEY, "ADMIN_API_KEYS": ADMIN_KEY, "PUBLISHABLE_KEYS": PUBLISHABLE_KEY,
+                       "ALLOWED_ORIGINS": f"http://127.0.0.1:{shop_port}", "MODEL_CACHE_DIR": str(tmp / "cache"),
+                       "EVENTS_DB_URL": f"sqlite:///{tmp}/events.db", "SERVICE_STATE_DIR": str(tmp / "state"),
+                       "WORKERS": "1", **env}
+        with Service(tmp, service_env, "screens").start() as service, \
+                ShopSite(service.base, port=shop_port) as shop:
+            yield service, shop
+    finally:
+        redis.stop()

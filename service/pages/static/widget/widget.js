@@ -9,6 +9,7 @@
  * (a known client: the token comes from the shop's backend; see the README).
  * JS: CRMWidget.render({items, clientId, clientToken}), CRMWidget.onAddToCart(function (item) {...}).
  * Texts: texts.json (inlined by the service where TEXTS stands); override with CRMWidget.setTexts({...}).
+ * After each answer the target's data-crm-ms says how long it took from the request to the drawn block.
  * Any failure (API down, refused, slow) leaves the target empty and hidden: the shop's page never breaks.
  */
 (function () {
@@ -180,12 +181,14 @@
     var body = {items: items, limit: limit, visitor_id: visitorId()};
     if (clientId && token) { body.client_id = clientId; }
     var mine = ++seq;
+    var started = performance.now();
     ensureCss();
     target.setAttribute("data-crm-state", "loading");
     return post("/v1/cart/suggestions", body, {"X-Client-Token": clientId && token ? token : null})
       .then(function (answer) {
         if (mine !== seq) { return null; }
         draw(target, answer);
+        target.setAttribute("data-crm-ms", String(Math.round(performance.now() - started)));
         target.setAttribute("data-crm-state", "ready");
         return answer;
       })
