@@ -3,7 +3,8 @@
     PYTHONPATH=$PWD .venv/bin/python tests/browser/screenshots.py [--out docs/screens]
 
 Starts its own redis-server, an MLflow store with the catalogue double, the service under
-gunicorn and a shop site on another origin, drives headless Chromium through each page
+gunicorn and a shop site on another origin, posts a few answers and purchases (made-up data:
+the figures on the dashboard mean nothing), drives headless Chromium through each page
 (signing in, reacting on a card) and saves one PNG per page.
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import requests
@@ -44,8 +46,14 @@ def main() -> int:
         try:
             with screens_stack(tmp, shop_port, CONTROL_SHARE="0.3") as (service, shop):
                 base = service.base
-                for client in ("c1", "c2", "c3", *(f"v{i}" for i in range(12))):
+                clients = ("c1", "c2", "c3", *(f"v{i}" for i in range(24)))
+                for client in clients:
                     requests.get(f"{base}/v1/clients/{client}/suggestions", headers=READ, timeout=5)
+                now = datetime.now(timezone.utc).isoformat()
+                purchases = [{"client_id": client, "item_id": item, "type": "purchase", "timestamp": now,
+                              "price": price} for n, client in enumerate(clients)
+                             for item, price in (("coffee", 9.0), ("mug", 6.0), ("machine", 120.0))[: 1 + n % 3]]
+                requests.post(f"{base}/v1/events", json={"events": purchases}, headers=READ, timeout=5)
                 browser.get(f"{base}/app/sign-in?next=/app/clients")
                 browser.find_element(By.ID, "name").send_keys("Ana Lopez")
                 shoot(browser, out / "sign-in.png", 600)
