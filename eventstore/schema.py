@@ -100,8 +100,8 @@ erasures = Table(
 )
 
 #: Who made a reaction from the /app screens (a signed-in person's name and key digest). Its own table,
-#: so stores created before it get it from `create_all`; it names staff, not clients, and once a
-#: client's exposures are erased nothing links its rows to that client.
+#: so stores created before it get it from `create_all`. Erasure (by the client's answers) and retention
+#: purge it like the reactions.
 reaction_actors = Table(
     "reaction_actors", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),

@@ -162,7 +162,7 @@ class EventStore:
     def erase_client(self, tenant: str, client_id: str, request_id: str | None = None) -> dict[str, int]:
         """Delete everything the store holds about a client and record the erasure, in one
         transaction: rows deleted per table. Reactions go by client and by the client's exposures
-        (a reaction row may lack the client id its exposure had)."""
+        (a reaction row may lack the client id its exposure had), and with them who made them (`reaction_actors`)."""
         mine = select(exposures.c.recommendation_id).where(exposures.c.tenant == tenant,
                                                            exposures.c.client_id == client_id)
         with connection(self.engine, "erasing a client") as conn:
@@ -170,6 +170,8 @@ class EventStore:
                 "reactions": conn.execute(delete(reactions).where(
                     reactions.c.tenant == tenant,
                     (reactions.c.client_id == client_id) | reactions.c.recommendation_id.in_(mine))).rowcount,
+                "reaction_actors": conn.execute(delete(reaction_actors).where(
+                    reaction_actors.c.tenant == tenant, reaction_actors.c.recommendation_id.in_(mine))).rowcount,
                 "exposures": conn.execute(delete(exposures).where(
                     exposures.c.tenant == tenant, exposures.c.client_id == client_id)).rowcount,
                 "events": conn.execute(delete(events).where(
@@ -188,6 +190,7 @@ class EventStore:
         cutoff = utc(older_than)
         plan = {"events": (events, events.c.occurred_at), "exposures": (exposures, exposures.c.shown_at),
                 "reactions": (reactions, reactions.c.reacted_at),
+                "reaction_actors": (reaction_actors, reaction_actors.c.recorded_at),
                 "task_outcomes": (task_outcomes, task_outcomes.c.recorded_at)}
         counts: dict[str, int] = {}
         with connection(self.engine, "purging") as conn:
