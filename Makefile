@@ -9,7 +9,7 @@ SAMPLE_DIR := data/sample
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/var/mlflow.db
 export MLFLOW_ARTIFACTS_DESTINATION ?= $(CURDIR)/var/mlartifacts
 
-.PHONY: install run test bench audit lint clean redis-bin postgres-bin chromium-bin sample evaluate reliability
+.PHONY: install run test bench audit lint clean redis-bin postgres-bin chromium-bin sample evaluate reliability screens
 
 install: $(STAMP)
 
@@ -58,6 +58,10 @@ run: install redis-bin sample
 
 test: install redis-bin postgres-bin chromium-bin
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# Screenshots of every screen into docs/screens/ (headless Chromium, the catalogue double, made-up data).
+screens: install redis-bin chromium-bin
+	PYTHONPATH=$(CURDIR) $(PY) tests/browser/screenshots.py --out docs/screens
 
 # Serving (wrk + open loop; the loop's cost on SQLite and a PostgreSQL of its own) then training figures,
 # in one run: var/bench/results.json.
