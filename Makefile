@@ -9,7 +9,7 @@ SAMPLE_DIR := data/sample
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/var/mlflow.db
 export MLFLOW_ARTIFACTS_DESTINATION ?= $(CURDIR)/var/mlartifacts
 
-.PHONY: install run test bench audit lint clean redis-bin postgres-bin sample evaluate reliability
+.PHONY: install run test bench audit lint clean redis-bin postgres-bin chromium-bin sample evaluate reliability screens
 
 install: $(STAMP)
 
@@ -35,6 +35,14 @@ postgres-bin:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
+# Debian's chromium and chromium-driver, for the browser tests (tests/browser/, Selenium): installed
+# when missing, never downloaded by a test. A machine where the browser cannot start fails those tests.
+chromium-bin:
+	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || { \
+	  echo "chromium or chromedriver not found: installing them with apt-get"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
 $(SAMPLE_DIR)/transactions.parquet: | $(STAMP)
 	$(PY) -m features prepare --source completejourney --out $(SAMPLE_DIR) --households $(SAMPLE_HOUSEHOLDS)
 
@@ -48,19 +56,24 @@ run: install redis-bin sample
 	mkdir -p var
 	$(PY) -m service.run_demo
 
-test: install redis-bin postgres-bin
+test: install redis-bin postgres-bin chromium-bin
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# Screenshots of every screen into docs/screens/ (headless Chromium, the catalogue double, made-up data).
+screens: install redis-bin chromium-bin
+	PYTHONPATH=$(CURDIR) $(PY) tests/browser/screenshots.py --out docs/screens
 
 # Serving (wrk + open loop; the loop's cost on SQLite and a PostgreSQL of its own) then training figures,
 # in one run: var/bench/results.json.
 # wrk is a system binary, installed from Debian's packages like redis-server. Quick look:
 # make bench BENCH_ARGS="--data data/sample --seconds 3 --skip-training"
-bench: install redis-bin postgres-bin
+bench: install redis-bin postgres-bin chromium-bin
 	@command -v wrk >/dev/null 2>&1 || { \
 	  echo "wrk not found: installing it with apt-get"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(PY) tests/bench/run.py $(BENCH_ARGS)
+	PYTHONPATH=$(CURDIR) $(PY) tests/bench/bench_widget.py
 
 # The full model's answers through the real service, checked rule by rule: docs/audit.md. It trains into
 # its own store (var/audit/mlflow.db) and prepares data/full when missing. Audit the model already there:

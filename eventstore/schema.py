@@ -99,6 +99,21 @@ erasures = Table(
     Index("ix_erasures_client", "tenant", "client_id"),
 )
 
+#: Who made a reaction from the /app screens (a signed-in person's name and key digest). Its own table,
+#: so stores created before it get it from `create_all`. Erasure (by the client's answers) and retention
+#: purge it like the reactions.
+reaction_actors = Table(
+    "reaction_actors", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant", String(64), nullable=False),
+    Column("recommendation_id", String(32), nullable=False),
+    Column("item_id", String(_ID), nullable=False),
+    Column("reaction", String(16), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("tenant", "recommendation_id", "item_id", "reaction", name="uq_reaction_actors_once"),
+)
+
 task_outcomes = Table(
     "task_outcomes", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),

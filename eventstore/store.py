@@ -20,7 +20,7 @@ from sqlalchemy import Table, delete, func, insert, select, text
 
 from eventstore import folder, readers
 from eventstore.engine import StoreUnavailable, connection, describe, make_engine, sqlite_path
-from eventstore.schema import erasures, events, exposures, metadata, reactions, task_outcomes
+from eventstore.schema import erasures, events, exposures, metadata, reaction_actors, reactions, task_outcomes
 from eventstore.times import now, utc
 
 _EVENT_FIELDS = tuple(c.name for c in events.columns if c.name not in ("id", "tenant"))
@@ -137,6 +137,22 @@ class EventStore:
         keys = ["tenant", "recommendation_id", "item_id", "reaction"]
         return self._insert_ignoring(reactions, [prepared], keys, "adding a reaction") == 1
 
+    def add_reaction_actor(self, tenant: str, recommendation_id: str, item_id: str, reaction: str,
+                           actor: str) -> None:
+        """Record who made a reaction from the /app screens (once per reaction, as the reaction)."""
+        row = {"tenant": tenant, "recommendation_id": recommendation_id, "item_id": item_id, "reaction": reaction,
+               "actor": actor[:128], "recorded_at": now()}
+        self._insert_ignoring(reaction_actors, [row], ["tenant", "recommendation_id", "item_id", "reaction"],
+                              "recording who reacted")
+
+    def reaction_actor(self, tenant: str, recommendation_id: str, item_id: str, reaction: str) -> str | None:
+        """Who made this reaction from the screens (None: it came through the API)."""
+        query = select(reaction_actors.c.actor).where(
+            reaction_actors.c.tenant == tenant, reaction_actors.c.recommendation_id == recommendation_id,
+            reaction_actors.c.item_id == item_id, reaction_actors.c.reaction == reaction)
+        with connection(self.engine, "reading who reacted") as conn:
+            return conn.execute(query).scalar()
+
     def add_task_outcome(self, tenant: str, row: Mapping[str, Any]) -> None:
         """Store what a manager did with a task (task_id, outcome; client_id, note, recorded_at)."""
         prepared = _row(tenant, row, _TASK_FIELDS, ("recorded_at",), {"recorded_at": now})
@@ -146,7 +162,7 @@ class EventStore:
     def erase_client(self, tenant: str, client_id: str, request_id: str | None = None) -> dict[str, int]:
         """Delete everything the store holds about a client and record the erasure, in one
         transaction: rows deleted per table. Reactions go by client and by the client's exposures
-        (a reaction row may lack the client id its exposure had)."""
+        (a reaction row may lack the client id its exposure had), and with them who made them (`reaction_actors`)."""
         mine = select(exposures.c.recommendation_id).where(exposures.c.tenant == tenant,
                                                            exposures.c.client_id == client_id)
         with connection(self.engine, "erasing a client") as conn:
@@ -154,6 +170,8 @@ class EventStore:
                 "reactions": conn.execute(delete(reactions).where(
                     reactions.c.tenant == tenant,
                     (reactions.c.client_id == client_id) | reactions.c.recommendation_id.in_(mine))).rowcount,
+                "reaction_actors": conn.execute(delete(reaction_actors).where(
+                    reaction_actors.c.tenant == tenant, reaction_actors.c.recommendation_id.in_(mine))).rowcount,
                 "exposures": conn.execute(delete(exposures).where(
                     exposures.c.tenant == tenant, exposures.c.client_id == client_id)).rowcount,
                 "events": conn.execute(delete(events).where(
@@ -172,6 +190,7 @@ class EventStore:
         cutoff = utc(older_than)
         plan = {"events": (events, events.c.occurred_at), "exposures": (exposures, exposures.c.shown_at),
                 "reactions": (reactions, reactions.c.reacted_at),
+                "reaction_actors": (reaction_actors, reaction_actors.c.recorded_at),
                 "task_outcomes": (task_outcomes, task_outcomes.c.recorded_at)}
         counts: dict[str, int] = {}
         with connection(self.engine, "purging") as conn:

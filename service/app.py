@@ -14,6 +14,8 @@ from flask.json.provider import DefaultJSONProvider
 from eventstore import EventStore, StoreUnavailable
 from service.api import v1
 from service.auth import authorize, presented_key
+from service.browser import keys as browser_keys
+from service.browser.origins import add_cors, preflight
 from service.config import Settings
 from service.effect.api import effect
 from service.encoding import json_default
@@ -25,6 +27,9 @@ from service.model.arms import ModelArms
 from service.model.store import ModelStore
 from service.openapi import endpoint_of
 from service.ops import ops
+from service.pages.api_docs import api_docs
+from service.pages.routes import screens
+from service.pages.widget import widget
 from service.problems import register_error_handlers
 from service.rate_limit import check_rate_limit, pending_count
 from service.redis.store import RedisStore
@@ -79,6 +84,9 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(v1)
     app.register_blueprint(loop)
     app.register_blueprint(effect)
+    app.register_blueprint(widget)
+    app.register_blueprint(screens)
+    app.register_blueprint(api_docs)
 
 
 def register_request_hooks(app: Flask) -> None:
@@ -86,26 +94,32 @@ def register_request_hooks(app: Flask) -> None:
     app.after_request(_finish_request)
 
 
-def _start_request() -> None:
+def _start_request() -> Response | None:
     g.started = time.perf_counter()
     presented = request.headers.get("X-Request-ID", "")
     g.request_id = presented if _REQUEST_ID.match(presented) else uuid.uuid4().hex
     rt = runtime()
     if rt.watch:
         rt.arms.ensure_started()  # lazily, so each gunicorn worker follows the aliases after its fork
+    answered = preflight(request, rt.settings)  # before auth: a browser sends no key with one
+    if answered is not None:
+        return answered
     view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
     endpoint = endpoint_of(view)
-    authorize(request, endpoint, rt.settings)
+    if not browser_keys.admit(request, rt.settings, rt.redis):
+        authorize(request, endpoint, rt.settings)
     if endpoint is not None and endpoint.auth != "none":
         if endpoint.rate_in_trip:  # counted by the handler, in the round trip that reads its answer
             g.rate = pending_count(rt.redis, rt.settings, presented_key(request), request.remote_addr)
         else:
             g.allowance = check_rate_limit(rt.redis, rt.settings, presented_key(request), request.remote_addr)
+    return None
 
 
 def _finish_request(response: Response) -> Response:
     request_id = g.get("request_id") or uuid.uuid4().hex
     response.headers["X-Request-ID"] = request_id
+    add_cors(request, response, runtime().settings)
     allowance = g.get("allowance")
     if allowance is not None:
         response.headers.update(allowance.headers())

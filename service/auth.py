@@ -37,6 +37,11 @@ def _matches(key: str, allowed: tuple[str, ...]) -> bool:
     return found
 
 
+def key_in(key: str, allowed: tuple[str, ...]) -> bool:
+    """Whether `key` is one of `allowed`, in constant time (for `service.browser.keys`)."""
+    return _matches(key, allowed)
+
+
 def _scope(request: Request, endpoint: Endpoint | None) -> str:
     if endpoint is not None:
         return endpoint.auth

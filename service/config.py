@@ -12,6 +12,7 @@ also get MLFLOW_CLIENT_DEFAULTS (below) unless those MLflow variables are set.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -134,7 +135,33 @@ class Settings(EnvSettings):
     attribution_days: int = Field(14, ge=1, description="A purchase of a suggested item (or of its group) within "
                                                         "this many days of an exposure is attributed to it.")
 
-    _comma_separated = field_validator("api_keys", "admin_api_keys", mode="before")(comma_separated)
+    allowed_origins: CommaSeparated = Field(
+        (), description="Comma-separated origins (scheme://host[:port]) whose pages may call the API with a "
+                        "publishable key (CORS); the service's own origin always may.")
+    publishable_keys: CommaSeparated = Field(
+        (), description="Comma-separated keys for browsers (the cart widget): cart suggestions, similar items and "
+                        "shown/clicked reactions only, from ALLOWED_ORIGINS only.")
+    widget_token_secret: str | None = Field(
+        None, repr=False, description="Secret shared with the shop's backend, which signs the client tokens that let "
+                                      "a widget name a client_id (unset: publishable keys answer anonymous carts only).")
+    widget_token_max_age_seconds: int = Field(
+        900, ge=1, description="Longest life a client token may have; one expiring further ahead is refused.")
+    visitor_rate_limit_per_minute: int = Field(
+        120, ge=0, description="Requests a minute one visitor (address) may make with a publishable key, on top of "
+                               "the key's RATE_LIMIT_PER_MINUTE (0: off).")
+    app_session_ttl_seconds: int = Field(
+        28_800, ge=60, description="How long a sign-in to the /app screens lasts (sessions live in Redis).")
+
+    _comma_separated = field_validator("api_keys", "admin_api_keys", "allowed_origins", "publishable_keys",
+                                       mode="before")(comma_separated)
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(f"{origin!r} is not an origin: scheme://host[:port], no path or trailing slash")
+        return value
 
     @field_validator("model_cache_dir", "service_state_dir")
     @classmethod

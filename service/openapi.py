@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from service.config import Settings
+from service.openapi_examples import add_examples
 from service.problems import PROBLEM_TYPES, problem_type_uri
 from service.schemas import ID_PATTERN, MAX_ID_LENGTH, ProblemDetails
 
@@ -177,6 +178,7 @@ def build_spec(app: Flask, settings: Settings) -> dict[str, Any]:
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             op_id = rule.endpoint.replace(".", "_")
             paths.setdefault(path, {})[method.lower()] = _operation(meta, names, refs, settings, op_id)
+    add_examples(paths)
     return {
         "openapi": "3.1.0",
         "info": {"title": "CRM recommender", "version": "1",
@@ -211,7 +213,8 @@ def render_docs(spec: dict[str, Any]) -> str:
     """A small self-contained HTML page listing every endpoint of `spec` (no scripts, no CDN)."""
     parts = [f"<h1>{html.escape(spec['info']['title'])}</h1>",
              f"<p>{html.escape(spec['info']['description'])}</p>",
-             '<p>Machine-readable: <a href="/openapi.json">/openapi.json</a> (OpenAPI 3.1).</p>',
+             '<p>Machine-readable: <a href="/openapi.json">/openapi.json</a> (OpenAPI 3.1). Try it: '
+             '<a href="/docs/interactive">/docs/interactive</a>.</p>',
              "<h2>Endpoints</h2>"]
     for path, operations in spec["paths"].items():
         for method, op in operations.items():

@@ -43,6 +43,15 @@ PROBLEM_TYPES: dict[str, tuple[str, str]] = {
     "recommendation-expired": ("Recommendation too old", "Reactions to answers older than REACTION_MAX_AGE_DAYS "
                                "are refused."),
     "request-timeout": ("Request timeout", "The request did not arrive within REQUEST_READ_TIMEOUT_SECONDS."),
+    "origin-not-allowed": ("Origin not allowed", "Browsers may call the API only from ALLOWED_ORIGINS (and the "
+                           "service's own origin)."),
+    "secret-key-in-browser": ("Secret key sent by a browser", "Secret and admin keys stay on servers; pages use a "
+                              "publishable key."),
+    "publishable-key-scope": ("Not open to a publishable key", "A publishable key opens cart suggestions, similar "
+                              "items and shown/clicked reactions only."),
+    "client-token-required": ("Client token required", "With a publishable key a cart names a client only with a "
+                              "valid X-Client-Token from the shop's backend."),
+    "csrf-failed": ("CSRF check failed", "A form of the /app screens came without its session's CSRF token."),
     "rate-limited": ("Too many requests", "This API key used up its RATE_LIMIT_PER_MINUTE allowance; "
                      "retry after Retry-After seconds."),
     "not-found": ("Not found", "No endpoint at this path; see /openapi.json."),

@@ -168,6 +168,16 @@ def print_try_lines(settings: Settings, auth_disabled: bool) -> None:
         f"open {base}/docs   # every endpoint; {base}/openapi.json, {base}/metrics",
     ]
     _log("try:\n  " + "\n  ".join(lines))
+    _log("screens:\n  " + "\n  ".join(screen_lines(base, client)))
+
+
+def screen_lines(base: str, client: str) -> list[str]:
+    """The screens' URLs, as `make run` prints them."""
+    return [f"{base}/app/clients/{client}   client card (search: {base}/app/clients)",
+            f"{base}/app/demo-shop   the cart widget on a demo shop",
+            f"{base}/app/effect   effect dashboard",
+            f"{base}/docs/interactive   try the API (Swagger UI); reference: {base}/docs",
+            f"{base}/widget/integrity.json   the widget's versioned URL and SRI hash"]
 
 
 def serve(children: Children) -> int:

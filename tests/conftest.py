@@ -27,6 +27,7 @@ TESTS = Path(__file__).resolve().parent
 FOLDER_MARKERS: dict[str, tuple[str, ...]] = {
     "integration": ("integration",),
     "reliability": ("integration", "reliability"),
+    "browser": ("integration", "browser"),
 }
 #: A real slice of Complete Journey, built once from the PyPI package (never committed).
 SLICE_DIR = ROOT / "data" / "test-slice"

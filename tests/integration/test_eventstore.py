@@ -98,10 +98,14 @@ def test_erasure_removes_the_client_everywhere_and_is_recorded(store: EventStore
     store.add_reaction("shop", {"recommendation_id": "r1", "item_id": "i1", "reaction": "clicked", "client_id": "c1"})
     store.add_reaction("shop", {"recommendation_id": "r2", "item_id": "i1", "reaction": "shown", "client_id": "c2"})
     store.add_task_outcome("shop", {"task_id": "t1", "client_id": "c1", "outcome": "called"})
+    store.add_reaction_actor("shop", "r1", "i1", "clicked", "Ana (key:0123abcd)")
+    store.add_reaction_actor("shop", "r2", "i1", "shown", "Ana (key:0123abcd)")
 
     counts = store.erase_client("shop", "c1", request_id="req-1")
 
-    assert counts == {"events": 1, "exposures": 1, "reactions": 2, "task_outcomes": 1}
+    assert counts == {"events": 1, "exposures": 1, "reactions": 2, "reaction_actors": 1, "task_outcomes": 1}
+    assert store.reaction_actor("shop", "r1", "i1", "clicked") is None
+    assert store.reaction_actor("shop", "r2", "i1", "shown") == "Ana (key:0123abcd)"
     assert list(store.purchases("shop")["client_id"]) == ["c2"]
     assert list(store.purchases("other")["client_id"]) == ["c1"]  # another shop's client c1 stays
     assert store.exposure("shop", "r1") is None and store.exposure("shop", "r2") is not None
@@ -122,7 +126,7 @@ def test_purge_drops_what_is_older_than_the_retention(store: EventStore) -> None
 
     counts = store.purge("shop", T0 - timedelta(days=400))
 
-    assert counts == {"events": 1, "exposures": 1, "reactions": 1, "task_outcomes": 0}
+    assert counts == {"events": 1, "exposures": 1, "reactions": 1, "reaction_actors": 0, "task_outcomes": 0}
     assert list(store.purchases("shop")["event_id"]) == ["new"]
     assert len(store.purchases("other")) == 1  # one tenant's retention run leaves the others alone
     assert store.erased_clients("shop") == {"gone"}  # the record of an erasure is kept
