@@ -123,6 +123,22 @@ def groups_of(model: object) -> Callable[[Sequence[str]], list[str | None]] | No
     return model.groups_of if isinstance(model, ItemGroups) else None
 
 
+@runtime_checkable
+class ClientValues(Protocol):
+    """Optional beside `SuggestionModel` (versions registered before issue 13 have no value model): a client's
+    value figures from the BG/NBD and Gamma-Gamma parameters the trainer fitted (`scoring.value`)."""
+
+    def client_value(self, client_id: str) -> dict[str, Any] | None:
+        """{"p_alive", "p_purchase", "expected_purchases", "expected_revenue", "expected_value_per_purchase",
+        "clv": float, "horizon_days", "clv_horizon_days": float, "as_of", "data_end": ISO dates}; None for a
+        client the model does not know or a model without a value model."""
+
+
+def client_value_of(model: object) -> Callable[[str], dict[str, Any] | None] | None:
+    """The model's client -> value figures mapping, or None when the model has none."""
+    return model.client_value if isinstance(model, ClientValues) else None
+
+
 #: In `kind=all`, which section keeps an item (or another item of its product group) that two
 #: kinds suggest: the most specific reason wins (what they buy, then a step up, then new things).
 SECTION_PRECEDENCE: tuple[str, ...] = ("replenishment", "upsell", "service_package", "cross_sell")

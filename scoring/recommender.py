@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from scoring import candidates
+from scoring import candidates, value
 from scoring import cart as cart_answers
 from scoring import objective as objectives
 from scoring.candidates import CANDIDATE_KINDS, CANDIDATES, CandidateLists
@@ -102,6 +102,10 @@ class Recommender(SuggestionModel):
             return {"abc": None, "activity": None, "rfm": None}
         return {name: (None if values[ci] is None else str(values[ci]))
                 for name, values in self.catalogue.segments.items()}
+
+    def client_value(self, client_id: str) -> dict[str, Any] | None:
+        """`scoring.contract.ClientValues`: the client's value figures (`scoring.value`), or None."""
+        return value.client_value(self.meta.get("value_model"), self.state.extras, self._client_pos.get(client_id))
 
     def segment_label(self, ci: int | None) -> str | None:
         return self.catalogue.segment_label(ci)

@@ -130,3 +130,22 @@ def value_figures(params: ValueParams, x: np.ndarray, tx: np.ndarray, T: np.ndar
             "expected_revenue": purchases * spend,
             "expected_value_per_purchase": spend,
             "clv": clv(params, x, tx, T, spend)}
+
+
+def client_value(meta: Mapping[str, Any] | None, extras: Mapping[str, np.ndarray], ci: int | None,
+                 horizon_days: float | None = None) -> dict[str, Any] | None:
+    """One client's figures as an answer carries them, from the arrays the trainer shipped; None without a
+    value model, for an unknown client or one with no purchase. `as_of` is the model's data end: the
+    figures are what the model knew then, and `data_end` says so beside them."""
+    if not meta or ci is None or "value_frequency" not in extras:
+        return None
+    x, tx, T, m = (np.asarray(extras[k][ci: ci + 1], np.float64)
+                   for k in ("value_frequency", "value_recency", "value_T", "value_monetary"))
+    if not np.isfinite(x[0]):
+        return None
+    params = ValueParams.from_meta(meta)
+    figures = value_figures(params, x, tx, T, m, horizon_days)
+    return {**{name: round(float(figures[name][0]), 4) for name in FIGURES},
+            "horizon_days": float(params.horizon_days if horizon_days is None else horizon_days),
+            "clv_horizon_days": float(params.clv_horizon_days),
+            "as_of": params.data_end[:10], "data_end": params.data_end[:10]}

@@ -81,6 +81,11 @@ class TrainConfig(EnvSettings):
                                                "the training data (de-duplicated against the folder), and its "
                                                "erasures are honoured.")
 
+    value_horizon_days: float = Field(30, gt=0, description="The period of the purchase probability, expected "
+                                                            "purchases and expected revenue (days).")
+    clv_horizon_days: float = Field(365, gt=0, description="The horizon of a client's lifetime value (days).")
+    clv_annual_discount: float = Field(0.10, ge=0, description="Yearly discount rate of future revenue in the CLV.")
+
     _comma_separated = field_validator("als_factors", "als_regularization", "non_merchandise", "merchandise_allow",
                                         mode="before")(comma_separated)
 

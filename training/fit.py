@@ -48,6 +48,7 @@ from training.models.cf import fit_cf
 from training.models.knn import client_neighbours
 from training.models.upsell import trade_up_counts, upsell_table
 from training.recipe import Recipe
+from training.value import value_state
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +256,10 @@ def fit_recommender(ctx: TrainContext, config: TrainConfig | None = None, recipe
         state.upsell_idx, state.upsell_score, state.upsell_moves, state.upsell_step = upsell_table(
             state, offerable, unit, moves, config.upsell_neighbours)
     stage("upsell")
+    if not light:  # the client value model (BG/NBD, Gamma-Gamma): what `client_value` answers with
+        value_arrays, state.meta["value_model"] = value_state(tx, clients.ids, now, config)
+        state.extras.update(value_arrays)
+        stage("value model")
     state.meta["fit_seconds"] = stage.timings
     return Recommender(state)
 

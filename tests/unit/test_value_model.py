@@ -13,7 +13,9 @@ from scipy import integrate, special
 
 from features.loader import load_dataset
 from features.value import ValueFitError, fit_bgnbd, fit_gamma_gamma, value_summary
-from scoring.value import ValueParams, expected_purchases, p_no_purchase, value_figures
+from scoring.value import FIGURES, ValueParams, client_value, expected_purchases, p_no_purchase, value_figures
+from training.config import TrainConfig
+from training.value import value_state
 
 REFERENCE = json.loads((Path(__file__).parents[1] / "fixtures" / "value_reference.json").read_text())
 #: relative tolerance on a parameter: the two optimisers stop at slightly different points of a flat maximum
@@ -107,3 +109,17 @@ def test_the_summary_counts_repeat_visit_days_and_ignores_what_follows_the_cut_o
 def test_a_history_without_repeat_purchases_cannot_be_fitted() -> None:
     with pytest.raises(ValueFitError):
         fit_bgnbd(np.zeros(5), np.zeros(5), np.full(5, 30.0))
+
+
+def test_what_ships_answers_each_client_with_dated_figures(slice_dir: Path) -> None:
+    """The trainer's arrays and parameters (training.value) are all the model needs to answer (scoring.value)."""
+    tx = load_dataset(slice_dir).transactions
+    now = tx["timestamp"].max()
+    clients = np.sort(tx["client_id"].astype(str).unique())
+    arrays, meta = value_state(tx, np.append(clients, "never-bought"), now, TrainConfig())
+    json.dumps(meta)  # meta.json holds it
+    answer = client_value(meta, arrays, 0)
+    assert set(FIGURES) <= set(answer) and answer["as_of"] == answer["data_end"] == now.isoformat()[:10]
+    assert 0 < answer["p_purchase"] <= 1 and answer["clv"] > answer["expected_revenue"] > 0
+    assert client_value(meta, arrays, len(clients)) is None  # no purchase: no figures
+    assert client_value(None, {}, 0) is None  # a model without a value model
