@@ -21,6 +21,7 @@ one visit), and time is in days.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -116,13 +117,22 @@ def gamma_gamma_log_likelihood(params: GammaGammaParams | np.ndarray, frequency:
             + p * x * np.log(x) - (p * x + q) * np.log(v + m * x))
 
 
-def _maximise(negative: callable, start: np.ndarray, what: str) -> np.ndarray:
-    """Minimise over log-parameters (positivity for free); L-BFGS-B, then Nelder-Mead polish if it stalls."""
-    result = minimize(negative, np.log(start), method="L-BFGS-B")
+def _maximise(negative: Callable[[np.ndarray], float], start: np.ndarray, what: str) -> np.ndarray:
+    """Minimise over log-parameters (positivity for free); L-BFGS-B, then Nelder-Mead if it stalls.
+
+    A step into overflow (a parameter running away on data that do not pin it down) is a bad step, not
+    an error: the objective answers +inf there and the optimiser backs off."""
+
+    def guarded(log_params: np.ndarray) -> float:
+        with np.errstate(all="ignore"):
+            value = negative(np.clip(log_params, -30.0, 30.0))
+        return value if np.isfinite(value) else np.inf
+
+    result = minimize(guarded, np.log(start), method="L-BFGS-B")
     if not result.success or not np.isfinite(result.fun):
-        result = minimize(negative, result.x if np.all(np.isfinite(result.x)) else np.log(start),
+        result = minimize(guarded, result.x if np.all(np.isfinite(result.x)) else np.log(start),
                           method="Nelder-Mead", options={"maxiter": 20_000, "xatol": 1e-8, "fatol": 1e-10})
-    if not np.isfinite(result.fun) or not np.all(np.isfinite(result.x)):
+    if not np.isfinite(result.fun) or not np.all(np.isfinite(result.x)) or np.any(np.abs(result.x) >= 30.0):
         raise ValueFitError(f"{what}: the likelihood could not be maximised ({result.message})")
     return np.exp(result.x)
 
@@ -142,7 +152,7 @@ def fit_bgnbd(frequency: np.ndarray, recency: np.ndarray, T: np.ndarray,
     def negative(log_params: np.ndarray) -> float:
         r, alpha, a, b = np.exp(log_params)
         value = -np.mean(bgnbd_log_likelihood((r, alpha, a, b), x, tx / scale, T / scale))
-        return float(value + penalizer * np.sum(np.exp(log_params) ** 2))
+        return float(value + penalizer * np.sum(np.exp(2 * log_params))) if penalizer else float(value)
 
     r, alpha, a, b = _maximise(negative, np.array([1.0, 1.0, 1.0, 1.0]), "BG/NBD")
     return BetaGeoParams(r=float(r), alpha=float(alpha * scale), a=float(a), b=float(b))
@@ -164,7 +174,7 @@ def fit_gamma_gamma(frequency: np.ndarray, monetary: np.ndarray, penalizer: floa
     def negative(log_params: np.ndarray) -> float:
         p, q, v = np.exp(log_params)
         value = -np.mean(gamma_gamma_log_likelihood((p, q, v), x, m / scale))
-        return float(value + penalizer * np.sum(np.exp(log_params) ** 2))
+        return float(value + penalizer * np.sum(np.exp(2 * log_params))) if penalizer else float(value)
 
     p, q, v = _maximise(negative, np.array([1.0, 2.0, 1.0]), "Gamma-Gamma")
     return GammaGammaParams(p=float(p), q=float(q), v=float(v * scale))

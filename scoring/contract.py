@@ -134,6 +134,19 @@ class ClientValues(Protocol):
         client the model does not know or a model without a value model."""
 
 
+@runtime_checkable
+class ClientChanges(Protocol):
+    """Optional beside `SuggestionModel` (issue 13): segments a period ago and the behaviour changes the trainer
+    found as of its data's end (`scoring.crm`), which the service lists as manager tasks."""
+
+    def segment_before(self, client_id: str) -> dict[str, Any]:
+        """{"abc", "activity", "rfm"} a period before the data's end ({} when the model has none)."""
+
+    def transitions(self, client_id: str | None = None) -> list[dict[str, Any]]:
+        """Each {"task_id", "client_id", "trigger", "action", "severity", "change", "detail", "as_of", "period"};
+        every client's, or one client's."""
+
+
 def client_value_of(model: object) -> Callable[[str], dict[str, Any] | None] | None:
     """The model's client -> value figures mapping, or None when the model has none."""
     return model.client_value if isinstance(model, ClientValues) else None

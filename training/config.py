@@ -81,6 +81,15 @@ class TrainConfig(EnvSettings):
                                                "the training data (de-duplicated against the folder), and its "
                                                "erasures are honoured.")
 
+    lapsing_days: int = Field(30, gt=0, description="Days without a purchase after which a client is lapsing.")
+    inactive_days: int = Field(120, gt=0, description="Days without a purchase after which a client is inactive "
+                                                      "(the inactive base: no mail but a win-back).")
+    segment_period_days: int = Field(30, gt=0, description="How far back \"a period ago\" is: segments are compared "
+                                                           "with theirs then, and the trend's recent window.")
+    trend_baseline_days: int = Field(90, gt=0, description="The client's own past rate is measured over this many "
+                                                           "days before the recent period.")
+    change_threshold: float = Field(0.5, gt=0, description="A relative change of visits or spend against the "
+                                                           "client's own past rate beyond this is a transition.")
     value_horizon_days: float = Field(30, gt=0, description="The period of the purchase probability, expected "
                                                             "purchases and expected revenue (days).")
     clv_horizon_days: float = Field(365, gt=0, description="The horizon of a client's lifetime value (days).")
