@@ -202,6 +202,15 @@ class EventStore:
         found["shown_at"] = utc(found["shown_at"])
         return found
 
+    def task_outcomes(self, tenant: str) -> dict[str, dict[str, Any]]:
+        """task_id -> its latest outcome {"outcome", "recorded_by", "recorded_at", "note", "client_id"}."""
+        columns = [task_outcomes.c[n] for n in ("task_id", "client_id", "outcome", "note", "recorded_by",
+                                                "recorded_at")]
+        query = select(*columns).where(task_outcomes.c.tenant == tenant).order_by(task_outcomes.c.id)
+        with connection(self.engine, "reading task outcomes") as conn:
+            rows = conn.execute(query).mappings().all()
+        return {row["task_id"]: {**dict(row), "recorded_at": utc(row["recorded_at"])} for row in rows}
+
     def erased_clients(self, tenant: str) -> set[str]:
         with connection(self.engine, "reading erasures") as conn:
             return set(conn.execute(select(erasures.c.client_id).where(erasures.c.tenant == tenant)).scalars())

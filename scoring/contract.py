@@ -146,6 +146,9 @@ class ClientChanges(Protocol):
         """Each {"task_id", "client_id", "trigger", "action", "severity", "change", "detail", "as_of", "period"};
         every client's, or one client's."""
 
+    def holdings(self, client_id: str) -> list[dict[str, Any]]:
+        """The service packages the client holds: each {"package_id", "name", "tier"}."""
+
 
 def client_value_of(model: object) -> Callable[[str], dict[str, Any] | None] | None:
     """The model's client -> value figures mapping, or None when the model has none."""

@@ -59,3 +59,15 @@ def transitions(meta: Mapping[str, Any] | None, extras: Mapping[str, np.ndarray]
                     "change": None if not np.isfinite(change) else round(change, 4),
                     "detail": str(extras["crm_t_detail"][r]), "as_of": as_of, "period": period})
     return out
+
+
+def held_packages(package_items: np.ndarray, package_tier: np.ndarray, package_ids: np.ndarray,
+                  package_names: np.ndarray, history: np.ndarray) -> list[dict[str, Any]]:
+    """The service packages a client holds: every member item bought (the rule `scoring.kinds.service_package`
+    offers the next tier by). `history` is the positions of the items the client bought."""
+    valid = package_items >= 0
+    owned = np.isin(np.where(valid, package_items, -1), history) & valid
+    held = valid.any(1) & (owned.sum(1) == valid.sum(1))
+    return [{"package_id": str(package_ids[p]), "name": str(package_names[p]),
+             "tier": None if not np.isfinite(package_tier[p]) else float(package_tier[p])}
+            for p in np.flatnonzero(held)]

@@ -118,6 +118,16 @@ class Recommender(SuggestionModel):
         ci = self._client_pos.get(client_id)
         return [] if ci is None else crm.transitions(self.meta.get("crm"), self.state.extras, self.client_ids, ci)
 
+    def holdings(self, client_id: str) -> list[dict[str, Any]]:
+        """`scoring.contract.ClientChanges`: the service packages the client holds (every member bought)."""
+        ci = self._client_pos.get(client_id)
+        if ci is None:
+            return []
+        st = self.state
+        history = st.hist_indices[st.hist_indptr[ci]: st.hist_indptr[ci + 1]]
+        return crm.held_packages(st.package_items, st.package_tier, self.catalogue.package_ids,
+                                 self.catalogue.package_names, history)
+
     def segment_label(self, ci: int | None) -> str | None:
         return self.catalogue.segment_label(ci)
 

@@ -15,6 +15,7 @@ from service.answers import json_default
 from service.api import v1
 from service.auth import authorize, presented_key
 from service.config import Settings
+from service.crm.api import crm
 from service.effect.api import effect
 from service.logs import configure_logging
 from service.loop.api import loop
@@ -78,6 +79,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(v1)
     app.register_blueprint(loop)
     app.register_blueprint(effect)
+    app.register_blueprint(crm)
 
 
 def register_request_hooks(app: Flask) -> None:

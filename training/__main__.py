@@ -1,4 +1,4 @@
-"""`python -m training evaluate|train|clients|value-evaluate --data DIR ...`: score baselines and the model offline,
+"""`python -m training evaluate|train|clients|value-evaluate|campaign --data DIR ...`: score baselines and the model offline,
 train and register, or write the analytical CRM's tables.
 
 Subcommands live in `COMMANDS`: `evaluate` and `train` here, the CRM's in `training.crm_commands`.
@@ -91,7 +91,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    add_evaluate, add_train, crm_commands.add_clients, crm_commands.add_value_evaluate)
+    add_evaluate, add_train, crm_commands.add_clients, crm_commands.add_value_evaluate, crm_commands.add_campaign)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,8 +34,8 @@ def change_settings(config: TrainConfig) -> ChangeSettings:
                           inactive_days=config.inactive_days)
 
 
-def load_model(config: TrainConfig, uri: str | None) -> tuple[Any, str]:
-    """(the scoring model, a label saying which) of `uri`: None is the registered champion; a folder holds a
+def load_model(config: TrainConfig, uri: str | None) -> tuple[Any, str, str | None]:
+    """(the scoring model, a label saying which, its registry version or None) of `uri`: None is the registered champion; a folder holds a
     saved model (an MLflow model or `Recommender.save` arrays); anything else an MLflow URI (`models:/...`)."""
     from scoring.pyfunc import load_model_folder
     from scoring.recommender import Recommender
@@ -46,16 +46,17 @@ def load_model(config: TrainConfig, uri: str | None) -> tuple[Any, str]:
         if model is None:
             raise NoValueModel(f"no @champion of {config.model_name} in {config.tracking_uri}: train one, or "
                                "name a model with --model")
-        return model, f"{config.model_name} version {version} (@champion)"
+        return model, f"{config.model_name} version {version} (@champion)", version
     if Path(uri).is_dir():
         folder = Path(uri)
-        return (Recommender.load(folder) if (folder / "meta.json").is_file() else load_model_folder(folder)), uri
+        return (Recommender.load(folder) if (folder / "meta.json").is_file() else load_model_folder(folder)), uri, None
     import mlflow
 
     with tempfile.TemporaryDirectory(prefix="model-") as tmp:
         folder = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp,
                                                      tracking_uri=config.tracking_uri)
-        return load_model_folder(folder), uri
+        version = uri.rsplit("/", 1)[-1] if uri.startswith("models:/") and "@" not in uri else None
+        return load_model_folder(folder), uri, version
 
 
 def value_params(model: Any, horizon_days: float | None) -> ValueParams:

@@ -90,6 +90,12 @@ class TrainConfig(EnvSettings):
                                                            "days before the recent period.")
     change_threshold: float = Field(0.5, gt=0, description="A relative change of visits or spend against the "
                                                            "client's own past rate beyond this is a transition.")
+    control_share: float = Field(0.05, ge=0.0, le=1.0, description="The service's persistent control group share: "
+                                                                 "campaign audiences leave those clients out.")
+    assignment_salt: str = Field("crm", description="The service's salt of the control hash (the same for both).")
+    fatigue_max_shows: int = Field(3, ge=1, description="Campaigns: a client sent this many email or push answers "
+                                                        "within FATIGUE_WINDOW_DAYS is left out.")
+    fatigue_window_days: int = Field(14, ge=1, description="The window campaign fatigue counts sends in.")
     value_horizon_days: float = Field(30, gt=0, description="The period of the purchase probability, expected "
                                                             "purchases and expected revenue (days).")
     clv_horizon_days: float = Field(365, gt=0, description="The horizon of a client's lifetime value (days).")

@@ -30,13 +30,14 @@ def _positive(text: str) -> float:
     return value
 
 
-def _dataset(data: str, as_of: pd.Timestamp | None):
+def _dataset(data: str, as_of: pd.Timestamp | None, drop_erased: bool = True):
     from training.config import TrainConfig
     from training.erasures import erased_clients, without_clients
 
     config = TrainConfig()
     dataset = load_dataset(data, non_merchandise=config.non_merchandise, merchandise_allow=config.merchandise_allow)
-    dataset = without_clients(dataset, erased_clients(config))
+    if drop_erased:
+        dataset = without_clients(dataset, erased_clients(config))
     if as_of is not None:
         tx = dataset.transactions
         dataset = dataset.with_transactions(tx[tx["timestamp"] <= as_of].reset_index(drop=True))
@@ -64,7 +65,7 @@ def run_clients(args: argparse.Namespace) -> int:
         return 2
     config, dataset = _dataset(args.data, args.as_of)
     try:
-        model, which = load_model(config, args.model)
+        model, which, _ = load_model(config, args.model)
         params = value_params(model, args.horizon_days)
     except NoValueModel as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -100,4 +101,77 @@ def run_value_evaluate(args: argparse.Namespace) -> int:
             print(f"plot: {path}")
     print("\n".join(summary_lines(result)))
     print(json.dumps({"seconds": result["seconds"]}))
+    return 0
+
+
+def add_campaign(sub: argparse._SubParsersAction) -> None:
+    from training.campaign import CHANNELS, TRIGGERS
+
+    parser = sub.add_parser("campaign", help="an email or push audience: one row per client with offers")
+    parser.add_argument("--data", required=True, help="data folder (features.loader contract)")
+    parser.add_argument("--trigger", required=True, choices=TRIGGERS, help="who the campaign is for")
+    parser.add_argument("--channel", required=True, choices=CHANNELS)
+    parser.add_argument("--as-of", type=_date, default=None, help="the date the audience is as of (default: data end)")
+    parser.add_argument("--limit", type=int, default=3, help="offers per client (default 3)")
+    parser.add_argument("--model", default=None, help="as for `clients` (default: the registered champion)")
+    parser.add_argument("--suppress", default=None, help="client ids never to contact (a file: one a line, or CSV)")
+    parser.add_argument("--out", default=None, help="a .csv or .jsonl file (required unless --dry-run)")
+    parser.add_argument("--dry-run", action="store_true", help="print the counts only: no file, nothing stored")
+    parser.set_defaults(run=run_campaign)
+
+
+def run_campaign(args: argparse.Namespace) -> int:
+    import uuid
+
+    from eventstore import EventStore
+    from training import campaign
+    from training.clients import NoValueModel, client_table, load_model, value_params
+    from training.erasures import erased_clients
+
+    started = time.perf_counter()
+    if not args.dry_run and (args.out is None or Path(args.out).suffix not in (".csv", ".jsonl", ".ndjson")):
+        print("error: --out must be a .csv or .jsonl file (or use --dry-run)", file=sys.stderr)
+        return 2
+    if not 1 <= args.limit <= 20:
+        print("error: --limit must be 1 to 20", file=sys.stderr)
+        return 2
+    if args.suppress and not Path(args.suppress).is_file():
+        print(f"error: --suppress {args.suppress}: no such file", file=sys.stderr)
+        return 2
+    config, dataset = _dataset(args.data, args.as_of, drop_erased=False)
+    try:
+        model, which, version = load_model(config, args.model)
+        params = value_params(model, None)
+    except NoValueModel as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    table, moves = client_table(dataset, params, config, args.as_of)
+    store = EventStore(config.events_db_url)
+    try:
+        store.create_all()
+        erased = erased_clients(config) | store.erased_clients(config.tenant)
+        now = campaign.send_time()
+        audience, counts = campaign.select(
+            table, moves, model, trigger=args.trigger, channel=args.channel, config=config, clients=dataset.clients,
+            erased=erased, suppressed=campaign.read_suppressions(args.suppress),
+            tired=campaign.fatigued(store, config.tenant, config, now))
+        as_of = table["as_of"].iloc[0] if len(table) else "-"
+        campaign_id = f"{args.trigger}-{args.channel}-{str(as_of).replace('-', '')}-{uuid.uuid4().hex[:8]}"
+        rows = campaign.build_rows(audience, model, trigger=args.trigger, channel=args.channel, limit=args.limit,
+                                   campaign_id=campaign_id, counts=counts, progress=sys.stderr.isatty() or
+                                   len(audience) > 500)
+        pool = len(audience) + sum(v for k, v in counts.items() if k != "no_offers")
+        print(f"campaign {campaign_id}: {args.trigger} by {args.channel} as of {as_of} (model: {which})")
+        print(f"  {pool:,} clients matched the trigger; {len(rows):,} in the audience")
+        for reason, count in counts.items():
+            print(f"  excluded {reason}: {count:,}")
+        if not args.dry_run:
+            out = campaign.write_audience(rows, table, args.out, args.limit)
+            stored = store.add_exposures(config.tenant, campaign.exposure_rows(
+                rows, variant="champion" if args.model is None else "campaign", model_version=version, sent_at=now))
+            print(f"  wrote {out} ({out.stat().st_size:,} bytes); {stored:,} exposures stored "
+                  f"(channel {args.channel}): the effect report measures the campaign")
+        print(f"  in {time.perf_counter() - started:.1f}s")
+    finally:
+        store.close()
     return 0
