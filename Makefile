@@ -9,7 +9,7 @@ SAMPLE_DIR := data/sample
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/var/mlflow.db
 export MLFLOW_ARTIFACTS_DESTINATION ?= $(CURDIR)/var/mlartifacts
 
-.PHONY: install run test bench audit lint clean redis-bin postgres-bin chromium-bin sample evaluate reliability screens
+.PHONY: install run test bench audit lint clean redis-bin postgres-bin chromium-bin sample evaluate evaluate-value reliability screens
 
 install: $(STAMP)
 
@@ -51,6 +51,13 @@ sample: $(SAMPLE_DIR)/transactions.parquet
 evaluate: install sample
 	mkdir -p var
 	$(PY) -m training evaluate --data $(SAMPLE_DIR) --test-days 60 --k 10 --out var/evaluation.json
+
+# The client value model (BG/NBD + Gamma-Gamma) on a time split of the full data, against two baselines:
+# docs/value_evaluation.json and the plots in docs/ (docs/benchmarks.md quotes them). Not part of `make test`.
+VALUE_DATA ?= data/full
+evaluate-value: install
+	test -f $(VALUE_DATA)/transactions.parquet || $(PY) -m features prepare --source completejourney --out $(VALUE_DATA)
+	$(PY) -m training value-evaluate --data $(VALUE_DATA) --holdout-days 60 --out docs/value_evaluation.json --plots docs
 
 run: install redis-bin sample
 	mkdir -p var

@@ -13,7 +13,8 @@ neither). Timestamps are stored as timezone-aware UTC datetimes.
 - `reactions`: shown / clicked / accepted / rejected / snoozed, one row per (recommendation,
   item, reaction): the same reaction twice is stored once.
 - `erasures`: every erased client, for the trainer and for the record.
-- `task_outcomes`: what a manager did with a task (the analytical CRM issue writes them).
+- `task_outcomes`: what a manager did with a task (`done` or `dismissed`, who, when; `POST /v1/tasks/{id}`):
+  the latest row of a task is its state.
 """
 from __future__ import annotations
 
@@ -123,6 +124,9 @@ task_outcomes = Table(
     Column("outcome", String(32), nullable=False),
     Column("note", Text, nullable=True),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_by", String(_ID), nullable=True),  # who (the manager's id), issue 13
+    Column("trigger", String(32), nullable=True),       # the change the task was raised for
+    Index("ix_task_outcomes_task", "tenant", "task_id"),
 )
 
 #: The reactions a caller may post, and what an `impression` / `click` event is recorded as.

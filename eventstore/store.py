@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Table, delete, func, insert, select, text
+from sqlalchemy import Table, delete, func, insert, inspect, select, text
 
 from eventstore import folder, readers
 from eventstore.engine import StoreUnavailable, connection, describe, make_engine, sqlite_path
@@ -44,6 +44,22 @@ def _row(tenant: str, row: Mapping[str, Any], fields: tuple[str, ...], times: tu
         if out[name] is not None:
             out[name] = utc(out[name])
     return out
+
+
+#: Nullable columns added to a table after it first shipped: a store created before gets them at start
+#: (`create_all` creates missing tables only). task_outcomes gained who and which change in issue 13.
+ADDED_COLUMNS = {task_outcomes: ("recorded_by", "trigger")}
+
+
+def _add_new_columns(conn: Any) -> None:
+    """ALTER TABLE ... ADD COLUMN for each of `ADDED_COLUMNS` an existing table lacks (SQLite and PostgreSQL)."""
+    for table, names in ADDED_COLUMNS.items():
+        present = {column["name"] for column in inspect(conn).get_columns(table.name)}
+        for name in names:
+            if name not in present:
+                column = table.c[name]
+                kind = column.type.compile(dialect=conn.dialect)
+                conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{name}" {kind}'))
 
 
 class EventStore:
@@ -88,6 +104,7 @@ class EventStore:
             try:
                 with connection(self.engine, "creating tables") as conn:
                     metadata.create_all(conn)
+                    _add_new_columns(conn)
                 return
             except Exception as error:  # noqa: BLE001 - "already exists" from a concurrent creator
                 if attempt == 3 or (isinstance(error, StoreUnavailable) and "already exists" not in str(error)):
@@ -220,6 +237,15 @@ class EventStore:
         found = dict(row)
         found["shown_at"] = utc(found["shown_at"])
         return found
+
+    def task_outcomes(self, tenant: str) -> dict[str, dict[str, Any]]:
+        """task_id -> its latest outcome {"outcome", "recorded_by", "recorded_at", "note", "client_id"}."""
+        columns = [task_outcomes.c[n] for n in ("task_id", "client_id", "outcome", "note", "recorded_by",
+                                                "recorded_at")]
+        query = select(*columns).where(task_outcomes.c.tenant == tenant).order_by(task_outcomes.c.id)
+        with connection(self.engine, "reading task outcomes") as conn:
+            rows = conn.execute(query).mappings().all()
+        return {row["task_id"]: {**dict(row), "recorded_at": utc(row["recorded_at"])} for row in rows}
 
     def erased_clients(self, tenant: str) -> set[str]:
         with connection(self.engine, "reading erasures") as conn:

@@ -108,7 +108,7 @@ def activity_states(
     transactions: pd.DataFrame,
     now: pd.Timestamp | None = None,
     lapsing_days: int = 30,
-    inactive_days: int = 90,
+    inactive_days: int = 120,
 ) -> pd.Series:
     """client_id -> "active" (days since last purchase <= lapsing_days) / "lapsing" (<= inactive_days) / "inactive".
 

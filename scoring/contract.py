@@ -123,6 +123,38 @@ def groups_of(model: object) -> Callable[[Sequence[str]], list[str | None]] | No
     return model.groups_of if isinstance(model, ItemGroups) else None
 
 
+@runtime_checkable
+class ClientValues(Protocol):
+    """Optional beside `SuggestionModel` (versions registered before issue 13 have no value model): a client's
+    value figures from the BG/NBD and Gamma-Gamma parameters the trainer fitted (`scoring.value`)."""
+
+    def client_value(self, client_id: str) -> dict[str, Any] | None:
+        """{"p_alive", "p_purchase", "expected_purchases", "expected_revenue", "expected_value_per_purchase",
+        "clv": float, "horizon_days", "clv_horizon_days": float, "as_of", "data_end": ISO dates}; None for a
+        client the model does not know or a model without a value model."""
+
+
+@runtime_checkable
+class ClientChanges(Protocol):
+    """Optional beside `SuggestionModel` (issue 13): segments a period ago and the behaviour changes the trainer
+    found as of its data's end (`scoring.crm`), which the service lists as manager tasks."""
+
+    def segment_before(self, client_id: str) -> dict[str, Any]:
+        """{"abc", "activity", "rfm"} a period before the data's end ({} when the model has none)."""
+
+    def transitions(self, client_id: str | None = None) -> list[dict[str, Any]]:
+        """Each {"task_id", "client_id", "trigger", "action", "severity", "change", "detail", "as_of", "period"};
+        every client's, or one client's."""
+
+    def holdings(self, client_id: str) -> list[dict[str, Any]]:
+        """The service packages the client holds: each {"package_id", "name", "tier"}."""
+
+
+def client_value_of(model: object) -> Callable[[str], dict[str, Any] | None] | None:
+    """The model's client -> value figures mapping, or None when the model has none."""
+    return model.client_value if isinstance(model, ClientValues) else None
+
+
 #: In `kind=all`, which section keeps an item (or another item of its product group) that two
 #: kinds suggest: the most specific reason wins (what they buy, then a step up, then new things).
 SECTION_PRECEDENCE: tuple[str, ...] = ("replenishment", "upsell", "service_package", "cross_sell")

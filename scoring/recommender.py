@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from scoring import candidates
+from scoring import candidates, crm, value
 from scoring import cart as cart_answers
 from scoring import objective as objectives
 from scoring.candidates import CANDIDATE_KINDS, CANDIDATES, CandidateLists
@@ -102,6 +102,31 @@ class Recommender(SuggestionModel):
             return {"abc": None, "activity": None, "rfm": None}
         return {name: (None if values[ci] is None else str(values[ci]))
                 for name, values in self.catalogue.segments.items()}
+
+    def client_value(self, client_id: str) -> dict[str, Any] | None:
+        """`scoring.contract.ClientValues`: the client's value figures (`scoring.value`), or None."""
+        return value.client_value(self.meta.get("value_model"), self.state.extras, self._client_pos.get(client_id))
+
+    def segment_before(self, client_id: str) -> dict[str, Any]:
+        """`scoring.contract.ClientChanges`: the client's segments a period before the data's end."""
+        return crm.segments_before(self.meta.get("crm"), self.state.extras, self._client_pos.get(client_id))
+
+    def transitions(self, client_id: str | None = None) -> list[dict[str, Any]]:
+        """`scoring.contract.ClientChanges`: every transition found at training, or one client's."""
+        if client_id is None:
+            return crm.transitions(self.meta.get("crm"), self.state.extras, self.client_ids)
+        ci = self._client_pos.get(client_id)
+        return [] if ci is None else crm.transitions(self.meta.get("crm"), self.state.extras, self.client_ids, ci)
+
+    def holdings(self, client_id: str) -> list[dict[str, Any]]:
+        """`scoring.contract.ClientChanges`: the service packages the client holds (every member bought)."""
+        ci = self._client_pos.get(client_id)
+        if ci is None:
+            return []
+        st = self.state
+        history = st.hist_indices[st.hist_indptr[ci]: st.hist_indptr[ci + 1]]
+        return crm.held_packages(st.package_items, st.package_tier, self.catalogue.package_ids,
+                                 self.catalogue.package_names, history)
 
     def segment_label(self, ci: int | None) -> str | None:
         return self.catalogue.segment_label(ci)

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from eventstore.schema import SHOWING_CHANNELS
-from scoring.contract import GROUPED_KINDS, one_section_each
+from scoring.contract import GROUPED_KINDS, client_value_of, one_section_each
 from service.encoding import compact, encode, finite_scores
 from service.loop import exposures
 from service.loop.assignment import CONTROL
@@ -183,11 +183,18 @@ def _client_body(serving: Serving, client_id: str, query: SuggestionQuery, read:
         "model_version": serving.model.version,
         "kind": query.kind,
         "objective": query.objective,
-        "segment": recommender.segment(client_id),
+        "segment": _segment(recommender, client_id),
         "cold_start": not recommender.knows_client(client_id),
         "suggestions": by_kind if query.kind == "all" else by_kind[query.kind],
         "resting": [{"kind": kind, "until": _until(until)} for kind, until in sorted(resting.items())],
     }
+
+
+def _segment(recommender: Any, client_id: str) -> dict[str, Any]:
+    """The client's segments, with the value figures when the model has a value model (issue 13)."""
+    segment = recommender.segment(client_id)
+    value_of = client_value_of(recommender)
+    return {**segment, "value": value_of(client_id)} if value_of is not None else segment
 
 
 def _shown(suggestions: list[Any], explain: bool) -> list[Any]:

@@ -17,6 +17,7 @@ from service.auth import authorize, presented_key
 from service.browser import keys as browser_keys
 from service.browser.origins import add_cors, preflight
 from service.config import Settings
+from service.crm.api import crm
 from service.effect.api import effect
 from service.encoding import json_default
 from service.logs import configure_logging
@@ -87,6 +88,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(widget)
     app.register_blueprint(screens)
     app.register_blueprint(api_docs)
+    app.register_blueprint(crm)
 
 
 def register_request_hooks(app: Flask) -> None:

@@ -269,6 +269,10 @@ class Segment(BaseModel):
     abc: Literal["A", "B", "C"] | None = Field(None, description="ABC class of the client by value.")
     activity: Literal["active", "lapsing", "inactive"] | None = None
     rfm: str | None = None
+    value: dict[str, Any] | None = Field(None, description="The client's value figures (p_alive, p_purchase, "
+                                         "expected_purchases, expected_revenue, expected_value_per_purchase, clv, "
+                                         "horizon_days, clv_horizon_days, as_of, data_end); null for a client the "
+                                         "model does not know. Absent with a model registered before issue 13.")
 
 
 class Traced(BaseModel):

@@ -1,6 +1,7 @@
-"""`python -m training evaluate|train --data DIR ...`: score baselines and the model offline, or train and register.
+"""`python -m training evaluate|train|clients|value-evaluate|campaign --data DIR ...`: score baselines and the model offline,
+train and register, or write the analytical CRM's tables.
 
-Subcommands live in `COMMANDS`: `evaluate` and `train`.
+Subcommands live in `COMMANDS`: `evaluate` and `train` here, the CRM's in `training.crm_commands`.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from eventstore import StoreUnavailable
 from features.loader import DataError, load_dataset
+from training import crm_commands
 from training.minimums import TooSmall
 from training.split import SplitError
 
@@ -88,7 +90,8 @@ def run_train(args: argparse.Namespace) -> int:
     return 0 if summary["alias"] in ("champion", "challenger") else 1
 
 
-COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (add_evaluate, add_train)
+COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    add_evaluate, add_train, crm_commands.add_clients, crm_commands.add_value_evaluate, crm_commands.add_campaign)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -81,6 +81,26 @@ class TrainConfig(EnvSettings):
                                                "the training data (de-duplicated against the folder), and its "
                                                "erasures are honoured.")
 
+    lapsing_days: int = Field(30, gt=0, description="Days without a purchase after which a client is lapsing.")
+    inactive_days: int = Field(120, gt=0, description="Days without a purchase after which a client is inactive "
+                                                      "(the inactive base: no mail but a win-back).")
+    segment_period_days: int = Field(30, gt=0, description="How far back \"a period ago\" is: segments are compared "
+                                                           "with theirs then, and the trend's recent window.")
+    trend_baseline_days: int = Field(90, gt=0, description="The client's own past rate is measured over this many "
+                                                           "days before the recent period.")
+    change_threshold: float = Field(0.5, gt=0, description="A relative change of visits or spend against the "
+                                                           "client's own past rate beyond this is a transition.")
+    control_share: float = Field(0.05, ge=0.0, le=1.0, description="The service's persistent control group share: "
+                                                                 "campaign audiences leave those clients out.")
+    assignment_salt: str = Field("crm", description="The service's salt of the control hash (the same for both).")
+    fatigue_max_shows: int = Field(3, ge=1, description="Campaigns: a client sent this many email or push answers "
+                                                        "within FATIGUE_WINDOW_DAYS is left out.")
+    fatigue_window_days: int = Field(14, ge=1, description="The window campaign fatigue counts sends in.")
+    value_horizon_days: float = Field(30, gt=0, description="The period of the purchase probability, expected "
+                                                            "purchases and expected revenue (days).")
+    clv_horizon_days: float = Field(365, gt=0, description="The horizon of a client's lifetime value (days).")
+    clv_annual_discount: float = Field(0.10, ge=0, description="Yearly discount rate of future revenue in the CLV.")
+
     _comma_separated = field_validator("als_factors", "als_regularization", "non_merchandise", "merchandise_allow",
                                         mode="before")(comma_separated)
 

@@ -35,6 +35,7 @@ from scoring.recommender import ABC, Recommender
 from scoring.state import ModelState
 from training.config import TrainConfig
 from training.context import TrainContext
+from training.crm_state import crm_state
 from training.models.bundles import (
     Bundles,
     Neighbours,
@@ -48,6 +49,7 @@ from training.models.cf import fit_cf
 from training.models.knn import client_neighbours
 from training.models.upsell import trade_up_counts, upsell_table
 from training.recipe import Recipe
+from training.value import value_state
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +204,8 @@ def fit_recommender(ctx: TrainContext, config: TrainConfig | None = None, recipe
     up_idx = np.full((len(items), 1), -1, np.int32)
     up_score, up_moves = np.zeros((len(items), 1), np.float32), np.zeros((len(items), 1), np.int32)
 
-    segments = client_segments(tx, now=now).reindex(clients.ids)
+    segments = client_segments(tx, now=now, lapsing_days=config.lapsing_days,
+                               inactive_days=config.inactive_days).reindex(clients.ids)
     abc = segments["abc"].fillna("C")
     seg_pop, glob_pop = popular_lists(tx, items, abc, now)
     recent = tx[(tx[QUANTITY] > 0) & (tx[TIMESTAMP] >= now - pd.Timedelta(days=RECENT_DAYS))]
@@ -255,6 +258,12 @@ def fit_recommender(ctx: TrainContext, config: TrainConfig | None = None, recipe
         state.upsell_idx, state.upsell_score, state.upsell_moves, state.upsell_step = upsell_table(
             state, offerable, unit, moves, config.upsell_neighbours)
     stage("upsell")
+    if not light:  # the client value model (BG/NBD, Gamma-Gamma): what `client_value` answers with
+        value_arrays, state.meta["value_model"] = value_state(tx, clients.ids, now, config)
+        state.extras.update(value_arrays)
+        crm_arrays, state.meta["crm"] = crm_state(tx, ctx.items_df, clients.ids, now, config)
+        state.extras.update(crm_arrays)
+        stage("value model and transitions")
     state.meta["fit_seconds"] = stage.timings
     return Recommender(state)
 

@@ -8,9 +8,10 @@ client into or out of control.
 """
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from eventstore.assignment import in_control, unit_draw  # the pure hash, shared with the trainer's campaigns
 
 CONTROL = "control"
 
@@ -46,16 +47,6 @@ def parse_experiment(text: str, default_alias: str) -> tuple[Arm, ...]:
             raise ValueError(f"experiment arm {alias!r} is reserved or repeated")
         arms.append(Arm(alias, value))
     return tuple(arms)
-
-
-def unit_draw(tenant: str, salt: str, subject: str, purpose: str) -> float:
-    """A uniform number in [0, 1) fixed by its inputs (the first 8 bytes of a sha256)."""
-    digest = hashlib.sha256(f"{tenant}\x1f{salt}\x1f{purpose}\x1f{subject}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64
-
-
-def in_control(tenant: str, salt: str, subject: str, control_share: float) -> bool:
-    return unit_draw(tenant, salt, subject, "control") < control_share
 
 
 def arm_of(tenant: str, salt: str, subject: str, arms: Sequence[Arm]) -> str:

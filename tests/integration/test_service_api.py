@@ -357,7 +357,8 @@ def test_openapi_describes_every_route_from_the_code(client: FlaskClient) -> Non
                 ("/v1/items/{item_id}/similar", "get"), ("/v1/events", "post"), ("/v1/clients/{client_id}", "delete"),
                 ("/v1/admin/reload", "post"), ("/v1/reports/effect", "get"), ("/healthz", "get"), ("/readyz", "get"),
                 ("/metrics", "get"), ("/openapi.json", "get"), ("/docs", "get"), ("/v1/reactions", "post"),
-                ("/v1/clients/{client_id}/group", "get")}
+                ("/v1/clients/{client_id}/group", "get"), ("/v1/tasks", "get"), ("/v1/tasks/{task_id}", "post"),
+                ("/v1/clients/{client_id}/profile", "get")}
     assert {(path, method) for path, ops in spec["paths"].items() for method in ops} == expected
     for path, ops in spec["paths"].items():
         for method, op in ops.items():

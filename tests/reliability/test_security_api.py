@@ -82,8 +82,10 @@ def _call(base: str, method: str, path: str, headers: dict[str, str]) -> request
         shown = answer.json() if answer.status_code == 200 else {"recommendation_id": "0" * 32, "suggestions": []}
         body = {"recommendation_id": shown["recommendation_id"], "reaction": "clicked",
                 "item_id": shown["suggestions"][0]["item_id"] if shown["suggestions"] else "coffee"}
+    elif path.endswith("/tasks/{task_id}"):
+        body = {"status": "done", "by": "matrix-manager"}
     params = {"from": "2026-11-01", "to": "2026-11-30"} if path.endswith("/reports/effect") else None
-    path = path.replace("{client_id}", "matrix-client").replace("{item_id}", "coffee")
+    path = path.replace("{client_id}", "matrix-client").replace("{item_id}", "coffee").replace("{task_id}", "matrix-task")
     return requests.request(method, base + path, json=body, params=params, headers=headers, timeout=20)
 
 

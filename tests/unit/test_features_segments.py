@@ -46,7 +46,7 @@ def test_activity_states_by_days_since_last_purchase() -> None:
             ("f", "i1", "2024-03-31", "r1", -1.0),  # a return is not a purchase
         ]
     )
-    states = activity_states(history, now=pd.Timestamp("2024-04-01"))
+    states = activity_states(history, now=pd.Timestamp("2024-04-01"), inactive_days=90)
     assert states.to_dict() == {
         "a": "active",
         "b": "active",
@@ -118,7 +118,7 @@ def test_segment_changes_flag_clients_who_moved_down() -> None:
             ("z", "i1", "2024-04-29", None, 1.0, 20.0),  # a new client
         ]
     )
-    changes = segment_changes(history, pd.Timestamp("2024-01-31"), pd.Timestamp("2024-04-30"))
+    changes = segment_changes(history, pd.Timestamp("2024-01-31"), pd.Timestamp("2024-04-30"), inactive_days=90)
     assert list(changes.columns) == ["abc_before", "abc_after", "activity_before", "activity_after", "moved"]
     assert changes["abc_before"].drop("z").to_dict() == {"v": "C", "x": "A", "y": "B"}
     assert pd.isna(changes.loc["z", "abc_before"]) and pd.isna(changes.loc["z", "activity_before"])
