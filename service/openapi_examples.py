@@ -17,6 +17,13 @@ _UPSELL = {"item_id": "coffee-premium", "name": "Single-origin coffee 500 g", "k
 _TRACE = {"recommendation_id": "4c2be207bda84fa593e9b6924ec736c9", "variant": "champion"}
 
 #: (method, path) -> {"parameters": {name: value}, "request": body, "response": body}
+_VALUE = {"p_alive": 0.93, "p_purchase": 0.81, "expected_purchases": 2.4, "expected_revenue": 96.0,
+          "expected_value_per_purchase": 40.0, "clv": 1012.5, "horizon_days": 30.0, "clv_horizon_days": 365.0,
+          "as_of": "2018-01-01", "data_end": "2018-01-01"}
+_CHANGE = {"trigger": "spend_drop", "action": "retain", "severity": 0.62, "change": -0.62,
+           "detail": "spend -62 % against their last 3 months (412.00 -> 156.60 a period)", "as_of": "2018-01-01",
+           "period": 0}
+
 EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     ("get", "/docs"): {"response": None},
     ("get", "/healthz"): {"response": {"status": "ok"}},
@@ -50,6 +57,27 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
         "parameters": {"client_id": "c1"},
         "response": {"client_id": "c1", "group": "treatment", "variant": "champion", "control_share": 0.05,
                      "experiment": ""}},
+    ("get", "/v1/clients/{client_id}/profile"): {
+        "parameters": {"client_id": "c1"},
+        "response": {"client_id": "c1", "model_version": "7", "known": True,
+                     "segment": {"abc": "A", "activity": "active", "rfm": "A11"},
+                     "segment_before": {"abc": "A", "activity": "active", "rfm": "A22"}, "transitions": [_CHANGE],
+                     "value": _VALUE, "due_replenishments": [{"item_id": "coffee", "name": "Coffee beans 500 g",
+                                                              "due_in_days": -3.0,
+                                                              "reason": "due: every 14 days, last 17 days ago"}],
+                     "holdings": [], "group": "treatment", "variant": "champion"}},
+    ("get", "/v1/tasks"): {
+        "parameters": {"type": "spend_drop", "abc": "A", "limit": 1},
+        "response": {"model_version": "7", "as_of": "2018-01-01", "total": 1, "tasks": [{
+            "task_id": "3f1c2d9a8b7e6f50", "client_id": "c1", "segment": {"abc": "A", "activity": "active", "rfm": "A11"},
+            "change": _CHANGE, "action": "retain", "value": _VALUE, "value_at_risk": 70.9, "value_to_gain": None,
+            "priority": 70.9, "status": "open", "outcome": None,
+            "offers": {**_TRACE, "kind": "replenishment", "suggestions": [_SUGGESTION]}}]}},
+    ("post", "/v1/tasks/{task_id}"): {
+        "parameters": {"task_id": "3f1c2d9a8b7e6f50"},
+        "request": {"status": "done", "by": "manager-7", "note": "called: moving house"},
+        "response": {"task_id": "3f1c2d9a8b7e6f50", "known": True, "client_id": "c1", "status": "done",
+                     "by": "manager-7", "at": "2026-12-07T15:00:00+00:00"}},
     ("get", "/v1/clients/{client_id}/suggestions"): {
         "parameters": {"client_id": "c1", "kind": "cross_sell", "limit": 2},
         "response": {**_TRACE, "client_id": "c1", "model_version": "7", "kind": "cross_sell",
