@@ -52,8 +52,9 @@ def post_task_outcome(task_id: str) -> Response:
 
 @api_route(crm, "/clients/<client_id>/profile", "GET", Endpoint(
     summary="A client's profile: segments now and a period ago, transitions, value figures, replenishments due, "
-            "service tiers held, group", tag="crm", response=ClientProfile, errors=(404, 503),
-    description="Value figures carry as_of and data_end. 404 for a client the serving model has never seen."))
+            "service tiers held, group", tag="crm", response=ClientProfile, errors=(503,),
+    description="Value figures carry as_of and data_end. A client the serving model has never seen answers "
+                "known: false with empty figures (and its group), not an error."))
 def client_profile(client_id: str) -> Response:
     rt = runtime()
     client_id = path_id("client_id", client_id)
