@@ -68,14 +68,17 @@ def offers(rt: Runtime, client_id: str, action: str) -> dict[str, Any]:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def list_tasks(rt: Runtime, params: TaskQuery) -> dict[str, Any]:
-    """The open (or filtered) tasks, ordered by money at stake, the first `limit` with their offers."""
-    model = rt.serving_model()
-    recommender = model.recommender
+def find_tasks(rt: Runtime, params: TaskQuery, client_id: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """Every task matching `params` (of one client, if given), ordered by money at stake, without offers;
+    and the date the model's changes are as of. The CRM screens list these and open a client's card."""
+    recommender = rt.serving_model().recommender
     value_of = client_value_of(recommender)
     stored = rt.events.task_outcomes(rt.settings.tenant)
+    changes = changes_of(recommender)
     found = []
-    for change in changes_of(recommender):
+    for change in changes:
+        if client_id is not None and change["client_id"] != client_id:
+            continue
         segment = recommender.segment(change["client_id"])
         outcome = _outcome(stored.get(change["task_id"]))
         status = outcome["status"] if outcome else "open"
@@ -86,11 +89,17 @@ def list_tasks(rt: Runtime, params: TaskQuery) -> dict[str, Any]:
                       "change": change, "action": change["action"], "value": value, **stake(change, value),
                       "status": status, "outcome": outcome})
     found.sort(key=lambda task: (-task["priority"], -task["change"]["severity"], task["task_id"]))
+    return found, (changes[0]["as_of"] if changes else None)
+
+
+def list_tasks(rt: Runtime, params: TaskQuery) -> dict[str, Any]:
+    """The open (or filtered) tasks, ordered by money at stake, the first `limit` with their offers."""
+    model = rt.serving_model()
+    found, as_of = find_tasks(rt, params)
     page = found[:params.limit]
     for task in page:
         task["offers"] = offers(rt, task["client_id"], task["action"])
-    as_of = changes_of(recommender)[0]["as_of"] if found else None
-    return {"model_version": model.version, "as_of": as_of, "total": len(found), "tasks": page}
+    return {"model_version": model.version, "as_of": as_of if found else None, "total": len(found), "tasks": page}
 
 
 def record_outcome(rt: Runtime, task_id: str, body: TaskOutcomeRequest) -> dict[str, Any]:

@@ -16,11 +16,13 @@ from pydantic import ValidationError
 from eventstore import StoreUnavailable
 from service import answers
 from service.api import store_unavailable
+from service.crm.profile import client_profile
 from service.inputs import path_id
 from service.loop import reactions
 from service.loop.schemas import ReactionRequest
 from service.pages import sessions
 from service.pages.blueprint import page_context, screens
+from service.pages.tasks import client_tasks
 from service.problems import validation_problem
 from service.runtime import runtime
 from service.schemas import ID_CHARACTERS, SuggestionQuery, limits
@@ -71,6 +73,7 @@ def client_card(client_id: str) -> str:
     answer = card_answer(client_id)
     sections = answer["suggestions"] if isinstance(answer["suggestions"], dict) else {"all": answer["suggestions"]}
     return render_template("client_card.html", client_id=client_id, answer=answer, sections=sections,
+                           profile=client_profile(runtime(), client_id), tasks=client_tasks(client_id),
                            kind_titles=KIND_TITLES, reasons=REJECT_REASONS, done=request.args.get("done"),
                            control=answer.get("variant") == "control", **page_context())
 
