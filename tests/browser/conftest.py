@@ -28,10 +28,15 @@ def browser() -> Iterator[webdriver.Chrome]:
 
 
 @pytest.fixture(scope="session")
-def live_service(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str,
-                 redis_server: RedisServer) -> Iterator[Service]:
-    """The real service under gunicorn (one worker: quick to start), allowing one shop origin."""
+def live_service(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str) -> Iterator[Service]:
+    """The real service under gunicorn (one worker: quick to start), allowing one shop origin.
+
+    It has a redis-server of its own: it lives for the whole session, and its exposure writer would
+    otherwise drain the exposures other tests buffer in the shared server (same tenant, same stream)
+    into its own event store."""
     tmp = tmp_path_factory.mktemp("browser-service")
+    redis_server = RedisServer(tmp_path_factory.mktemp("browser-redis"))
+    redis_server.start()
     name = f"crm-browser-{uuid.uuid4().hex[:8]}"
     register_double(mlflow_server, name, tag="browser")
     allowed = free_port()
@@ -44,7 +49,10 @@ def live_service(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str,
     service = Service(tmp, env, "browser-service")
     service.allowed_port = allowed  # type: ignore[attr-defined]
     service.events_url = env["EVENTS_DB_URL"]  # type: ignore[attr-defined]
-    with service.start():
-        yield service
+    try:
+        with service.start():
+            yield service
+    finally:
+        redis_server.stop()
 
 
