@@ -7,13 +7,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
+from support.apps import double_clients
 from support.problems import assert_problem
-from support.service_model_double import CatalogueRecommender
-
-from service.app import create_app
-from service.config import Settings
 
 READ_KEY = "sk-read-0123456789"
 ADMIN_KEY = "sk-admin-0123456789"
@@ -22,22 +18,10 @@ PK = "pk_screens_0123456789"
 
 @pytest.fixture()
 def make_client(tmp_path: Path, redis_url: str) -> Iterator[Callable[..., FlaskClient]]:
-    apps: list[Flask] = []
-
-    def make(**env: str) -> FlaskClient:
-        base = {"API_KEYS": READ_KEY, "ADMIN_API_KEYS": ADMIN_KEY, "PUBLISHABLE_KEYS": PK, "REDIS_URL": redis_url,
+    yield from double_clients({"API_KEYS": READ_KEY, "ADMIN_API_KEYS": ADMIN_KEY, "PUBLISHABLE_KEYS": PK, "REDIS_URL": redis_url,
                 "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/none.db", "MODEL_CACHE_DIR": str(tmp_path / "cache"),
                 "SERVICE_STATE_DIR": str(tmp_path / "state"), "EVENTS_DB_URL": f"sqlite:///{tmp_path}/events.db",
-                "CONTROL_SHARE": "0"}
-        app = create_app(Settings.from_env({**base, **env}), watch=False)
-        app.extensions["crm"].models.install(CatalogueRecommender(), "7")
-        apps.append(app)
-        return app.test_client()
-
-    yield make
-    for app in apps:
-        app.extensions["crm"].redis.close()
-        app.extensions["crm"].events.close()
+                "CONTROL_SHARE": "0"})
 
 
 def csrf_of(html: str) -> str:

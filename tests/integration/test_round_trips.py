@@ -15,12 +15,8 @@ from typing import Any
 
 import pytest
 import redis
-from flask import Flask
 from flask.testing import FlaskClient
-from support.service_model_double import CatalogueRecommender
-
-from service.app import create_app
-from service.config import Settings
+from support.apps import double_clients
 
 READ_KEY = "read-key-0123456789"
 READ = {"X-API-Key": READ_KEY}
@@ -29,22 +25,10 @@ END = "round-trips-counted"
 
 @pytest.fixture()
 def make_client(tmp_path: Path, redis_url: str) -> Iterator[Callable[..., FlaskClient]]:
-    apps: list[Flask] = []
-
-    def make(**env: str) -> FlaskClient:
-        base = {"API_KEYS": READ_KEY, "REDIS_URL": redis_url, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/none.db",
-                "MODEL_CACHE_DIR": str(tmp_path / "cache"), "SERVICE_STATE_DIR": str(tmp_path / "state"),
-                "EVENTS_DB_URL": f"sqlite:///{tmp_path}/events.db", "CONTROL_SHARE": "0",
-                "REDIS_TIMEOUT_SECONDS": "1", "TENANT": f"trips{len(apps)}"}
-        app = create_app(Settings.from_env({**base, **env}), watch=False)
-        app.extensions["crm"].models.install(CatalogueRecommender(), "7")
-        apps.append(app)
-        return app.test_client()
-
-    yield make
-    for app in apps:
-        app.extensions["crm"].events.close()
-        app.extensions["crm"].redis.close()
+    yield from double_clients({"API_KEYS": READ_KEY, "REDIS_URL": redis_url, "CONTROL_SHARE": "0",
+                               "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/none.db",
+                               "MODEL_CACHE_DIR": str(tmp_path / "cache"), "SERVICE_STATE_DIR": str(tmp_path / "state"),
+                               "EVENTS_DB_URL": f"sqlite:///{tmp_path}/events.db", "REDIS_TIMEOUT_SECONDS": "1"})
 
 
 def sent_commands(redis_url: str, action: Callable[[], Any]) -> tuple[Any, list[str]]:

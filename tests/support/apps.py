@@ -4,9 +4,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from flask import Flask
+from flask.testing import FlaskClient
 
 from service.app import create_app
 from service.config import Settings
+from support.service_model_double import CatalogueRecommender
 
 
 def app_maker(env: dict[str, str], load: Callable[[Flask], object]) -> Iterator[Callable[..., Flask]]:
@@ -28,3 +30,14 @@ def app_maker(env: dict[str, str], load: Callable[[Flask], object]) -> Iterator[
         runtime.arms.stop()  # the primary alias's store is one of the arms
         runtime.redis.close()
         runtime.events.close()
+
+
+def double_clients(env: dict[str, str]) -> Iterator[Callable[..., FlaskClient]]:
+    """A fixture's body: yields `make(**overrides)`, a test client of an app on `env` serving the catalogue
+    double (support/service_model_double.py) as version 7; every app made is stopped when the test ends."""
+    makers = app_maker(env, lambda app: app.extensions["crm"].models.install(CatalogueRecommender(), "7"))
+    make = next(makers)
+    try:
+        yield lambda **overrides: make(**overrides).test_client()
+    finally:
+        next(makers, None)
