@@ -6,6 +6,11 @@ Starts its own redis-server, an MLflow store with the catalogue double, the serv
 gunicorn and a shop site on another origin, posts a few answers and purchases (made-up data:
 the figures on the dashboard mean nothing), drives headless Chromium through each page
 (signing in, reacting on a card) and saves one PNG per page.
+
+With `--tracking-uri URI --model-name NAME` (a model trained on real data, e.g. the demo's
+`var/mlflow.db` and `crm-recommender`), it also shoots the manager's task list and the card of its
+first client, whose value figures, changes and tasks only a trained model has (tasks.png,
+client-card-value.png), from the service with AUTH_DISABLED as `make run` serves it.
 """
 from __future__ import annotations
 
@@ -22,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 from support.browser import screens_stack, start_chromium  # noqa: E402
-from support.processes import free_port  # noqa: E402
-from support.service_process import ADMIN_KEY, READ  # noqa: E402
+from support.processes import RedisServer, free_port  # noqa: E402
+from support.service_process import ADMIN_KEY, READ, Service  # noqa: E402
 
 
 def shoot(browser, path: Path, height: int | None = None) -> None:
@@ -34,11 +39,42 @@ def shoot(browser, path: Path, height: int | None = None) -> None:
     print(f"saved {path}")
 
 
+def shoot_trained(out: Path, tracking_uri: str, model_name: str) -> None:
+    """The task list and the first task's client card, on a trained model."""
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        redis = RedisServer(tmp)
+        redis.start()
+        browser = start_chromium()
+        try:
+            env = {"MLFLOW_TRACKING_URI": tracking_uri, "MODEL_NAME": model_name, "REDIS_URL": redis.url,
+                   "AUTH_DISABLED": "true", "MODEL_CACHE_DIR": str(tmp / "cache"), "WORKERS": "1",
+                   "EVENTS_DB_URL": f"sqlite:///{tmp}/events.db", "SERVICE_STATE_DIR": str(tmp / "state")}
+            with Service(tmp, env, "trained").start() as service:
+                browser.get(f"{service.base}/app/tasks")
+                WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#task-list tbody tr"))
+                shoot(browser, out / "tasks.png", 1100)
+                browser.find_element(By.CSS_SELECTOR, "#task-list tbody tr a").click()
+                WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.ID, "client-value"))
+                shoot(browser, out / "client-card-value.png")
+        finally:
+            browser.quit()
+            redis.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=Path("docs/screens"))
-    out = parser.parse_args().out
+    parser.add_argument("--tracking-uri", help="a store with a trained model: also shoot the tasks and a card with value")
+    parser.add_argument("--model-name", default="crm-recommender")
+    parser.add_argument("--only-trained", action="store_true", help="only the trained model's screens")
+    args = parser.parse_args()
+    out = args.out
     out.mkdir(parents=True, exist_ok=True)
+    if args.tracking_uri:
+        shoot_trained(out, args.tracking_uri, args.model_name)
+    if args.only_trained:
+        return 0
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         shop_port = free_port()

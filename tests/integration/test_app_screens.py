@@ -65,7 +65,8 @@ def test_sign_in_needs_its_form_token(make_client) -> None:
 def test_card_rejects_an_item_which_is_gone_and_records_who(make_client) -> None:
     client = sign_in(make_client(), READ_KEY, name="Ana Lopez")
     card = client.get("/app/clients/c1").get_data(as_text=True)
-    assert "Segment" in card and 'data-slot="value"' in card and 'data-slot="tasks"' in card
+    assert "Segment" in card and 'id="client-value"' in card and 'id="client-tasks"' in card
+    assert "the serving model has no value model" in card and "No task for this client" in card  # the double has neither
     assert "Signed in as Ana Lopez (key:" in card
     rec_id = re.search(r'name="recommendation_id" value="([^"]+)"', card).group(1)
     item = re.search(r'<li class="suggestion" data-item-id="([^"]+)"', card).group(1)
