@@ -68,7 +68,7 @@ test: install redis-bin postgres-bin chromium-bin
 
 # Screenshots of every screen into docs/screens/ (headless Chromium, the catalogue double, made-up data).
 screens: install redis-bin chromium-bin
-	PYTHONPATH=$(CURDIR) $(PY) tests/browser/screenshots.py --out docs/screens
+	PYTHONPATH=$(CURDIR) $(PY) tests/browser/screenshots.py --out docs/screens $(SCREENS_ARGS)
 
 # Serving (wrk + open loop; the loop's cost on SQLite and a PostgreSQL of its own) then training figures,
 # in one run: var/bench/results.json.
