@@ -174,6 +174,7 @@ def print_try_lines(settings: Settings, auth_disabled: bool) -> None:
 def screen_lines(base: str, client: str) -> list[str]:
     """The screens' URLs, as `make run` prints them."""
     return [f"{base}/app/clients/{client}   client card (search: {base}/app/clients)",
+            f"{base}/app/tasks   the manager's tasks: clients whose behaviour changed",
             f"{base}/app/demo-shop   the cart widget on a demo shop",
             f"{base}/app/effect   effect dashboard",
             f"{base}/docs/interactive   try the API (Swagger UI); reference: {base}/docs",
