@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         uri, name, _ = train_model(args.data, work)
     redis_server = RedisServer(work, persist=True)
     redis_server.start()
-    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", "")
+    # metrics as gunicorn's workers keep them (multi-process files), in this run's own folder
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(work / "prometheus")
+    (work / "prometheus").mkdir()
     from service.app import create_app
     from service.config import Settings
 
