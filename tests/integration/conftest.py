@@ -84,3 +84,11 @@ def trained(trained_runs):
     mlflow.set_tracking_uri(trained_runs[0].tracking_uri)
     yield trained_runs
     mlflow.set_tracking_uri(before)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def events_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An event store's URL, once on SQLite and once on our own PostgreSQL: a test that takes it runs on both."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/events.db"
+    return request.getfixturevalue("postgres_url")

@@ -28,12 +28,6 @@ def champion(trained_runs) -> Any:
     assert model.transitions(), "the champion trained on the slice has transitions"
     return model
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def events_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/events.db"
-    return request.getfixturevalue("postgres_url")
-
 @pytest.fixture()
 def client(tmp_path: Path, redis_url: str, events_url: str, champion: Any) -> Iterator[FlaskClient]:
     settings = Settings.from_env({

@@ -22,12 +22,6 @@ ADMIN_KEY = "admin-key-0123456789"
 READ = {"X-API-Key": READ_KEY}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def events_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/events.db"
-    return request.getfixturevalue("postgres_url")
-
 
 @pytest.fixture()
 def make_client(tmp_path: Path, redis_url: str, events_url: str) -> Iterator[Callable[..., FlaskClient]]:

@@ -3,9 +3,7 @@ columns at start, and the latest outcome of a task is its state."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
-import pytest
 from sqlalchemy import create_engine, text
 
 from eventstore import EventStore
@@ -15,20 +13,14 @@ OLD_TABLE = ("CREATE TABLE task_outcomes (id INTEGER PRIMARY KEY, tenant VARCHAR
              "WITH TIME ZONE NOT NULL)")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/old.db"
-    return request.getfixturevalue("postgres_url")
 
-
-def test_an_old_store_gains_the_columns_and_keeps_the_latest_outcome(url: str) -> None:
-    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+def test_an_old_store_gains_the_columns_and_keeps_the_latest_outcome(events_url: str) -> None:
+    engine = create_engine(events_url.replace("postgresql://", "postgresql+psycopg://", 1))
     with engine.begin() as conn:
         conn.execute(text(OLD_TABLE.replace("INTEGER PRIMARY KEY", "SERIAL PRIMARY KEY")
                           if engine.dialect.name == "postgresql" else OLD_TABLE))
     engine.dispose()
-    with EventStore(url) as store:
+    with EventStore(events_url) as store:
         store.create_all()
         store.create_all()  # twice: nothing to add the second time
         at = datetime(2026, 12, 1, tzinfo=timezone.utc)
