@@ -241,13 +241,15 @@ def _shared_compute(serving: Serving, plan: Plan, read: Read | None, params: dic
     except RedisUnavailable:
         key = None
     if text is None:
-        text = encode(produce(_fetch(limit, suppressed)))
+        body = produce(_fetch(limit, suppressed))
         if key is not None:
             try:
-                serving.redis.cache.store_shared_answer(key, text)
+                serving.redis.cache.store_shared_answer(key, encode(body))
             except RedisUnavailable:
                 pass
-    return replace(_encoded(_filtered(json.loads(text), suppressed, limit, names), plan.sections), cacheable=False)
+    else:
+        body = json.loads(text)
+    return replace(_encoded(_filtered(body, suppressed, limit, names), plan.sections), cacheable=False)
 
 
 def _cart_sections(body: dict[str, Any]) -> Sections:
