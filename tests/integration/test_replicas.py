@@ -15,6 +15,7 @@ checks that:
 - every event, reaction and exposure either one answered 2xx for is in the shared event store;
 - an erasure through one drops the client's state for both (Redis, the store); only its durable
   local record (SERVICE_STATE_DIR/erasures.jsonl) is the erasing replica's own;
+- a sign-in to the /app screens on one holds on the other (sessions live in Redis);
 - an alias moved in the registry reaches both (an admin reload on one replica, or the trainer's
   notice on Redis), with no failed request and no answer mixing versions under load on both.
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import threading
 import time
 import uuid
@@ -55,7 +57,7 @@ ALLOWANCE = 40
 ADMIN_KEY = "replicas-admin-key-3f9a"
 #: One key per test, and a pool the load loop turns through (LOAD_KEYS x ALLOWANCE a minute).
 TEST_KEYS = {name: f"replicas-{name}-key" for name in ("limit", "other", "fatigue", "group-a", "group-b", "reject",
-                                                       "cache", "events", "erase")}
+                                                       "cache", "events", "erase", "screens")}
 LOAD_KEYS = [f"replicas-load-{n:02d}" for n in range(40)]
 TENANT, SALT, CONTROL_SHARE = "default", "crm", 0.05  # the service's defaults, which neither replica changes
 
@@ -279,6 +281,23 @@ def test_an_erasure_through_one_replica_reaches_what_both_share(replicas: Replic
     lines = (replicas.root / "b" / "state" / "erasures.jsonl").read_text().splitlines()
     assert [json.loads(line)["client_id"] for line in lines] == [client]
     assert not (replicas.root / "a" / "state" / "erasures.jsonl").exists()
+
+
+def test_a_sign_in_to_the_screens_on_one_replica_holds_on_the_other(replicas: Replicas) -> None:
+    a, b = replicas.both
+    form = requests.get(f"{a.base}/app/sign-in", timeout=10)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+    signed_in = requests.post(f"{a.base}/app/sign-in", cookies=form.cookies, allow_redirects=False, timeout=10,
+                              data={"csrf": csrf, "key": TEST_KEYS["screens"], "name": "Ana"})
+    assert signed_in.status_code == 303, signed_in.text
+    session = {"crm_app_session": signed_in.cookies["crm_app_session"]}  # the session lives in Redis
+    card = requests.get(f"{b.base}/app/clients/c1", cookies=session, allow_redirects=False, timeout=10)
+    assert card.status_code == 200, card.headers.get("Location")
+    signed_out = requests.post(f"{b.base}/app/sign-out", cookies=session, allow_redirects=False, timeout=10,
+                               data={"csrf": re.search(r'name="csrf" value="([^"]+)"', card.text).group(1)})
+    assert signed_out.status_code == 303
+    assert requests.get(f"{a.base}/app/clients/c1", cookies=session, allow_redirects=False,
+                        timeout=10).status_code == 302  # signed out through B, out on A too
 
 
 @dataclass
