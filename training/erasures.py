@@ -1,8 +1,10 @@
 """Clients erased on request, and the data without them: what the trainer must never learn from.
 
-Two sources, both written by the service when `DELETE /v1/clients/{id}` is called for a tenant:
-the durable file (ERASURES_FILE: JSON lines `{"client_id", "tenant", ...}`) and, when REDIS_URL is
-set, the Redis set `scoring.contract.erasures_key(tenant)`. The trainer trains one tenant's data
+Three sources, all written by the service when `DELETE /v1/clients/{id}` is called for a tenant:
+the durable file (ERASURES_FILE: JSON lines `{"client_id", "tenant", ...}`), the event store's
+erasures (EVENTS_DB_URL) and, when REDIS_URL is set, the Redis set
+`scoring.contract.erasures_key(tenant)`. The file is the erasing replica's own: with several
+service replicas (docs/replicas.md) only the shared store and Redis hold every replica's. The trainer trains one tenant's data
 (TENANT), so it honours exactly that tenant's erasures: a line of another tenant names another
 shop's client, who may share an id with one of ours. A line without a tenant was written for the
 default tenant (the service wrote no tenant before it had several).
@@ -13,6 +15,8 @@ import json
 import logging
 from pathlib import Path
 
+from eventstore import EventStore
+from eventstore.engine import sqlite_path
 from features.loader import Dataset
 from features.schema import CLIENT
 from scoring.contract import erasures_key
@@ -47,16 +51,28 @@ def erased_in_redis(redis_url: str, tenant: str) -> set[str]:
         return {member.decode() for member in r.smembers(erasures_key(tenant))}
 
 
+def erased_in_store(events_db_url: str, tenant: str) -> set[str]:
+    """Clients the event store records as erased for `tenant` (none when the store is a SQLite file
+    that does not exist: it is never created here). An unreachable store raises StoreUnavailable:
+    it is durable, so training does not go on without it."""
+    path = sqlite_path(events_db_url)
+    if path is not None and not path.exists():
+        return set()
+    with EventStore(events_db_url) as store:
+        store.create_all()
+        return store.erased_clients(tenant)
+
+
 def erased_clients(config: TrainConfig) -> set[str]:
-    """Clients of `config.tenant` erased on request: the service's durable file, and Redis when
-    configured (a mirror: when it cannot be read, the file still counts)."""
+    """Clients of `config.tenant` erased on request: the service's durable file, the event store,
+    and Redis when configured (a mirror: when it cannot be read, the others still count)."""
     path = Path(config.erasures_file)
-    erased = erased_in_file(path, config.tenant)
+    erased = erased_in_file(path, config.tenant) | erased_in_store(config.events_db_url, config.tenant)
     if config.redis_url:
         try:
             erased |= erased_in_redis(config.redis_url, config.tenant)
-        except Exception as exc:  # noqa: BLE001 - the file is the durable record; Redis is a mirror
-            log.warning("could not read erasures from Redis (%s); using %s only", exc, path)
+        except Exception as exc:  # noqa: BLE001 - the file and the store are durable; Redis is a mirror
+            log.warning("could not read erasures from Redis (%s); using %s and the event store only", exc, path)
     return erased
 
 

@@ -1,4 +1,4 @@
-"""Erasures and tenants: the trainer honours exactly its own tenant's erasures, from both sources.
+"""Erasures and tenants: the trainer honours exactly its own tenant's erasures, from every source.
 
 Two shops share one Redis and one erasure file, and both have a client "42". The service (its own
 code path: `service.intake.erase_client`, which writes the durable file, the event store and the
@@ -84,3 +84,19 @@ def test_unreadable_lines_are_skipped_and_the_rest_still_count(tmp_path: Path) -
     path.write_text("not json\n[1, 2]\n" + json.dumps({"tenant": "default"}) + "\n"
                     + json.dumps({"client_id": 5, "tenant": "default"}) + "\n", encoding="utf-8")
     assert erased_in_file(path, "default") == {"5"}
+
+
+def test_an_erasure_made_through_another_replica_counts_from_the_shared_store(tmp_path: Path) -> None:
+    """Replica B erased "8": its line is in B's file, which this trainer does not read, and there is
+    no Redis; the event store all replicas write says it (docs/replicas.md)."""
+    store_url = f"sqlite:///{tmp_path}/shared-events.db"
+    with EventStore(store_url) as events:
+        events.create_all()
+        events.erase_client("default", "8")
+        events.erase_client("shop-b", "11")
+    only_a = str(tmp_path / "replica-a-erasures.jsonl")  # no line: A erased nobody
+    config = TrainConfig(erasures_file=only_a, redis_url=None, events_db_url=store_url)
+    assert erased_clients(config) == {"8"}
+    assert erased_clients(config.model_copy(update={"tenant": "shop-b"})) == {"11"}
+    missing = TrainConfig(erasures_file=only_a, redis_url=None, events_db_url=f"sqlite:///{tmp_path}/none.db")
+    assert erased_clients(missing) == set() and not (tmp_path / "none.db").exists()  # never created here
