@@ -39,6 +39,7 @@ import pytest
 import redis
 import requests
 from mlflow import MlflowClient
+from sqlalchemy import func, select
 from support.postgres import PostgresServer
 from support.processes import RedisServer, wait_until
 from support.reliability_doubles import register_variant
@@ -46,6 +47,7 @@ from support.reliability_harness import SHOP_TRAFFIC, Outcome, send, service_env
 from support.service_process import Service
 
 from eventstore import EventStore
+from eventstore.schema import events
 from scoring.contract import MODEL_UPDATES_CHANNEL, erasures_key
 from service.loop.assignment import in_control
 
@@ -59,6 +61,8 @@ ADMIN_KEY = "replicas-admin-key-3f9a"
 TEST_KEYS = {name: f"replicas-{name}-key" for name in ("limit", "other", "fatigue", "group-a", "group-b", "reject",
                                                        "cache", "events", "erase", "screens")}
 LOAD_KEYS = [f"replicas-load-{n:02d}" for n in range(40)]
+#: The client of the load's events (SHOP_TRAFFIC), whom no other test here names.
+SHOP_EVENT_CLIENT = next(call.body["events"][0]["client_id"] for call in SHOP_TRAFFIC if call.name == "events")
 TENANT, SALT, CONTROL_SHARE = "default", "crm", 0.05  # the service's defaults, which neither replica changes
 
 
@@ -141,20 +145,30 @@ def _react(service: Service, answer: dict[str, Any], item_id: str, reaction: str
     return response.status_code
 
 
+#: What the rate-limit test sends in turn: the answers count in their Redis round trip, the rest
+#: before the handler (`service.rate_limit`); (method, path, body, status when allowed)
+LIMITED_CALLS = (("GET", "/v1/items/coffee/similar", None, 200),
+                 ("GET", "/v1/clients/limit-1/suggestions", None, 200),
+                 ("POST", "/v1/events", [{"client_id": "limit-1", "item_id": "mug", "type": "view",
+                                          "timestamp": "2024-05-01T10:00:00Z"}], 202))
+
+
 def test_the_rate_limit_is_one_budget_across_replicas(replicas: Replicas) -> None:
     remaining = []
-    for n in range(ALLOWANCE):  # half through A, half through B
-        service = replicas.both[n % 2]
-        response = requests.get(f"{service.base}/v1/items/coffee/similar", headers=_headers("limit"), timeout=10)
-        assert response.status_code == 200, response.text
+    for n in range(ALLOWANCE):  # half through A, half through B, three kinds of request in turn
+        method, path, body, status = LIMITED_CALLS[n % len(LIMITED_CALLS)]
+        response = requests.request(method, replicas.both[n % 2].base + path, json=body, headers=_headers("limit"),
+                                    timeout=10)
+        assert response.status_code == status, response.text
         remaining.append(int(response.headers["X-RateLimit-Remaining"]))
     assert remaining == list(range(ALLOWANCE - 1, -1, -1))  # one count, whichever replica answered
 
     for service in replicas.both:  # each has answered only half the allowance, and both refuse
-        refused = requests.get(f"{service.base}/v1/items/coffee/similar", headers=_headers("limit"), timeout=10)
-        assert refused.status_code == 429
-        assert refused.headers["Content-Type"] == "application/problem+json"
-        assert refused.json()["type"].endswith("rate-limited") and int(refused.headers["Retry-After"]) >= 1
+        for method, path, body, _ in LIMITED_CALLS:
+            refused = requests.request(method, service.base + path, json=body, headers=_headers("limit"), timeout=10)
+            assert refused.status_code == 429, (path, refused.text)
+            assert refused.headers["Content-Type"] == "application/problem+json"
+            assert refused.json()["type"].endswith("rate-limited") and int(refused.headers["Retry-After"]) >= 1
         other = requests.get(f"{service.base}/v1/items/coffee/similar", headers=_headers("other"), timeout=10)
         assert other.status_code == 200  # the budget is the key's, not the replica's
 
@@ -224,12 +238,12 @@ def test_an_answer_cached_by_one_replica_is_served_by_the_other_until_a_purchase
 
 def test_what_either_replica_accepted_is_in_the_shared_event_store(replicas: Replicas) -> None:
     a, b = replicas.both
-    events = {service: [{"client_id": "events-1", "item_id": "milk", "type": "purchase", "event_id": f"replica-{label}",
+    batches = {service: [{"client_id": "events-1", "item_id": "milk", "type": "purchase", "event_id": f"replica-{label}",
                          "timestamp": "2024-05-03T09:00:00Z"}] for service, label in zip((a, b), "ab", strict=True)}
-    for service, batch in events.items():
+    for service, batch in batches.items():
         posted = requests.post(f"{service.base}/v1/events", json=batch, headers=_headers("events"), timeout=10)
         assert posted.status_code == 202 and posted.json()["accepted"] == 1
-    retried = requests.post(f"{b.base}/v1/events", json=events[a], headers=_headers("events"), timeout=10)
+    retried = requests.post(f"{b.base}/v1/events", json=batches[a], headers=_headers("events"), timeout=10)
     assert retried.status_code == 202 and retried.json()["duplicates"] == 1  # A's batch, retried through B
     answers = {label: _suggest(service, f"events-{label}", "events").json()
                for service, label in zip((a, b), "ab", strict=True)}
@@ -393,3 +407,12 @@ def test_an_alias_move_reaches_both_replicas_under_load_without_failures_or_mixe
     for version, (start, end) in zip(served[1:], windows, strict=True):  # once both serve it, only it answers
         during = {o.version for _, o in answers if start < o.started < end}
         assert during == {version}, (version, sorted(during))
+    accepted = sum(1 for _, o in load.outcomes if o.name == "events")  # all 202: none failed
+    assert accepted and _stored_events(replicas, SHOP_EVENT_CLIENT) == accepted  # every one, whichever replica
+
+
+def _stored_events(replicas: Replicas, client_id: str) -> int:
+    """The client's rows in the shared store's events table."""
+    with EventStore(replicas.events_url) as store, store.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(events).where(
+            events.c.tenant == TENANT, events.c.client_id == client_id)).scalar_one()
