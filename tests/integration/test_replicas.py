@@ -49,6 +49,7 @@ from support.service_process import Service
 from eventstore import EventStore
 from eventstore.schema import events
 from scoring.contract import MODEL_UPDATES_CHANNEL, erasures_key
+from service.config import Settings
 from service.loop.assignment import in_control
 
 pytestmark = pytest.mark.slow
@@ -63,7 +64,9 @@ TEST_KEYS = {name: f"replicas-{name}-key" for name in ("limit", "other", "fatigu
 LOAD_KEYS = [f"replicas-load-{n:02d}" for n in range(40)]
 #: The client of the load's events (SHOP_TRAFFIC), whom no other test here names.
 SHOP_EVENT_CLIENT = next(call.body["events"][0]["client_id"] for call in SHOP_TRAFFIC if call.name == "events")
-TENANT, SALT, CONTROL_SHARE = "default", "crm", 0.05  # the service's defaults, which neither replica changes
+#: The service's defaults, which neither replica changes: what a client's group is a hash of.
+TENANT, SALT, CONTROL_SHARE = (Settings.model_fields[name].default
+                               for name in ("tenant", "assignment_salt", "control_share"))
 
 
 def _headers(name: str) -> dict[str, str]:
@@ -78,7 +81,6 @@ class Replicas:
     model_name: str
     redis_url: str
     events_url: str
-    first_version: str
     root: Path
 
     @property
@@ -111,7 +113,7 @@ def replicas(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str, redis
             service.start(ready=False, timeout=90)
         for service in services:
             service.wait_serving(first, timeout=90)
-        yield Replicas(*services, mlflow_server, name, redis_url, events_url, first, root)
+        yield Replicas(*services, mlflow_server, name, redis_url, events_url, root)
     finally:
         stopping = [threading.Thread(target=service.stop) for service in services]  # both at once
         for thread in stopping:
