@@ -9,7 +9,8 @@ checks that:
 - the rate limit is one budget per key, whichever replica counts a request;
 - fatigue counts shows reported through either replica, and a rejection made on one is honoured
   by both;
-- both put the same clients in the same group (same TENANT and ASSIGNMENT_SALT);
+- both put a client in the same group, the control group or an arm of the experiment
+  (EXPERIMENT=champion:50,candidate:50), and answer it with that arm's version;
 - an answer computed by one is served from the shared cache by the other, and a purchase posted
   to the other drops it;
 - every event, reaction and exposure either one answered 2xx for is in the shared event store;
@@ -17,7 +18,8 @@ checks that:
   local record (SERVICE_STATE_DIR/erasures.jsonl) is the erasing replica's own;
 - a sign-in to the /app screens on one holds on the other (sessions live in Redis);
 - an alias moved in the registry reaches both (an admin reload on one replica, or the trainer's
-  notice on Redis), with no failed request and no answer mixing versions under load on both.
+  notice on Redis), with no failed request and no answer mixing versions under load on both,
+  while the candidate's arm keeps its own version.
 
 The model is the reliability tests' tagged double: every suggestion says which version made it.
 """
@@ -43,14 +45,14 @@ from sqlalchemy import func, select
 from support.postgres import PostgresServer
 from support.processes import RedisServer, wait_until
 from support.reliability_doubles import register_variant
-from support.reliability_harness import SHOP_TRAFFIC, Outcome, send, service_env
+from support.reliability_harness import Call, Outcome, send, service_env
 from support.service_process import Service
 
 from eventstore import EventStore
 from eventstore.schema import events
 from scoring.contract import MODEL_UPDATES_CHANNEL, erasures_key
 from service.config import Settings
-from service.loop.assignment import in_control
+from service.loop.assignment import assign, parse_experiment
 
 pytestmark = pytest.mark.slow
 
@@ -62,11 +64,12 @@ ADMIN_KEY = "replicas-admin-key-3f9a"
 TEST_KEYS = {name: f"replicas-{name}-key" for name in ("limit", "other", "fatigue", "group-a", "group-b", "reject",
                                                        "cache", "events", "erase", "screens")}
 LOAD_KEYS = [f"replicas-load-{n:02d}" for n in range(40)]
-#: The client of the load's events (SHOP_TRAFFIC), whom no other test here names.
-SHOP_EVENT_CLIENT = next(call.body["events"][0]["client_id"] for call in SHOP_TRAFFIC if call.name == "events")
 #: The service's defaults, which neither replica changes: what a client's group is a hash of.
 TENANT, SALT, CONTROL_SHARE = (Settings.model_fields[name].default
                                for name in ("tenant", "assignment_salt", "control_share"))
+#: An online test between @champion and @candidate, the same on both replicas.
+EXPERIMENT = "champion:50,candidate:50"
+ARMS = parse_experiment(EXPERIMENT, "champion")
 
 
 def _headers(name: str) -> dict[str, str]:
@@ -82,6 +85,7 @@ class Replicas:
     redis_url: str
     events_url: str
     root: Path
+    candidate: str  # the version @candidate points to
 
     @property
     def both(self) -> tuple[Service, Service]:
@@ -102,10 +106,11 @@ def replicas(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str, redis
         postgres_server.start()
     events_url = postgres_server.create_database()
     first = register_variant(mlflow_server, name)
+    candidate = register_variant(mlflow_server, name, alias="candidate")
     shared = {"EVENTS_DB_URL": events_url, "API_KEYS": ",".join([*TEST_KEYS.values(), *LOAD_KEYS]),
               "ADMIN_API_KEYS": ADMIN_KEY, "RATE_LIMIT_PER_MINUTE": str(ALLOWANCE), "RATE_LIMIT_WINDOW_SECONDS": "60",
               # only a notice moves a replica within a test's time: the poll is the backstop
-              "RELOAD_POLL_SECONDS": "600", "WORKERS": "2", "REDIS_TIMEOUT_SECONDS": "0.5"}
+              "RELOAD_POLL_SECONDS": "600", "WORKERS": "2", "REDIS_TIMEOUT_SECONDS": "0.5", "EXPERIMENT": EXPERIMENT}
     services = [Service(root, service_env(root / replica, mlflow_server, name, redis_url, **shared), replica)
                 for replica in ("a", "b")]
     try:
@@ -113,7 +118,7 @@ def replicas(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str, redis
             service.start(ready=False, timeout=90)
         for service in services:
             service.wait_serving(first, timeout=90)
-        yield Replicas(*services, mlflow_server, name, redis_url, events_url, root)
+        yield Replicas(*services, mlflow_server, name, redis_url, events_url, root, candidate)
     finally:
         stopping = [threading.Thread(target=service.stop) for service in services]  # both at once
         for thread in stopping:
@@ -123,9 +128,14 @@ def replicas(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str, redis
         postgres_server.drop_database(events_url.rsplit("/", 1)[1])
 
 
-def _treated(prefix: str, skip: int = 0) -> str:
-    """A client id outside the control group (whose answer is the popular items, purchases or not)."""
-    found = (f"{prefix}-{n}" for n in range(10_000) if not in_control(TENANT, SALT, f"{prefix}-{n}", CONTROL_SHARE))
+def _variant(client_id: str) -> str:
+    """The client's group as the hash of TENANT, ASSIGNMENT_SALT and the id assigns it."""
+    return assign(TENANT, SALT, client_id, CONTROL_SHARE, ARMS)
+
+
+def _client(prefix: str, variant: str = "champion", skip: int = 0) -> str:
+    """A client id in `variant` (the control group's answer is the popular items, purchases or not)."""
+    found = (f"{prefix}-{n}" for n in range(10_000) if _variant(f"{prefix}-{n}") == variant)
     return next(itertools.islice(found, skip, None))
 
 
@@ -177,7 +187,7 @@ def test_the_rate_limit_is_one_budget_across_replicas(replicas: Replicas) -> Non
 
 def test_fatigue_counts_shows_reported_to_either_replica(replicas: Replicas) -> None:
     a, b = replicas.both
-    client = _treated("fatigue")
+    client = _client("fatigue")
     # (the replica that answers, the replica the show is reported to)
     for n, (answering, reporting) in enumerate([(a, a), (b, b), (a, b)]):
         answer = _suggest(answering, client, "fatigue").json()
@@ -193,22 +203,21 @@ def test_fatigue_counts_shows_reported_to_either_replica(replicas: Replicas) -> 
 
 
 def test_both_replicas_put_a_client_in_the_same_group(replicas: Replicas) -> None:
-    ids = (f"group-{n}" for n in range(10_000))
-    controls = list(itertools.islice((c for c in ids if in_control(TENANT, SALT, c, CONTROL_SHARE)), 3))
-    treated = [_treated("group", skip=n) for n in range(3)]
-    for client in controls + treated:
-        groups = [requests.get(f"{service.base}/v1/clients/{client}/group", headers=_headers(f"group-{label}"),
-                               timeout=10).json() for service, label in zip(replicas.both, "ab", strict=True)]
-        variants = [_suggest(service, client, f"group-{label}").json()["variant"]
-                    for service, label in zip(replicas.both, "ab", strict=True)]
-        expected = "control" if client in controls else "champion"
-        assert groups[0] == groups[1] and groups[0]["variant"] == expected, (client, groups)
-        assert variants == [expected, expected], client
+    for variant in ("control", "champion", "candidate"):
+        for client in (_client("group", variant, skip=n) for n in range(2)):
+            groups = [requests.get(f"{service.base}/v1/clients/{client}/group", headers=_headers(f"group-{label}"),
+                                   timeout=10).json() for service, label in zip(replicas.both, "ab", strict=True)]
+            assert groups[0] == groups[1] and groups[0]["variant"] == variant, (client, groups)
+            answers = [_suggest(service, client, f"group-{label}").json()
+                       for service, label in zip(replicas.both, "ab", strict=True)]
+            served = [(answer["variant"], answer["model_version"]) for answer in answers]
+            assert served[0] == served[1] and served[0][0] == variant, (client, served)
+            assert (served[0][1] == replicas.candidate) == (variant == "candidate"), (client, served)
 
 
 def test_a_rejection_on_one_replica_is_honoured_by_both(replicas: Replicas) -> None:
     a, b = replicas.both
-    client, someone_else = _treated("reject"), _treated("reject", skip=1)
+    client, someone_else = _client("reject"), _client("reject", skip=1)
     answer = _suggest(b, client, "reject").json()
     top = _items(answer)[0]
     assert _suggest(a, client, "reject").headers["X-Cache"] == "hit"  # both now hold the answer with it
@@ -220,7 +229,7 @@ def test_a_rejection_on_one_replica_is_honoured_by_both(replicas: Replicas) -> N
 
 def test_an_answer_cached_by_one_replica_is_served_by_the_other_until_a_purchase(replicas: Replicas) -> None:
     a, b = replicas.both
-    client = _treated("cache")
+    client = _client("cache")
     first = _suggest(a, client, "cache")
     second = _suggest(b, client, "cache")
     assert (first.headers["X-Cache"], second.headers["X-Cache"]) == ("miss", "hit")
@@ -268,7 +277,7 @@ def test_what_either_replica_accepted_is_in_the_shared_event_store(replicas: Rep
 
 def test_an_erasure_through_one_replica_reaches_what_both_share(replicas: Replicas) -> None:
     a, b = replicas.both
-    client = _treated("erased")
+    client = _client("erased")
     answer = _suggest(a, client, "erase").json()
     top = _items(answer)[0]
     assert _react(a, answer, top, "rejected", "erase") == 201
@@ -316,9 +325,27 @@ def test_a_sign_in_to_the_screens_on_one_replica_holds_on_the_other(replicas: Re
                         timeout=10).status_code == 302  # signed out through B, out on A too
 
 
+#: The shop's traffic (as support/reliability_harness.SHOP_TRAFFIC), its clients on the champion's
+#: arm but one on the candidate's, whose answers the champion's moves must leave alone.
+ON_CHAMPION = [_client("load", skip=n) for n in range(2)]
+ON_CANDIDATE = _client("load", "candidate")
+LOAD_EVENT_CLIENT = "load-events"
+LOAD_TRAFFIC = (
+    Call("client_suggestions", "GET", f"/v1/clients/{ON_CHAMPION[0]}/suggestions?kind=all&limit=3"),
+    Call("client_suggestions", "GET", f"/v1/clients/{ON_CHAMPION[1]}/suggestions?kind=cross_sell&limit=5"),
+    Call("cart_suggestions", "POST", "/v1/cart/suggestions", {"items": ["coffee"], "limit": 3}),
+    Call("cart_suggestions", "POST", "/v1/cart/suggestions", {"client_id": ON_CHAMPION[0], "items": ["machine"],
+                                                              "limit": 3}),
+    Call("similar_items", "GET", "/v1/items/coffee/similar?limit=3"),
+    Call("candidate_suggestions", "GET", f"/v1/clients/{ON_CANDIDATE}/suggestions?kind=cross_sell&limit=5"),
+    Call("events", "POST", "/v1/events", {"events": [{"client_id": LOAD_EVENT_CLIENT, "item_id": "mug", "type": "view",
+                                                      "timestamp": "2024-05-01T10:00:00Z"}]}),
+)
+
+
 @dataclass
 class Load:
-    """`threads` clients sending the shop's traffic to A and B in turn, each request with the next
+    """`threads` clients sending LOAD_TRAFFIC to A and B in turn, each request with the next
     key of LOAD_KEYS, until stopped: a load balancer's round robin in front of the replicas."""
 
     replicas: Replicas
@@ -351,7 +378,7 @@ class Load:
                 label, service = ("a", "b")[turn % 2], self.replicas.both[turn % 2]
                 with self._lock:
                     key = next(self._keys)
-                outcome = send(session, service.base, SHOP_TRAFFIC[(turn // 2) % len(SHOP_TRAFFIC)],
+                outcome = send(session, service.base, LOAD_TRAFFIC[(turn // 2) % len(LOAD_TRAFFIC)],
                                {"X-API-Key": key}, timeout=10)
                 with self._lock:
                     self.outcomes.append((label, outcome))
@@ -400,17 +427,19 @@ def test_an_alias_move_reaches_both_replicas_under_load_without_failures_or_mixe
 
     expected = {"events": 202}
     failed = [(label, o) for label, o in load.outcomes if o.status != expected.get(o.name, 200)]
-    answers = [(label, o) for label, o in load.outcomes if o.name != "events"]
+    answers = [(label, o) for label, o in load.outcomes if o.name not in ("events", "candidate_suggestions")]
     mixed = [(label, o) for label, o in answers if o.mixed or o.version not in served]
     assert not failed, failed[:5]
     assert not mixed, mixed[:5]
+    candidate = [o for _, o in load.outcomes if o.name == "candidate_suggestions"]
+    assert candidate and all(o.version == replicas.candidate and not o.mixed for o in candidate)  # the other arm
     for label in "ab":  # each replica answered with each version
         assert {o.version for name, o in answers if name == label} == set(served), label
     for version, (start, end) in zip(served[1:], windows, strict=True):  # once both serve it, only it answers
         during = {o.version for _, o in answers if start < o.started < end}
         assert during == {version}, (version, sorted(during))
     accepted = sum(1 for _, o in load.outcomes if o.name == "events")  # all 202: none failed
-    assert accepted and _stored_events(replicas, SHOP_EVENT_CLIENT) == accepted  # every one, whichever replica
+    assert accepted and _stored_events(replicas, LOAD_EVENT_CLIENT) == accepted  # every one, whichever replica
 
 
 def _stored_events(replicas: Replicas, client_id: str) -> int:
