@@ -4,7 +4,7 @@ Keys (TENANT namespaces all of them; the erasure set's name is shared with the t
 
   crm:{tenant}:events            stream of events, XADD MAXLEN ~ EVENTS_STREAM_MAXLEN
   crm:{tenant}:recent:{client}   list of item ids bought since training (newest first, TTL)
-  crm:{tenant}:gen:{client}      generation of the client's answers; +1 on each purchase
+  crm:{tenant}:gen:{client}      generation of the client's answers; +1 on each purchase and erasure
   crm:{tenant}:answers:{client}  hash "{model_version}|{endpoint}|{params digest}" -> cached answer
   crm:{tenant}:shared:{model_version}:{digest}  cached answers that belong to no client
   crm:{tenant}:rate:{key digest}  requests of one API key in the current rate-limit window (TTL)

@@ -4,7 +4,8 @@ A batch of events is one MULTI/EXEC: each event is appended to the bounded strea
 also goes to the front of the buyer's recent purchases (read by the model until the next
 training has them), bumps the buyer's generation and drops the buyer's cached answers, so the
 next answer sees the purchase. Erasing a client deletes its events, cached answers and recent
-purchases and adds it to the tenant's erasure set, which the trainer excludes.
+purchases, bumps its generation (so an answer computed before the erasure is not cached after it)
+and adds it to the tenant's erasure set, which the trainer excludes.
 """
 from __future__ import annotations
 
@@ -71,7 +72,8 @@ class EventLog:
         return self.connection.run("scan_events", scan)
 
     def erase_client(self, client_id: str) -> dict[str, int]:
-        """Delete a client's events, cached answers and recent purchases; add it to the erasure set."""
+        """Delete a client's events, cached answers and recent purchases, bump its generation; add it to
+        the erasure set."""
         ids = [sid for sid, _ in self._scan_client(client_id)]
 
         def erase(r: redis.Redis) -> list[Any]:
@@ -80,15 +82,18 @@ class EventLog:
                 pipe.xdel(self.keys.events, *ids[start:start + _SCAN_BATCH])
             pipe.hlen(self.keys.answers(client_id))
             pipe.llen(self.keys.recent(client_id))
-            pipe.delete(self.keys.answers(client_id), self.keys.recent(client_id),
-                        self.keys.generation(client_id))
+            pipe.delete(self.keys.answers(client_id), self.keys.recent(client_id))
+            # Bumped, not deleted: an answer computed before the erasure read the generation (absent:
+            # '0'), and a deleted counter reads '0' again, so FINISH would cache that answer.
+            pipe.incr(self.keys.generation(client_id))
+            pipe.expire(self.keys.generation(client_id), self.settings.recent_purchases_ttl_seconds)
             pipe.sadd(self.keys.erasures, client_id)
             return pipe.execute()
 
         results = self.connection.run("erase_client", erase)
-        deleted_events = sum(int(n) for n in results[: len(results) - 4])
-        return {"events_deleted": deleted_events, "cached_answers_deleted": int(results[-4]),
-                "recent_purchases_deleted": int(results[-3])}
+        deleted_events = sum(int(n) for n in results[: len(results) - 6])
+        return {"events_deleted": deleted_events, "cached_answers_deleted": int(results[-6]),
+                "recent_purchases_deleted": int(results[-5])}
 
     def is_erased(self, client_id: str) -> bool:
         return bool(self.connection.run("is_erased", lambda r: r.sismember(self.keys.erasures, client_id)))
