@@ -8,6 +8,6 @@ from __future__ import annotations
 
 from eventstore.engine import StoreUnavailable
 from eventstore.folder import purchase_keys
-from eventstore.store import EventStore
+from eventstore.store import ClientErased, EventStore
 
-__all__ = ["EventStore", "StoreUnavailable", "purchase_keys"]
+__all__ = ["ClientErased", "EventStore", "StoreUnavailable", "purchase_keys"]

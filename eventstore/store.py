@@ -29,6 +29,10 @@ _REACTION_FIELDS = tuple(c.name for c in reactions.columns if c.name not in ("id
 _TASK_FIELDS = tuple(c.name for c in task_outcomes.columns if c.name not in ("id", "tenant"))
 
 
+class ClientErased(ValueError):
+    """A row about a client's answer that the client's erasure covers: it was not stored."""
+
+
 def _row(tenant: str, row: Mapping[str, Any], fields: tuple[str, ...], times: tuple[str, ...],
          defaults: Mapping[str, Any]) -> dict[str, Any]:
     """A row to insert: every field present (None when not given), times in UTC; an unknown key is
@@ -122,11 +126,30 @@ class EventStore:
 
     def _insert_ignoring(self, table: Table, rows: list[dict[str, Any]], keys: list[str], what: str) -> int:
         """Insert `rows`, skipping those whose `keys` already exist; the number inserted."""
+        with connection(self.engine, what) as conn:
+            return self._insert_new(conn, table, rows, keys)
+
+    def _insert_new(self, conn: Any, table: Table, rows: list[dict[str, Any]], keys: list[str]) -> int:
+        """`_insert_ignoring` inside the caller's transaction."""
         # One statement executed over all rows: SQLAlchemy batches them ("insertmanyvalues") and
         # compiles the statement once, where a VALUES list per chunk was compiled per row count.
         statement = self._insert(table).on_conflict_do_nothing(index_elements=keys).returning(table.c[keys[-1]])
-        with connection(self.engine, what) as conn:
-            return len(conn.execute(statement, rows).all())  # rowcount is -1 under psycopg
+        return len(conn.execute(statement, rows).all())  # rowcount is -1 under psycopg
+
+    def _hold_erasures(self, conn: Any) -> None:
+        """Make an erasure wait for this transaction, or this transaction for an erasure under way.
+
+        Why: a row about a client that predates the client's erasure (an exposure read from the
+        Redis buffer before the erasure, a reaction checked before it) may be committed after the
+        erasure deleted the client's rows. The writer therefore inserts, then drops what an erasure
+        covers (`_erased_since`), in one transaction; that check must see every erasure committed
+        before this transaction commits. SQLite serialises writers (the INSERT takes the write lock,
+        so nothing commits in between). PostgreSQL reads each statement at its own start and an
+        uncommitted row is invisible to an erasure's DELETE, so the writer takes a SHARE lock on
+        `erasures`: `erase_client` inserts its erasure row first (its ROW EXCLUSIVE lock waits for
+        the writers under way, and new writers wait for it), then deletes with a fresh view."""
+        if self.engine.dialect.name == "postgresql":
+            conn.execute(text("LOCK TABLE erasures IN SHARE MODE"))
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -142,17 +165,44 @@ class EventStore:
         return inserted, len(prepared) - inserted
 
     def add_exposures(self, tenant: str, rows: Iterable[Mapping[str, Any]]) -> int:
-        """Store answers shown (idempotent on `recommendation_id`): the number new."""
+        """Store answers shown (idempotent on `recommendation_id`): the number new. An answer shown
+        to a client at or before the client's erasure is not kept, even when it reaches the store
+        after the erasure (the writer buffers answers in Redis): see `_hold_erasures`."""
         prepared = [_row(tenant, r, _EXPOSURE_FIELDS, ("shown_at",), {"shown_at": now}) for r in rows]
         if not prepared:
             return 0
-        return self._insert_ignoring(exposures, prepared, ["recommendation_id"], "adding exposures")
+        ids = [r["recommendation_id"] for r in prepared if r["client_id"] is not None]
+        if not ids:
+            return self._insert_ignoring(exposures, prepared, ["recommendation_id"], "adding exposures")
+        erased = select(erasures.c.id).where(erasures.c.tenant == exposures.c.tenant,
+                                             erasures.c.client_id == exposures.c.client_id,
+                                             erasures.c.erased_at >= exposures.c.shown_at)
+        with connection(self.engine, "adding exposures") as conn:
+            self._hold_erasures(conn)
+            inserted = self._insert_new(conn, exposures, prepared, ["recommendation_id"])
+            dropped = conn.execute(delete(exposures).where(
+                exposures.c.tenant == tenant, exposures.c.recommendation_id.in_(ids), erased.exists())).rowcount
+        return max(0, inserted - dropped)
 
-    def add_reaction(self, tenant: str, row: Mapping[str, Any]) -> bool:
-        """Store a reaction; False when the same (recommendation, item, reaction) is there already."""
+    def add_reaction(self, tenant: str, row: Mapping[str, Any], shown_at: datetime | None = None) -> bool:
+        """Store a reaction; False when the same (recommendation, item, reaction) is there already.
+
+        `shown_at`, when its answer's time is known: raises `ClientErased` (nothing stored) when the
+        reaction's client was erased at or after the answer was shown, however late the reaction
+        comes (its answer went with the client; see `_hold_erasures` for a reaction racing the erasure)."""
         prepared = _row(tenant, row, _REACTION_FIELDS, ("reacted_at",), {"reacted_at": now})
         keys = ["tenant", "recommendation_id", "item_id", "reaction"]
-        return self._insert_ignoring(reactions, [prepared], keys, "adding a reaction") == 1
+        if shown_at is None or prepared["client_id"] is None:
+            return self._insert_ignoring(reactions, [prepared], keys, "adding a reaction") == 1
+        with connection(self.engine, "adding a reaction") as conn:
+            self._hold_erasures(conn)
+            stored = self._insert_new(conn, reactions, [prepared], keys) == 1
+            erased = conn.execute(select(func.max(erasures.c.erased_at)).where(
+                erasures.c.tenant == tenant, erasures.c.client_id == prepared["client_id"])).scalar()
+            if erased is not None and utc(erased) >= utc(shown_at):
+                raise ClientErased(f"client {prepared['client_id']!r} was erased at {utc(erased).isoformat()}, "
+                                   f"after answer {prepared['recommendation_id']} was shown")  # rolls back
+        return stored
 
     def add_reaction_actor(self, tenant: str, recommendation_id: str, item_id: str, reaction: str,
                            actor: str) -> None:
@@ -183,6 +233,10 @@ class EventStore:
         mine = select(exposures.c.recommendation_id).where(exposures.c.tenant == tenant,
                                                            exposures.c.client_id == client_id)
         with connection(self.engine, "erasing a client") as conn:
+            # The erasure row first: it waits for the writers under way (`_hold_erasures`), whose rows
+            # the deletes below then see, and every later writer sees it.
+            conn.execute(insert(erasures).values(tenant=tenant, client_id=client_id, erased_at=now(),
+                                                 request_id=request_id))
             counts = {
                 "reactions": conn.execute(delete(reactions).where(
                     reactions.c.tenant == tenant,
@@ -196,8 +250,6 @@ class EventStore:
                 "task_outcomes": conn.execute(delete(task_outcomes).where(
                     task_outcomes.c.tenant == tenant, task_outcomes.c.client_id == client_id)).rowcount,
             }
-            conn.execute(insert(erasures).values(tenant=tenant, client_id=client_id, erased_at=now(),
-                                                 request_id=request_id))
         return counts
 
     def purge(self, tenant: str | None, older_than: datetime) -> dict[str, int]:
