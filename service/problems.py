@@ -42,6 +42,8 @@ PROBLEM_TYPES: dict[str, tuple[str, str]] = {
     "item-not-in-answer": ("Item not in that answer", "Reactions name an item the answer suggested."),
     "recommendation-expired": ("Recommendation too old", "Reactions to answers older than REACTION_MAX_AGE_DAYS "
                                "are refused."),
+    "recommendation-erased": ("Recommendation erased", "The answer's client was erased after it was shown: "
+                              "the answer went with the client."),
     "request-timeout": ("Request timeout", "The request did not arrive within REQUEST_READ_TIMEOUT_SECONDS."),
     "origin-not-allowed": ("Origin not allowed", "Browsers may call the API only from ALLOWED_ORIGINS (and the "
                            "service's own origin)."),

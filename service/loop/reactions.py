@@ -1,7 +1,9 @@
 """Reactions: checked against the answer they name, stored once, and applied to the next answer.
 
 A reaction is refused (a problem naming the field) when its recommendation id is unknown, when
-the item was not in that answer, or when the answer is older than REACTION_MAX_AGE_DAYS. It is
+the item was not in that answer, when the answer is older than REACTION_MAX_AGE_DAYS, or when its
+client was erased after it was shown (410: the answer went with the client, even while Redis's
+hot copy still names it; a reaction racing the erasure is dropped by the store). It is
 stored in the event store first (durable; the same reaction twice is stored once, and the second
 answer says `duplicate: true`), then applied to the subject's state in Redis
 (`service.redis.loop_state`), which changes the next answer at once. With Redis down the reaction
@@ -13,7 +15,7 @@ import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from eventstore import EventStore
+from eventstore import ClientErased, EventStore
 from service.config import Settings
 from service.loop.assignment import subject_of
 from service.loop.schemas import ReactionRequest
@@ -67,11 +69,15 @@ def react(store: RedisStore, events: EventStore, settings: Settings, body: React
     item = _checked(exposure, body, settings.reaction_max_age_days)
     assert exposure is not None
     snooze = body.snooze_days if body.reaction == "snoozed" else None
-    stored = events.add_reaction(settings.tenant, {
-        "recommendation_id": body.recommendation_id, "item_id": body.item_id, "reaction": body.reaction,
-        "reason": body.reason, "snooze_days": snooze, "channel": body.channel or exposure.get("channel"),
-        "client_id": exposure.get("client_id"), "visitor_id": exposure.get("visitor_id"),
-        "reacted_at": datetime.now(timezone.utc)})
+    try:
+        stored = events.add_reaction(settings.tenant, {
+            "recommendation_id": body.recommendation_id, "item_id": body.item_id, "reaction": body.reaction,
+            "reason": body.reason, "snooze_days": snooze, "channel": body.channel or exposure.get("channel"),
+            "client_id": exposure.get("client_id"), "visitor_id": exposure.get("visitor_id"),
+            "reacted_at": datetime.now(timezone.utc)}, shown_at=exposure["shown_at"])
+    except ClientErased:
+        raise Problem(410, "recommendation-erased", f"The answer {body.recommendation_id} was erased with its "
+                      "client.", errors=[{"field": "recommendation_id", "message": "erased with its client"}]) from None
     REACTIONS.labels(body.reaction, "false" if stored else "true").inc()
     changed = stored and _apply(store, settings, exposure, item, body.reaction, snooze)
     return {"recommendation_id": body.recommendation_id, "item_id": body.item_id, "reaction": body.reaction,
