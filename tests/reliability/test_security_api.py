@@ -289,11 +289,14 @@ def test_erased_client_is_gone_from_redis_and_from_the_retrained_model(
     keys = Keys("default")
     with redis.Redis.from_url(secured.redis_url, decode_responses=True) as r:
         left = [fields["client_id"] for _, fields in r.xrange(keys.events) if fields["client_id"] in (gone, stays)]
-        remains = r.exists(keys.answers(gone), keys.recent(gone), keys.generation(gone))
+        remains = r.exists(keys.answers(gone), keys.recent(gone))
+        # the generation is bumped, not deleted: an answer computed before the erasure is then not cached
+        generation = r.get(keys.generation(gone)), r.ttl(keys.generation(gone))
         in_set = r.sismember("erasures", gone)
     record = [json.loads(line) for line in (secured.state / "erasures.jsonl").read_text().splitlines()]
     assert counts["events_deleted"] == 2 and counts["cached_answers_deleted"] >= 2 and counts["recent_purchases_deleted"] == 1
     assert left == [stays, stays] and remains == 0 and in_set
+    assert int(generation[0]) >= 2 and generation[1] > 0  # the purchase's bump, then the erasure's; it expires
     assert gone in {entry["client_id"] for entry in record}
 
     name = f"crm-erasure-{uuid.uuid4().hex[:8]}"
