@@ -50,6 +50,14 @@ def _row(tenant: str, row: Mapping[str, Any], fields: tuple[str, ...], times: tu
     return out
 
 
+def _erased_since(conn: Any, tenant: str, since: datetime) -> dict[str, datetime]:
+    """Client id -> its latest erasure, for the tenant's clients erased at or after `since` (usually
+    none): one small read per batch, cheaper than checking each row against `erasures` in SQL."""
+    query = select(erasures.c.client_id, func.max(erasures.c.erased_at)).where(
+        erasures.c.tenant == tenant, erasures.c.erased_at >= since).group_by(erasures.c.client_id)
+    return {client_id: utc(at) for client_id, at in conn.execute(query).all()}
+
+
 #: Nullable columns added to a table after it first shipped: a store created before gets them at start
 #: (`create_all` creates missing tables only). task_outcomes gained who and which change in issue 13.
 ADDED_COLUMNS = {task_outcomes: ("recorded_by", "trigger")}
@@ -171,17 +179,16 @@ class EventStore:
         prepared = [_row(tenant, r, _EXPOSURE_FIELDS, ("shown_at",), {"shown_at": now}) for r in rows]
         if not prepared:
             return 0
-        ids = [r["recommendation_id"] for r in prepared if r["client_id"] is not None]
-        if not ids:
+        if all(r["client_id"] is None for r in prepared):
             return self._insert_ignoring(exposures, prepared, ["recommendation_id"], "adding exposures")
-        erased = select(erasures.c.id).where(erasures.c.tenant == exposures.c.tenant,
-                                             erasures.c.client_id == exposures.c.client_id,
-                                             erasures.c.erased_at >= exposures.c.shown_at)
         with connection(self.engine, "adding exposures") as conn:
             self._hold_erasures(conn)
             inserted = self._insert_new(conn, exposures, prepared, ["recommendation_id"])
+            erased = _erased_since(conn, tenant, min(r["shown_at"] for r in prepared))
+            gone = [r["recommendation_id"] for r in prepared
+                    if r["client_id"] in erased and erased[r["client_id"]] >= r["shown_at"]]
             dropped = conn.execute(delete(exposures).where(
-                exposures.c.tenant == tenant, exposures.c.recommendation_id.in_(ids), erased.exists())).rowcount
+                exposures.c.tenant == tenant, exposures.c.recommendation_id.in_(gone))).rowcount if gone else 0
         return max(0, inserted - dropped)
 
     def add_reaction(self, tenant: str, row: Mapping[str, Any], shown_at: datetime | None = None) -> bool:
@@ -197,10 +204,9 @@ class EventStore:
         with connection(self.engine, "adding a reaction") as conn:
             self._hold_erasures(conn)
             stored = self._insert_new(conn, reactions, [prepared], keys) == 1
-            erased = conn.execute(select(func.max(erasures.c.erased_at)).where(
-                erasures.c.tenant == tenant, erasures.c.client_id == prepared["client_id"])).scalar()
-            if erased is not None and utc(erased) >= utc(shown_at):
-                raise ClientErased(f"client {prepared['client_id']!r} was erased at {utc(erased).isoformat()}, "
+            erased = _erased_since(conn, tenant, utc(shown_at)).get(prepared["client_id"])
+            if erased is not None:
+                raise ClientErased(f"client {prepared['client_id']!r} was erased at {erased.isoformat()}, "
                                    f"after answer {prepared['recommendation_id']} was shown")  # rolls back
         return stored
 

@@ -8,7 +8,9 @@ the exposure stream through the consumer group `writers` (`service.redis.exposur
 batch in one transaction, and acknowledges the entries only after the commit: a worker killed
 between the two leaves them pending, and another worker claims them once they have been idle for
 CLAIM_IDLE_MS. The rows are idempotent on their recommendation id, so an entry written twice (the
-commit went through, the acknowledgement did not) is stored once.
+commit went through, the acknowledgement did not) is stored once. An answer shown to a client
+erased since is dropped by the store in the same transaction (`EventStore.add_exposures`): the
+erasure does not search the stream, whose entries a writer may already hold.
 
 Why it waits GATHER_SECONDS after a batch smaller than BATCH: a blocking read returns as soon as
 one entry is there, so under steady traffic the writer would commit a transaction (SQL compiled,
