@@ -82,7 +82,7 @@ class Encoder:
 
     def encode(self, ci: int) -> bytes:
         lo, hi = int(self.state.hist_indptr[ci]), int(self.state.hist_indptr[ci + 1])
-        return b"".join([MAGIC, _HEAD.pack(hi - lo), *(a[ci].tobytes() for a in self._rows),
+        return b"".join([MAGIC, _HEAD.pack(hi - lo), *(a[ci:ci + 1].tobytes() for a in self._rows),
                          *(a[lo:hi].tobytes() for a in self._ragged)])
 
 
