@@ -148,3 +148,25 @@ def let_old_go(config: TrainConfig, client: MlflowClient, r: redis.Redis | None 
         elif score < now:
             r.zrem(models, model_id)
     return {"live": sorted(live), "expiring": expiring}
+
+
+class FromRedis:
+    """A model whose clients live in Redis, answering each call about a client from the client's value (one
+    GET a call): what the offline commands (campaign audiences) use where the service reads the value in the
+    request's own round trip. Everything else is the model's."""
+
+    def __init__(self, model: Any, r: redis.Redis) -> None:
+        self.model = model
+        self.redis = r
+
+    def _view(self, client_id: str) -> Any:
+        return self.model.with_client_state(client_id, self.redis.get(self.model.client_state_key(client_id)))
+
+    def suggest(self, client_id: str, *args: Any, **kwargs: Any) -> Any:
+        return self._view(client_id).suggest(client_id, *args, **kwargs)
+
+    def holdings(self, client_id: str) -> Any:
+        return self._view(client_id).holdings(client_id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)

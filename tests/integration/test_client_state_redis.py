@@ -25,6 +25,7 @@ from features.loader import load_dataset
 from scoring.contract import client_state_key, client_state_models_key
 from scoring.recommender import Recommender
 from training.candidates import precompute
+from training.clients import load_model
 from training.config import TrainConfig
 from training.context import TrainContext
 from training.fit import fit_recommender
@@ -226,3 +227,15 @@ def test_the_service_warns_when_redis_may_evict_client_state(
     with caplog.at_level(logging.WARNING, logger="service.app"):
         serve("nothing-registered", CLIENT_STATE="redis", refresh=False)
     assert not any("maxmemory-policy" in r.getMessage() for r in caplog.records)
+
+
+def test_campaigns_read_the_champions_clients_from_redis(fitted: Recommender, tmp_path: Path, mlflow_uri: str,
+                                                          redis_url: str) -> None:
+    """`python -m training campaign` asks the champion for offers client by client (`training.clients.load_model`)."""
+    config = _config(tmp_path, mlflow_uri, redis_url, "cs-campaign", "redis")
+    _register(fitted, config)
+    champion, _, _ = load_model(config, None)
+    for client in map(str, fitted.client_ids[:6]):
+        assert champion.suggest(client, "replenishment", 5) == fitted.suggest(client, "replenishment", 5)
+        assert champion.holdings(client) == fitted.holdings(client)
+    assert champion.suggest(str(fitted.client_ids[0]), "cross_sell", 5)[0]["reason"]
