@@ -126,6 +126,9 @@ def let_old_go(config: TrainConfig, client: MlflowClient, r: redis.Redis | None 
     expire in Redis); those whose grace has passed leave the set. Returns what was done."""
     r = r or connect(config)
     models = client_state_models_key(config.tenant, config.model_name)
+    known = r.zrange(models, 0, -1, withscores=True)
+    if not known:
+        return {"live": [], "expiring": []}
     try:
         live = live_identities(client, config.model_name)
     except MlflowException as error:  # nothing is expired when the registry cannot say what is live
@@ -133,7 +136,7 @@ def let_old_go(config: TrainConfig, client: MlflowClient, r: redis.Redis | None 
         return {"live": None, "expiring": []}
     now = time.time()
     expiring = []
-    for raw, score in r.zrange(models, 0, -1, withscores=True):
+    for raw, score in known:
         model_id = raw.decode() if isinstance(raw, bytes) else str(raw)
         if model_id in live:
             if not math.isinf(score):  # an alias came back to it within its grace

@@ -221,7 +221,8 @@ def log_and_register(rec: Recommender, result: dict[str, Any], config: TrainConf
             mlflow.set_tag(client_state.VERSION_TAG, run_id)
         model_dir = Path(tmp) / "recommender"
         saved.save(model_dir)
-        example = pd.DataFrame({"client_id": [str(rec.client_ids[0])], "kind": ["cross_sell"], "limit": [3]})
+        first = str(rec.client_ids[0]) if len(rec.client_ids) else "any-client"  # an item side has none
+        example = pd.DataFrame({"client_id": [first], "kind": ["cross_sell"], "limit": [3]})
         info = mlflow.pyfunc.log_model(name="model", python_model=str(MODEL_CODE),
                                        artifacts={ARTIFACT_KEY: str(model_dir)}, code_paths=CODE_PATHS,
                                        signature=signature(), input_example=example,
@@ -236,13 +237,24 @@ def log_and_register(rec: Recommender, result: dict[str, Any], config: TrainConf
     if config.client_state == "redis":
         client.set_model_version_tag(config.model_name, version.version, client_state.VERSION_TAG, run_id)
     client.set_registered_model_alias(config.model_name, alias, version.version)
-    if config.client_state == "redis":
-        client_state.let_old_go(config, client)
+    _let_old_client_state_go(config, client)
     client.set_model_version_tag(config.model_name, version.version, "gate",
                                  "passed" if decision.promote else "; ".join(decision.failures)[:4000])
     _notify(config, alias, str(version.version))
     return {"version": str(version.version), "alias": alias, "run_id": run_id, "gate": decision.promote,
             "failures": decision.failures, "forced": alias == "champion" and not decision.promote}
+
+
+def _let_old_client_state_go(config: TrainConfig, client: MlflowClient) -> None:
+    """After the alias moved, expire the client state of versions no alias points to. Also in model mode when
+    a Redis is configured, so that going back from CLIENT_STATE=redis lets the last such versions go."""
+    if config.client_state == "redis":
+        client_state.let_old_go(config, client)
+    elif config.client_state_redis_url or config.redis_url:
+        try:
+            client_state.let_old_go(config, client)
+        except Exception as exc:  # noqa: BLE001 - in model mode, Redis is optional: a finished training stands
+            log.warning("could not expire old client state in Redis: %s", exc)
 
 
 def _register(client: MlflowClient, name: str, info: Any, run_id: str) -> Any:

@@ -239,3 +239,11 @@ def test_campaigns_read_the_champions_clients_from_redis(fitted: Recommender, tm
         assert champion.suggest(client, "replenishment", 5) == fitted.suggest(client, "replenishment", 5)
         assert champion.holdings(client) == fitted.holdings(client)
     assert champion.suggest(str(fitted.client_ids[0]), "cross_sell", 5)[0]["reason"]
+
+
+def test_going_back_to_model_mode_lets_the_last_redis_version_go(
+        fitted: Recommender, tmp_path: Path, mlflow_uri: str, redis_url: str) -> None:
+    in_redis = _register(fitted, _config(tmp_path, mlflow_uri, redis_url, "cs-back", "redis"))
+    _register(fitted, _config(tmp_path, mlflow_uri, redis_url, "cs-back", "model"))
+    r = redis.Redis.from_url(redis_url)
+    assert {0 < r.ttl(key) <= 600 for key in _keys(redis_url, in_redis["run_id"])} == {True}
