@@ -86,25 +86,33 @@ class Encoder:
                          *(a[lo:hi].tobytes() for a in self._ragged)])
 
 
-def decode(spec: Mapping[str, Any], blob: bytes) -> dict[str, np.ndarray]:
-    """The arrays of one value, by layout name (row arrays without their client dimension).
-    ValueError when the value is not of this layout (another format, truncated, too long)."""
+Part = tuple[str, np.dtype, int, tuple[int, ...]]
+
+
+def parse(spec: Mapping[str, Any]) -> tuple[list[Part], list[tuple[str, np.dtype]]]:
+    """The layout of `meta["client_state"]` as decoding walks it: (rows as (name, dtype, count, shape), ragged
+    as (name, dtype)). Parsed once per model: decoding a value then costs a few microseconds."""
+    rows = [(name, np.dtype(dtype), int(np.prod(shape)) if shape else 1, tuple(shape))
+            for name, dtype, shape in spec["rows"]]
+    return rows, [(name, np.dtype(dtype)) for name, dtype in spec["ragged"]]
+
+
+def decode(layout: tuple[list[Part], list[tuple[str, np.dtype]]], blob: bytes) -> dict[str, np.ndarray]:
+    """The arrays of one value (`layout` from `parse`), by layout name (row arrays without their client
+    dimension). ValueError when the value is not of this layout (another format, truncated, too long)."""
     if blob[:len(MAGIC)] != MAGIC:
         raise ValueError("not a client state value of this format")
     offset = len(MAGIC)
     (n,) = _HEAD.unpack_from(blob, offset)
     offset += _HEAD.size
+    rows, ragged = layout
     out: dict[str, np.ndarray] = {}
-    parts = [(name, dtype, shape) for name, dtype, shape in spec["rows"]]
-    parts += [(name, dtype, [n]) for name, dtype in spec["ragged"]]
-    for name, dtype, shape in parts:
-        dt = np.dtype(dtype)
-        count = int(np.prod(shape)) if shape else 1
-        if offset + count * dt.itemsize > len(blob):
+    for name, dt, count, shape in [*rows, *((name, dt, n, (n,)) for name, dt in ragged)]:
+        end = offset + count * dt.itemsize
+        if end > len(blob):
             raise ValueError("client state value is truncated")
-        array = np.frombuffer(blob, dt, count, offset).reshape(shape)
-        out[name] = array
-        offset += count * dt.itemsize
+        out[name] = np.frombuffer(blob, dt, count, offset).reshape(shape)
+        offset = end
     if offset != len(blob):
         raise ValueError("client state value is longer than its layout")
     return out

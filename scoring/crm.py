@@ -3,7 +3,8 @@ trainer found as of its data's end (`training/crm_state.py` writes them; `featur
 
 They travel as plain arrays in `ModelState.extras` (fixed-width strings, no pickle):
 `crm_abc_before`, `crm_activity_before`, `crm_rfm_before` per client, and one row per transition in
-`crm_t_client` (the client's position; `crm_t_client_id`, its id, when clients live in Redis), `crm_t_trigger`, `crm_t_action`, `crm_t_severity`, `crm_t_change`,
+`crm_t_client` (the client's position; `crm_t_client_id`, its id, when clients live in Redis),
+`crm_t_trigger`, `crm_t_action`, `crm_t_severity`, `crm_t_change`,
 `crm_t_detail`. `meta["crm"]` holds the date they are as of and the period.
 
 A task is a transition: its id hashes (client, trigger, period), where the period is the number of whole

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -93,10 +94,14 @@ class Recommender(SuggestionModel):
     def with_client_state(self, client_id: str, value: bytes | None) -> Recommender:
         """This model answering for one client from its stored value; itself (which knows no client)
         when the value is None."""
-        spec = client_state.stored_in_redis(self.meta)
-        if value is None or spec is None:
+        if value is None or self._client_layout is None:
             return self
-        return client_state.one_client_view(self, client_id, client_state.decode(spec, value))
+        return client_state.one_client_view(self, client_id, client_state.decode(self._client_layout, value))
+
+    @cached_property
+    def _client_layout(self) -> tuple[list[client_state.Part], list[tuple[str, np.dtype]]] | None:
+        spec = client_state.stored_in_redis(self.meta)
+        return None if spec is None else client_state.parse(spec)
 
     def without_candidates(self) -> Recommender:
         """A view of this model (arrays shared) that answers every request by the exact path:

@@ -12,8 +12,9 @@ Keys (TENANT namespaces all of them; the erasure set's name is shared with the t
   crm:{tenant}:kshown:{rec}:{kind}  marker: this answer's kind was counted shown once (TTL)
   crm:{tenant}:exposures         stream of answers not yet written to the event store
   crm:{tenant}:rec:{rec}         an answer's exposure while it may still be in the stream (TTL)
-  cs:{model id}:{{client}}       a client's state for one model (CLIENT_STATE=redis; written by the trainer,
-                                 `scoring.contract.client_state_key`: the client id is the hash tag)
+  cs:{model id}:{{client}}       a client's state for one model (CLIENT_STATE=redis, written by the trainer;
+                                 the client id between literal braces, its Redis Cluster hash tag:
+                                 `scoring.contract.client_state_key`)
   crm:{tenant}:client-state-models:{model name}  the model identities whose client state may be in Redis
   scoring.contract.erasures_key(tenant)  set of erased client ids (`erasures` for the default tenant)
 

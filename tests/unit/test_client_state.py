@@ -60,7 +60,7 @@ def test_every_client_gets_the_same_answers_from_its_value(with_lists: Recommend
 
 def test_a_value_of_another_layout_is_refused(with_lists: Recommender, item_side: Recommender) -> None:
     value = client_state.Encoder(with_lists.state).encode(2)
-    spec = item_side.meta["client_state"]
+    spec = client_state.parse(item_side.meta["client_state"])
     for broken in (value[:-3], value + b"\0", b"XX" + value[2:], b""):
         with pytest.raises(ValueError):
             client_state.decode(spec, broken)
