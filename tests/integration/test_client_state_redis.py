@@ -19,6 +19,7 @@ import redis
 from flask import Flask
 from prometheus_client import REGISTRY
 from support.apps import app_maker
+from support.processes import RedisServer
 from support.redis_monitor import sent_commands
 
 from features.loader import load_dataset
@@ -247,3 +248,17 @@ def test_going_back_to_model_mode_lets_the_last_redis_version_go(
     _register(fitted, _config(tmp_path, mlflow_uri, redis_url, "cs-back", "model"))
     r = redis.Redis.from_url(redis_url)
     assert {0 < r.ttl(key) <= 600 for key in _keys(redis_url, in_redis["run_id"])} == {True}
+
+
+def test_with_redis_down_a_client_is_answered_as_cold_start(
+        fitted: Recommender, serve: Callable[..., Flask], tmp_path: Path, mlflow_uri: str, redis_url: str,
+        redis_server: RedisServer) -> None:
+    _register(fitted, _config(tmp_path, mlflow_uri, redis_url, "cs-down", "redis"))
+    app = serve("cs-down")
+    client = str(fitted.client_ids[9])
+    assert _get(app, f"/v1/clients/{client}/suggestions?kind=cross_sell")["cold_start"] is False
+    before = _missing("unavailable")
+    redis_server.stop()  # the next test's redis_url starts it again
+    down = _get(app, f"/v1/clients/{client}/suggestions?kind=cross_sell&limit=4")
+    assert down["cold_start"] is True and down["suggestions"]
+    assert _missing("unavailable") == before + 1
