@@ -14,6 +14,8 @@ and what one client costs Redis. A measurement, not a test.
    item side with the transitions replicated alike (what a model trained on them would carry), restarts
    gunicorn and measures again, with requests spread over every client.
 4. Redis: `MEMORY USAGE` of sampled keys and `INFO memory` used_memory per client.
+5. Unless `--seconds 0`: the cold cross_sell and next_basket requests' saturation and p99 at half of it, with
+   the clients in the model and with `--clients` in Redis, as `make bench` measures them (wrk installed).
 
 Figures go to stdout and `--out` (JSON).
 """
@@ -25,6 +27,7 @@ import random
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +38,8 @@ sys.path[:0] = [str(HERE), str(HERE.parents[1])]
 
 import redis  # noqa: E402
 import requests  # noqa: E402
-from serving_measure import _rollup  # noqa: E402
+from serving_measure import _rollup, bench_endpoint  # noqa: E402
+from serving_requests import Endpoint, Pools  # noqa: E402
 from serving_stack import FULL, Stack  # noqa: E402
 from support.processes import RedisServer, children  # noqa: E402
 
@@ -52,6 +56,8 @@ from training.fit import fit_recommender  # noqa: E402
 from training.registry import log_and_register  # noqa: E402
 
 NAME = "crm-bench-state"
+#: suggestion kinds whose cold requests are timed at half saturation (`--seconds`)
+LATENCY_KINDS = ("cross_sell", "next_basket")
 BATCH = 2000
 
 
@@ -127,15 +133,27 @@ def drive(base: str, clients: list[str], n: int, seed: int) -> dict[str, float]:
     return {"requests": n, "p50_ms": round(times[n // 2], 1), "p99_ms": round(times[int(n * 0.99)], 1)}
 
 
-def measure(stack: Stack, clients: list[str], n: int, seed: int) -> dict[str, Any]:
+def measure(stack: Stack, clients: list[str], args: argparse.Namespace, seed: int,
+            items: list[str]) -> dict[str, Any]:
+    """Drive requests, read the workers' memory, then (`--seconds` > 0) each `LATENCY_KINDS` cold request's
+    saturation and p99 at half of it, as `make bench` measures them (wrk, then the open loop)."""
     stack.start()
     try:
-        latency = drive(stack.base, clients, n, seed)
+        latency = drive(stack.base, clients, args.requests, seed)
         assert stack.gunicorn is not None
         workers = [_rollup(pid) for pid in sorted(children(stack.gunicorn.pid))]
+        endpoints = []
+        if args.seconds > 0:
+            rng = random.Random(seed)
+            pools = Pools(clients=rng.sample(clients, min(len(clients), 20_000)), warm=clients[:50],
+                          popular=items[:200], exclude=items[:5000])
+            pools_file = stack.work / "pools.json"
+            pools_file.write_text(json.dumps(asdict(pools)))
+            endpoints = [bench_endpoint(stack, Endpoint("cold", kind), pools, pools_file, args, n)
+                         for n, kind in enumerate(LATENCY_KINDS)]
     finally:
         stack.stop()
-    return {"clients": len(clients), "latency": latency, "workers": workers,
+    return {"clients": len(clients), "latency": latency, "workers": workers, "endpoints": endpoints,
             "worker_rss_mb": max(w["rss_mb"] for w in workers), "worker_pss_mb": max(w["pss_mb"] for w in workers)}
 
 
@@ -158,6 +176,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=500_000, help="clients with state in the large case")
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=8.0, help="per latency phase (0: no latency phase)")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--work", type=Path, default=Path("var/bench/client-state"))
     parser.add_argument("--out", type=Path, default=Path("var/bench/client-state.json"))
     args = parser.parse_args()
@@ -181,6 +201,7 @@ def main() -> None:
         write_seconds = time.perf_counter() - t0
         register(item_side, config)
         base_clients = [str(c) for c in rec.client_ids]
+        items = [str(i) for i in rec.item_ids[np.argsort(-rec.state.item_pop, kind="stable")]]
         result: dict[str, Any] = {"data": str(args.data), "items": rec.n_items,
                                   "trainer_write": {"clients": len(base_clients),
                                                     "seconds": round(write_seconds, 2)}}
@@ -188,7 +209,7 @@ def main() -> None:
         settings = {"CLIENT_STATE": "redis", "CACHE_TTL_SECONDS": "0", "EXPOSURE_LOGGING": "false"}
         (work / "small").mkdir(exist_ok=True)
         stack = Stack(work / "small", config.tracking_uri, NAME, args.workers, settings=settings, redis=server)
-        result["small"] = measure(stack, base_clients, args.requests, 1)
+        result["small"] = measure(stack, base_clients, args, 1, items)
         print(f"{len(base_clients)} clients: {json.dumps(result['small'])}", flush=True)
         # the same clients held in the model's arrays (CLIENT_STATE=model), for comparison
         plain = config.model_copy(update={"client_state": "model", "model_name": NAME + "-in-model"})
@@ -196,7 +217,7 @@ def main() -> None:
         (work / "in-model").mkdir(exist_ok=True)
         stack = Stack(work / "in-model", config.tracking_uri, plain.model_name, args.workers,
                       settings={**settings, "CLIENT_STATE": "model"}, redis=server)
-        result["in_model"] = measure(stack, base_clients, args.requests, 1)
+        result["in_model"] = measure(stack, base_clients, args, 1, items)
         print(f"{len(base_clients)} clients in the model: {json.dumps(result['in_model'])}", flush=True)
 
         t0 = time.perf_counter()
@@ -207,10 +228,14 @@ def main() -> None:
         result["redis_large"] = redis_costs(r, model_id, clients, 0)
         (work / "large").mkdir(exist_ok=True)
         stack = Stack(work / "large", config.tracking_uri, NAME, args.workers, settings=settings, redis=server)
-        result["large"] = measure(stack, clients, args.requests, 2)
+        result["large"] = measure(stack, clients, args, 2, items)
         print(f"{len(clients)} clients: {json.dumps(result['large'])}", flush=True)
         small, large = result["small"]["worker_rss_mb"], result["large"]["worker_rss_mb"]
         result["worker_rss_ratio"] = round(large / small, 3)
+        for row_model, row_large in zip(result["in_model"]["endpoints"], result["large"]["endpoints"], strict=True):
+            print(f"{row_model['endpoint']}: p99 at half saturation {row_model['half_rate']['p99_ms']} ms in the model "
+                  f"({row_model['saturation']['rps']:.0f} rps saturation), {row_large['half_rate']['p99_ms']} ms with "
+                  f"{len(clients)} clients in Redis ({row_large['saturation']['rps']:.0f} rps)", flush=True)
         print(f"worker RSS {small:.0f} MB at {len(base_clients)} clients, {large:.0f} MB at {len(clients)} "
               f"({100 * (large / small - 1):+.1f}%); Redis {result['redis_large']['memory_usage_mean_bytes']} B per "
               f"client by MEMORY USAGE, {result['redis_large']['used_memory_per_client_bytes']} B by used_memory",
