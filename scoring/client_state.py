@@ -9,7 +9,8 @@ the client at position 0, so every kind, fallback and candidate list runs unchan
 
 One value per client (no pickle, no JSON per client): `MAGIC`, the history's length as uint32, then the
 fixed-size rows in the order of the model's layout, then the history's arrays (`RAGGED`), each as raw
-little-endian numpy bytes. The layout (names, dtypes, row shapes) travels once, in `meta["client_state"]`.
+little-endian numpy bytes starting on a multiple of 8 bytes (so the arrays read from it are aligned). The
+layout (names, dtypes, row shapes) travels once, in `meta["client_state"]`.
 """
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ if TYPE_CHECKING:
 
 #: First bytes of every value; the last one is the value format.
 MAGIC = b"CS\x01"
-_HEAD = struct.Struct("<I")
+_HEAD = struct.Struct("<xI")  # a pad byte, then the history's length: the header is 8 bytes
+_ALIGN = 8
 #: The client's slice of the history CSR arrays.
 RAGGED = ("hist_indices", "hist_count", "hist_recency", "hist_recent", "hist_last_age", "hist_interval")
 #: One row per client of these arrays.
@@ -82,8 +84,12 @@ class Encoder:
 
     def encode(self, ci: int) -> bytes:
         lo, hi = int(self.state.hist_indptr[ci]), int(self.state.hist_indptr[ci + 1])
-        return b"".join([MAGIC, _HEAD.pack(hi - lo), *(a[ci:ci + 1].tobytes() for a in self._rows),
-                         *(a[lo:hi].tobytes() for a in self._ragged)])
+        parts = [a[ci:ci + 1].tobytes() for a in self._rows] + [a[lo:hi].tobytes() for a in self._ragged]
+        return b"".join([MAGIC, _HEAD.pack(hi - lo), *(part + _padding(len(part)) for part in parts)])
+
+
+def _padding(size: int) -> bytes:
+    return b"\0" * (-size % _ALIGN)
 
 
 Part = tuple[str, np.dtype, int, tuple[int, ...]]
@@ -112,9 +118,9 @@ def decode(layout: tuple[list[Part], list[tuple[str, np.dtype]]], blob: bytes) -
         if end > len(blob):
             raise ValueError("client state value is truncated")
         out[name] = np.frombuffer(blob, dt, count, offset).reshape(shape)
-        offset = end
+        offset = end + (-end % _ALIGN)
     if offset != len(blob):
-        raise ValueError("client state value is longer than its layout")
+        raise ValueError("client state value does not end where its layout does")
     return out
 
 
