@@ -150,6 +150,29 @@ class ClientChanges(Protocol):
         """The service packages the client holds: each {"package_id", "name", "tier"}."""
 
 
+@runtime_checkable
+class ClientStateInRedis(Protocol):
+    """Optional beside `SuggestionModel` (issue 15): a model trained with `CLIENT_STATE=redis` keeps the item
+    side only; each client's state is one Redis value the service reads in the request's own round trip."""
+
+    def client_state_key(self, client_id: str) -> str | None:
+        """The Redis key of the client's state, or None when the model holds its clients itself."""
+
+    def with_client_state(self, client_id: str, value: bytes | None) -> SuggestionModel:
+        """The model answering for this one client from its stored value (None: a client with no state,
+        answered as unknown). ValueError for a value that is not of this model's layout."""
+
+    def client_state_models(self) -> str | None:
+        """The model identity its client state is keyed by, or None."""
+
+
+def client_state_of(model: object) -> ClientStateInRedis | None:
+    """The model as a `ClientStateInRedis` when its clients live in Redis, else None."""
+    if isinstance(model, ClientStateInRedis) and model.client_state_models() is not None:
+        return model
+    return None
+
+
 def client_value_of(model: object) -> Callable[[str], dict[str, Any] | None] | None:
     """The model's client -> value figures mapping, or None when the model has none."""
     return model.client_value if isinstance(model, ClientValues) else None
@@ -188,6 +211,19 @@ CONTRACT_METHODS: tuple[str, ...] = tuple(
 
 #: Default pub/sub channel of "an alias moved" notices: {"name", "alias", "version"}.
 MODEL_UPDATES_CHANNEL = "crm-recommender:model-updates"
+
+
+def client_state_key(model_id: str, client_id: str) -> str:
+    """Redis key of one client's state for one model identity (the trainer's run id). The client id is the
+    key's hash tag, so on Redis Cluster every key of one client lands in one slot."""
+    return f"cs:{model_id}:{{{client_id}}}"
+
+
+def client_state_models_key(tenant: str, model_name: str) -> str:
+    """Redis sorted set of the model identities whose client state may still be in Redis, scored by when their
+    keys expire (+inf: an alias points to it). Erasure deletes a client's key under each; the trainer moves
+    identities no alias points to any more to CLIENT_STATE_GRACE_SECONDS from now."""
+    return f"crm:{tenant}:client-state-models:{model_name}"
 
 
 def erasures_key(tenant: str) -> str:

@@ -3,7 +3,8 @@ trainer found as of its data's end (`training/crm_state.py` writes them; `featur
 
 They travel as plain arrays in `ModelState.extras` (fixed-width strings, no pickle):
 `crm_abc_before`, `crm_activity_before`, `crm_rfm_before` per client, and one row per transition in
-`crm_t_client` (the client's position), `crm_t_trigger`, `crm_t_action`, `crm_t_severity`, `crm_t_change`,
+`crm_t_client` (the client's position; `crm_t_client_id`, its id, when clients live in Redis),
+`crm_t_trigger`, `crm_t_action`, `crm_t_severity`, `crm_t_change`,
 `crm_t_detail`. `meta["crm"]` holds the date they are as of and the period.
 
 A task is a transition: its id hashes (client, trigger, period), where the period is the number of whole
@@ -44,14 +45,17 @@ def segments_before(meta: Mapping[str, Any] | None, extras: Mapping[str, np.ndar
 def transitions(meta: Mapping[str, Any] | None, extras: Mapping[str, np.ndarray], client_ids: np.ndarray,
                 ci: int | None = None) -> list[dict[str, Any]]:
     """Every transition (or the client at position `ci`'s), each with its stable `task_id`."""
-    if not meta or "crm_t_client" not in extras:
+    if not meta or not {"crm_t_client", "crm_t_client_id"} & set(extras):
         return []
-    rows = np.asarray(extras["crm_t_client"])
-    picked = np.flatnonzero(rows == ci) if ci is not None else np.arange(len(rows))
+    if "crm_t_client_id" in extras:  # clients in Redis (`scoring.client_state`): rows name their client
+        names = np.asarray(extras["crm_t_client_id"])
+    else:
+        names = np.asarray(client_ids, dtype=object)[np.asarray(extras["crm_t_client"])]
+    picked = np.flatnonzero(names == client_ids[ci]) if ci is not None else np.arange(len(names))
     period, as_of = int(meta["period"]), str(meta["as_of"])[:10]
     out = []
     for r in picked:
-        client = str(client_ids[rows[r]])
+        client = str(names[r])
         trigger = str(extras["crm_t_trigger"][r])
         change = float(extras["crm_t_change"][r])
         out.append({"task_id": task_id(client, trigger, period), "client_id": client, "trigger": trigger,

@@ -19,12 +19,13 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from scoring import candidates, crm, value
+from scoring import candidates, client_state, crm, value
 from scoring import cart as cart_answers
 from scoring import objective as objectives
 from scoring.candidates import CANDIDATE_KINDS, CANDIDATES, CandidateLists
@@ -73,6 +74,34 @@ class Recommender(SuggestionModel):
         other = copy.copy(self)
         other.weights = {**self.weights, **weights}
         return other
+
+    def viewing(self, state: ModelState, catalogue: Catalogue) -> Recommender:
+        """A view of this model over `state` and `catalogue` (`scoring.client_state.one_client_view`)."""
+        view = copy.copy(self)
+        view.state, view.catalogue = state, catalogue
+        view.client_ids, view._client_pos = catalogue.client_ids, catalogue.client_pos
+        view._candidates = CandidateLists(state)
+        return view
+
+    # ----- client state in Redis (`scoring.client_state`, `scoring.contract.ClientStateInRedis`) ---
+    def client_state_models(self) -> str | None:
+        spec = client_state.stored_in_redis(self.meta)
+        return None if spec is None else str(spec["id"])
+
+    def client_state_key(self, client_id: str) -> str | None:
+        return client_state.key_of(self.meta, client_id)
+
+    def with_client_state(self, client_id: str, value: bytes | None) -> Recommender:
+        """This model answering for one client from its stored value; itself (which knows no client)
+        when the value is None."""
+        if value is None or self._client_layout is None:
+            return self
+        return client_state.one_client_view(self, client_id, client_state.decode(self._client_layout, value))
+
+    @cached_property
+    def _client_layout(self) -> tuple[list[client_state.Part], list[tuple[str, np.dtype]]] | None:
+        spec = client_state.stored_in_redis(self.meta)
+        return None if spec is None else client_state.parse(spec)
 
     def without_candidates(self) -> Recommender:
         """A view of this model (arrays shared) that answers every request by the exact path:
@@ -195,7 +224,15 @@ class Recommender(SuggestionModel):
         return similar_items(self.catalogue, i, limit)
 
     def smoke_check(self) -> None:
-        """Refuse a model that answers wrongly before it ever serves (see the contract)."""
+        """Refuse a model that answers wrongly before it ever serves (see the contract). A model whose
+        clients live in Redis is checked through the one client's value it carries."""
+        spec = client_state.stored_in_redis(self.meta)
+        if spec is not None and len(self.client_ids) == 0:
+            sample = self.state.extras.get("client_state_sample")
+            if sample is None:
+                raise ValueError("the model's clients are in Redis but it carries no sample client to check")
+            self.with_client_state(str(spec["sample_client"]), np.asarray(sample, np.uint8).tobytes()).smoke_check()
+            return
         st = self.state
         if self.n_items == 0 or len(self.client_ids) == 0:
             raise ValueError("model has no items or no clients")

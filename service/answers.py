@@ -21,6 +21,7 @@ from typing import Any
 
 from eventstore.schema import SHOWING_CHANNELS
 from scoring.contract import GROUPED_KINDS, client_value_of, one_section_each
+from service import client_state
 from service.encoding import compact, encode, finite_scores
 from service.loop import exposures
 from service.loop.assignment import CONTROL
@@ -69,6 +70,7 @@ class Plan:
     shared: bool  # the answer belongs to no one: a subject's suppressions are applied after the cache
     sections: Callable[[dict[str, Any]], Sections]  # the lists shown, in an answer (a dict or parsed JSON)
     rate: RateCount | None
+    state_key: str | None = None  # the client's state, read with a miss (clients in Redis: service.client_state)
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,8 @@ def _respond(serving: Serving, plan: Plan, compute: Callable[[Read | None], Comp
     in_trip = pending if plan.channel not in SHOWING_CHANNELS else None
     try:
         read: Read | None = serving.redis.trips.read(rate=plan.rate, subject=plan.audience.subject, slot=plan.slot,
-                                                     exposure=in_trip, shared=plan.shared)
+                                                     exposure=in_trip, shared=plan.shared,
+                                                     client_state=plan.state_key)
     except RedisUnavailable:
         read = None
     allowance = settle(plan.rate, read)  # a 429 problem above the allowance
@@ -149,12 +152,19 @@ def client_suggestions(serving: Serving, client_id: str, query: SuggestionQuery,
         return shown if query.kind == "all" else {query.kind: shown}
 
     plan = Plan(exposures.Audience(client_id), "client", "client_suggestions", query.kind, query.channel,
-                Slot(serving.redis.keys.answers(client_id), field), False, sections, rate)
+                Slot(serving.redis.keys.answers(client_id), field), False, sections, rate,
+                client_state.key_of(serving.model.recommender, client_id))
     return _respond(serving, plan, lambda read: _encoded(_client_body(serving, client_id, query, read), sections))
 
 
+def _for_client(serving: Serving, client_id: str | None, read: Read | None) -> Any:
+    """The model answering this client: the serving one, or its view over the state the read brought."""
+    return client_state.view(serving.model.recommender, client_id, read.client_state if read is not None else None,
+                             read=read is not None)
+
+
 def _client_body(serving: Serving, client_id: str, query: SuggestionQuery, read: Read | None) -> dict[str, Any]:
-    recommender = serving.model.recommender
+    recommender = _for_client(serving, client_id, read)
     kinds = GROUPED_KINDS if query.kind == "all" else (query.kind,)
     recent = list(read.recent_purchases) if read is not None else []
     suppressed = read.suppressions if read is not None else NOTHING
@@ -267,9 +277,9 @@ def cart_suggestions(serving: Serving, cart: CartRequest, rate: RateCount | None
     params = _params(serving, {"endpoint": "cart", "items": cart.items, "limit": cart.limit})
     recommender = serving.model.recommender
 
-    def produce(fetch: int, recent: list[str] | None = None) -> dict[str, Any]:
-        answer = (control_cart(recommender, fetch, serving.settings.control_answer) if serving.variant == CONTROL
-                  else recommender.cart(cart.items, cart.client_id, fetch, recent_purchases=recent or []))
+    def produce(fetch: int, recent: list[str] | None = None, model: Any = recommender) -> dict[str, Any]:
+        answer = (control_cart(model, fetch, serving.settings.control_answer) if serving.variant == CONTROL
+                  else model.cart(cart.items, cart.client_id, fetch, recent_purchases=recent or []))
         return {"client_id": cart.client_id, "model_version": serving.model.version,
                 **{name: exposures.with_positions(finite_scores(answer.get(name, []))) for name in _CART_SECTIONS},
                 "unknown_items": answer.get("unknown_items", [])}
@@ -282,10 +292,12 @@ def cart_suggestions(serving: Serving, cart: CartRequest, rate: RateCount | None
             suppressed = read.suppressions if read is not None else NOTHING
             if not suppressed.empty:
                 SUPPRESSED.labels("cart_suggestions").inc()
-            body = produce(_fetch(cart.limit, suppressed), list(read.recent_purchases) if read is not None else [])
+            body = produce(_fetch(cart.limit, suppressed), list(read.recent_purchases) if read is not None else [],
+                           _for_client(serving, cart.client_id, read))
             return _encoded(_filtered(body, suppressed, cart.limit, _CART_SECTIONS), _cart_sections)
 
-        plan = Plan(audience, "cart", "cart_suggestions", None, "cart", slot, False, _cart_sections, rate)
+        plan = Plan(audience, "cart", "cart_suggestions", None, "cart", slot, False, _cart_sections, rate,
+                    client_state.key_of(recommender, cart.client_id))
         return _respond(serving, plan, compute)
     slot = Slot(serving.redis.keys.shared(serving.model.identity, digest({**params, "fetch": cart.limit})))
     plan = Plan(audience, "cart", "cart_suggestions", None, "cart", slot, True, _cart_sections, rate)

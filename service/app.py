@@ -16,6 +16,7 @@ from service.api import v1
 from service.auth import authorize, presented_key
 from service.browser import keys as browser_keys
 from service.browser.origins import add_cors, preflight
+from service.client_state import eviction_policy_warning
 from service.config import Settings
 from service.crm.api import crm
 from service.effect.api import effect
@@ -75,6 +76,10 @@ def register_extensions(app: Flask, settings: Settings, model_store: ModelStore 
         events.create_all()
     except StoreUnavailable as error:  # served anyway: events answer 503 until the store is back
         logger.error("event store unavailable at start", extra={"error": str(error)[:300]})
+    if settings.client_state == "redis":
+        warning = eviction_policy_warning(redis.connection)
+        if warning:
+            logger.warning(warning)
     drain = ExposureDrain(settings, events)  # started by serving processes only (gunicorn.conf, __main__)
     app.extensions["crm"] = Runtime(settings=settings, models=models, redis=redis, events=events, drain=drain,
                                     watch=watch, arms=arms)

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from envconfig import EnvSettings, TrackingUri, comma_separated, reading
@@ -54,6 +54,11 @@ class Settings(EnvSettings):
     redis_url: str | None = Field(
         None, description="Cache, event store and reload channel, e.g. redis://127.0.0.1:6379/0. Unset: the "
                           "service answers suggestions without cache, events answer 503.")
+    client_state: Literal["model", "redis"] = Field(
+        "model", description="Where models keep each client's state: \"model\", in their arrays, or \"redis\" "
+                             "(trained with CLIENT_STATE=redis), read from REDIS_URL in the request's own round "
+                             "trip. The model says which it is; \"redis\" makes the service need REDIS_URL and "
+                             "check at start that Redis runs with maxmemory-policy noeviction.")
     model_updates_channel: str = Field(
         MODEL_UPDATES_CHANNEL, description="Redis pub/sub channel of \"an alias moved\" notices; the trainer "
                                            "publishes on its MODEL_UPDATES_CHANNEL, so set both alike.")
@@ -154,6 +159,12 @@ class Settings(EnvSettings):
 
     _comma_separated = field_validator("api_keys", "admin_api_keys", "allowed_origins", "publishable_keys",
                                        mode="before")(comma_separated)
+
+    @model_validator(mode="after")
+    def _client_state_needs_redis(self) -> Settings:
+        if self.client_state == "redis" and not self.redis_url:
+            raise ValueError("CLIENT_STATE=redis needs REDIS_URL: the clients' state is read from it")
+        return self
 
     @field_validator("allowed_origins")
     @classmethod

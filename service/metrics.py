@@ -57,6 +57,11 @@ REACTIONS = Counter("crm_reactions_total", "Reactions stored, by reaction and wh
                     ["reaction", "duplicate"])
 SUPPRESSED = Counter("crm_suppressed_total", "Answers with items or kinds left out by reactions or fatigue",
                      ["endpoint"])
+CLIENT_STATE_MISSING = Counter(
+    "crm_client_state_missing_total", "Requests of a model whose clients live in Redis answered as cold start "
+    "because the client's state was not there, by reason: missing (no key: a new client, or an evicted or "
+    "expired key), unreadable (a value not of the model's layout), unavailable (Redis could not be read)",
+    ["reason"])
 VARIANTS = Counter("crm_answers_by_variant_total", "Answers by variant (control or the arm's alias)", ["variant"])
 LOOP_STATE_MISSED = Counter("crm_loop_state_missed_total", "Reactions stored durably whose Redis state could not "
                             "be updated (Redis down): the next answers do not reflect them yet")

@@ -52,6 +52,7 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
         "parameters": {"client_id": "c3"},
         "response": {"client_id": "c3", "erased_at": "2026-12-07T15:00:00+00:00", "events_deleted": 12,
                      "cached_answers_deleted": 1, "recent_purchases_deleted": 3,
+                     "client_state_deleted": 0,
                      "stored_deleted": {"reactions": 2, "exposures": 4, "events": 12}}},
     ("get", "/v1/clients/{client_id}/group"): {
         "parameters": {"client_id": "c1"},

@@ -342,6 +342,8 @@ class Erasure(BaseModel):
     events_deleted: int
     cached_answers_deleted: int
     recent_purchases_deleted: int
+    client_state_deleted: int = Field(0, description="The client's stored state, one key per model version that "
+                                                     "may still have it (CLIENT_STATE=redis; 0 otherwise).")
     stored_deleted: dict[str, int] = Field(description="Rows deleted from the event store, by table.")
 
 

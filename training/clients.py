@@ -18,7 +18,9 @@ from features.changes import ChangeSettings, client_changes
 from features.loader import Dataset
 from features.schema import CLIENT, ITEM, TIMESTAMP
 from features.value import value_summary
+from scoring.contract import client_state_of
 from scoring.value import FIGURES, ValueParams, value_figures
+from training import client_state
 from training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,15 @@ def change_settings(config: TrainConfig) -> ChangeSettings:
 
 def load_model(config: TrainConfig, uri: str | None) -> tuple[Any, str, str | None]:
     """(the scoring model, a label saying which, its registry version or None) of `uri`: None is the registered champion; a folder holds a
-    saved model (an MLflow model or `Recommender.save` arrays); anything else an MLflow URI (`models:/...`)."""
+    saved model (an MLflow model or `Recommender.save` arrays); anything else an MLflow URI (`models:/...`). A
+    model whose clients live in Redis answers them from there (`training.client_state.FromRedis`)."""
+    model, which, version = _load_model(config, uri)
+    if client_state_of(model) is not None:
+        model = client_state.FromRedis(model, client_state.connect(config))
+    return model, which, version
+
+
+def _load_model(config: TrainConfig, uri: str | None) -> tuple[Any, str, str | None]:
     from scoring.pyfunc import load_model_folder
     from scoring.recommender import Recommender
     from training.registry import load_champion

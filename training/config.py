@@ -10,7 +10,7 @@ nothing else reads the environment.
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
@@ -70,6 +70,16 @@ class TrainConfig(EnvSettings):
                                                                 "metric may be (absolute).")
     redis_url: str | None = Field(None, description="Where to publish \"a new champion\" notices and read the "
                                                     "erasure set (optional).")
+    client_state: Literal["model", "redis"] = Field(
+        "model", description="Where each client's state (factors, candidate lists, history, segments) lives: "
+                             "\"model\", in the registered model's arrays (small shops), or \"redis\", one key per "
+                             "client written before the alias moves, the model keeping the item side only.")
+    client_state_redis_url: str | None = Field(
+        None, description="The Redis client state is written to (unset: REDIS_URL); the service reads it through "
+                          "its REDIS_URL, so both name the same Redis.")
+    client_state_grace_seconds: int = Field(
+        3600, ge=0, description="How long client state of a model no alias points to any more stays in Redis "
+                                "(services still serving it have this long to load the new version).")
     updates_channel: str = Field(MODEL_UPDATES_CHANNEL, validation_alias="MODEL_UPDATES_CHANNEL",
                                  description="The pub/sub channel the service listens on (its MODEL_UPDATES_CHANNEL).")
     erasures_file: str = Field("var/service-state/erasures.jsonl",

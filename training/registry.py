@@ -36,6 +36,7 @@ from scoring.pyfunc import (
     signature,
 )
 from scoring.recommender import Recommender
+from training import client_state
 from training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -213,27 +214,47 @@ def log_and_register(rec: Recommender, result: dict[str, Any], config: TrainConf
         mlflow.log_dict(rec.meta.get("tuning", {}), "tuning.json")
         for name, fig in (figures or {}).items():
             mlflow.log_figure(fig, f"plots/{name}.png")
+        run_id = run.info.run_id
+        saved = rec
+        if config.client_state == "redis":  # every client's key written before anything is registered
+            saved = client_state.write(rec, config, run_id)
+            mlflow.set_tag(client_state.VERSION_TAG, run_id)
         model_dir = Path(tmp) / "recommender"
-        rec.save(model_dir)
-        example = pd.DataFrame({"client_id": [str(rec.client_ids[0])], "kind": ["cross_sell"], "limit": [3]})
+        saved.save(model_dir)
+        first = str(rec.client_ids[0]) if len(rec.client_ids) else "any-client"  # an item side has none
+        example = pd.DataFrame({"client_id": [first], "kind": ["cross_sell"], "limit": [3]})
         info = mlflow.pyfunc.log_model(name="model", python_model=str(MODEL_CODE),
                                        artifacts={ARTIFACT_KEY: str(model_dir)}, code_paths=CODE_PATHS,
                                        signature=signature(), input_example=example,
                                        pip_requirements=pip_requirements(),
                                        metadata={PACKAGE_FORMAT_KEY: PACKAGE_FORMAT})
-        run_id = run.info.run_id
         # last: only a fully logged model is registered
         version = _register(client, config.model_name, info, run_id)
     if promote == "force" or decision.promote or (promote == "if-none" and not had_champion and _no_champion(client, config)):
         alias = "champion"
     else:
         alias = "challenger"
+    if config.client_state == "redis":
+        client.set_model_version_tag(config.model_name, version.version, client_state.VERSION_TAG, run_id)
     client.set_registered_model_alias(config.model_name, alias, version.version)
+    _let_old_client_state_go(config, client)
     client.set_model_version_tag(config.model_name, version.version, "gate",
                                  "passed" if decision.promote else "; ".join(decision.failures)[:4000])
     _notify(config, alias, str(version.version))
     return {"version": str(version.version), "alias": alias, "run_id": run_id, "gate": decision.promote,
             "failures": decision.failures, "forced": alias == "champion" and not decision.promote}
+
+
+def _let_old_client_state_go(config: TrainConfig, client: MlflowClient) -> None:
+    """After the alias moved, expire the client state of versions no alias points to. Also in model mode when
+    a Redis is configured, so that going back from CLIENT_STATE=redis lets the last such versions go."""
+    if config.client_state == "redis":
+        client_state.let_old_go(config, client)
+    elif config.client_state_redis_url or config.redis_url:
+        try:
+            client_state.let_old_go(config, client)
+        except Exception as exc:  # noqa: BLE001 - in model mode, Redis is optional: a finished training stands
+            log.warning("could not expire old client state in Redis: %s", exc)
 
 
 def _register(client: MlflowClient, name: str, info: Any, run_id: str) -> Any:

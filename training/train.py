@@ -20,6 +20,7 @@ import pandas as pd
 
 from features.loader import load_dataset
 from features.schema import TIMESTAMP
+from scoring.contract import client_state_of
 from scoring.recommender import Recommender
 from training.baselines import default_rankers
 from training.candidates import precompute as precompute_candidates
@@ -52,7 +53,8 @@ def champion_ranker(champion: Recommender, config: TrainConfig, transactions: pd
     test window is scored as registered, which also checks the new code against the old model."""
     cutoff = transactions[TIMESTAMP].max() - pd.Timedelta(days=config.test_days)
     last = champion.meta.get("data", {}).get("last")
-    if last is not None and pd.Timestamp(last) < cutoff:
+    # a champion whose clients live in Redis (`scoring.client_state`) carries none to score: its recipe is refitted
+    if last is not None and pd.Timestamp(last) < cutoff and client_state_of(champion) is None:
         return ModelRanker(config, recommender=champion, registered=True), AS_REGISTERED
     try:
         recipe = Recipe.from_meta(champion.meta, champion.state.extras)

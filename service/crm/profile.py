@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from scoring.contract import ClientChanges, client_value_of
+from service import client_state
 from service.loop.assignment import CONTROL, assign
 from service.runtime import Runtime
 
@@ -15,7 +16,7 @@ def client_profile(rt: Runtime, client_id: str) -> dict[str, Any]:
     the client's group. A client the model never saw is `known: false` with empty figures, not an error: the
     CRM may ask before the next training has their first purchases."""
     model = rt.serving_model()
-    recommender = model.recommender
+    recommender = client_state.fetch(rt.redis.connection, model.recommender, client_id)
     known = recommender.knows_client(client_id)
     changes = isinstance(recommender, ClientChanges) and known
     value_of = client_value_of(recommender)

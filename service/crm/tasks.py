@@ -13,7 +13,7 @@ from datetime import date, datetime
 from typing import Any
 
 from scoring.contract import ClientChanges, client_value_of
-from service import answers
+from service import answers, client_state
 from service.crm.schemas import TaskOutcomeRequest, TaskQuery
 from service.runtime import Runtime
 from service.schemas import SuggestionQuery
@@ -71,14 +71,15 @@ def offers(rt: Runtime, client_id: str, action: str) -> dict[str, Any]:
 def find_tasks(rt: Runtime, params: TaskQuery, client_id: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
     """Every task matching `params` (of one client, if given), ordered by money at stake, without offers;
     and the date the model's changes are as of. The CRM screens list these and open a client's card."""
-    recommender = rt.serving_model().recommender
-    value_of = client_value_of(recommender)
+    serving = rt.serving_model().recommender
     stored = rt.events.task_outcomes(rt.settings.tenant)
-    changes = changes_of(recommender)
+    changes = [c for c in changes_of(serving) if client_id is None or c["client_id"] == client_id]
+    # the clients' own models (one Redis round trip for all, when their state lives there)
+    models = client_state.fetch_many(rt.redis.connection, serving, [c["client_id"] for c in changes])
     found = []
     for change in changes:
-        if client_id is not None and change["client_id"] != client_id:
-            continue
+        recommender = models[change["client_id"]]
+        value_of = client_value_of(recommender)
         segment = recommender.segment(change["client_id"])
         outcome = _outcome(stored.get(change["task_id"]))
         status = outcome["status"] if outcome else "open"

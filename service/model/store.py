@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from scoring.contract import SuggestionModel
+from scoring.contract import SuggestionModel, client_state_of
 from service.config import Settings
 from service.metrics import MODEL_FROM_LOCAL_COPY, MODEL_VERSION, REGISTRY_FAILURES, RELOADS
 from service.model.checks import check_recommender
@@ -246,10 +246,17 @@ class ModelStore:
             raise ModelRejected(f"version {copy.version} does not load: {type(error).__name__}: {error}") from error
         try:
             check_recommender(recommender)
+            self._check_client_state(recommender)
         except ModelRejected as error:  # say which version: an admin reload may answer for several aliases
             raise ModelRejected(f"version {copy.version}: {error}") from error
         return LoadedModel(self.settings.model_name, self.settings.model_alias, copy.version, recommender,
                            source, _now(), identity=copy.identity)
+
+    def _check_client_state(self, recommender: Any) -> None:
+        """A model whose clients live in Redis cannot serve without it (each would be a cold start)."""
+        if client_state_of(recommender) is not None and not self.settings.redis_url:
+            raise ModelRejected("its clients' state is in Redis (trained with CLIENT_STATE=redis) and REDIS_URL "
+                                "is not set")
 
     def _swap(self, loaded: LoadedModel) -> None:
         self._current = loaded  # the one assignment that makes a version serve

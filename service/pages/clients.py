@@ -14,7 +14,7 @@ from flask import Response, redirect, render_template, request, url_for
 from pydantic import ValidationError
 
 from eventstore import StoreUnavailable
-from service import answers
+from service import answers, client_state
 from service.api import store_unavailable
 from service.crm.profile import client_profile
 from service.inputs import path_id
@@ -50,7 +50,8 @@ def client_search() -> Any:
             found = False
         else:
             model = runtime().models.current
-            known = model is not None and model.recommender.knows_client(query)
+            known = model is not None and client_state.fetch(runtime().redis.connection, model.recommender,
+                                                             query).knows_client(query)
             if known:
                 return redirect(url_for("screens.client_card", client_id=query))
             found = False

@@ -12,6 +12,10 @@ Keys (TENANT namespaces all of them; the erasure set's name is shared with the t
   crm:{tenant}:kshown:{rec}:{kind}  marker: this answer's kind was counted shown once (TTL)
   crm:{tenant}:exposures         stream of answers not yet written to the event store
   crm:{tenant}:rec:{rec}         an answer's exposure while it may still be in the stream (TTL)
+  cs:{model id}:{{client}}       a client's state for one model (CLIENT_STATE=redis, written by the trainer;
+                                 the client id between literal braces, its Redis Cluster hash tag:
+                                 `scoring.contract.client_state_key`)
+  crm:{tenant}:client-state-models:{model name}  the model identities whose client state may be in Redis
   scoring.contract.erasures_key(tenant)  set of erased client ids (`erasures` for the default tenant)
 
 Every command has a short socket timeout; after a connection failure the circuit breaker skips
@@ -117,14 +121,16 @@ class RedisConnection:
         self.keys = Keys(settings.tenant)
         self.breaker = CircuitBreaker(settings.redis_retry_seconds)
         self.client: redis.Redis | None = None
+        #: the same Redis answering bytes, for what holds binary values (client state, `scoring.client_state`)
+        self.binary: redis.Redis | None = None
         if settings.redis_url:
-            self.client = redis.Redis.from_url(
-                settings.redis_url, decode_responses=True,
+            self.client, self.binary = (redis.Redis.from_url(
+                settings.redis_url, decode_responses=decode,
                 socket_timeout=settings.redis_timeout_seconds,
                 socket_connect_timeout=settings.redis_timeout_seconds,
                 # One immediate retry reconnects a pooled socket that a Redis restart closed; a
                 # timeout is not retried (a slow Redis would cost twice the timeout).
-                retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)))
+                retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))) for decode in (True, False))
 
     @property
     def configured(self) -> bool:
@@ -134,15 +140,17 @@ class RedisConnection:
         """A Lua script registered on this connection (None without Redis)."""
         return self.client.register_script(source) if self.client is not None else None
 
-    def run(self, operation: str, action: Callable[[redis.Redis], T]) -> T:
-        """`action(client)`, unless Redis is not configured or the breaker is open."""
-        if self.client is None:
+    def run(self, operation: str, action: Callable[[redis.Redis], T], *, binary: bool = False) -> T:
+        """`action(client)` (the client answering bytes with `binary`), unless Redis is not configured or
+        the breaker is open."""
+        client = self.binary if binary else self.client
+        if client is None:
             raise RedisUnavailable("REDIS_URL is not set")
         if self.breaker.is_open:
             REDIS_FAILURES.labels(operation).inc()
             raise RedisUnavailable("Redis failed recently; skipping it for a moment")
         try:
-            result = action(self.client)
+            result = action(client)
         except (redis.ConnectionError, redis.TimeoutError) as error:
             REDIS_FAILURES.labels(operation).inc()
             if not self.breaker.is_open:
@@ -168,5 +176,6 @@ class RedisConnection:
         return "up"
 
     def close(self) -> None:
-        if self.client is not None:
-            self.client.close()
+        for client in (self.client, self.binary):
+            if client is not None:
+                client.close()

@@ -4,8 +4,9 @@ A batch of events is one MULTI/EXEC: each event is appended to the bounded strea
 also goes to the front of the buyer's recent purchases (read by the model until the next
 training has them), bumps the buyer's generation and drops the buyer's cached answers, so the
 next answer sees the purchase. Erasing a client deletes its events, cached answers and recent
-purchases, bumps its generation (so an answer computed before the erasure is not cached after it)
-and adds it to the tenant's erasure set, which the trainer excludes.
+purchases and its stored state in every model version that may still have it (`CLIENT_STATE=redis`),
+bumps its generation (so an answer computed before the erasure is not cached after it) and adds it
+to the tenant's erasure set, which the trainer excludes.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 
 import redis
 
+from scoring.contract import client_state_key, client_state_models_key
 from service.redis.core import RedisConnection
 
 #: Stream entries read per XRANGE while looking for a client's events, and deleted per XDEL.
@@ -72,12 +74,18 @@ class EventLog:
         return self.connection.run("scan_events", scan)
 
     def erase_client(self, client_id: str) -> dict[str, int]:
-        """Delete a client's events, cached answers and recent purchases, bump its generation; add it to
-        the erasure set."""
+        """Delete a client's events, cached answers, recent purchases and stored state under every model
+        identity that may still have it (`scoring.contract.client_state_models_key`), bump its
+        generation; add it to the erasure set."""
         ids = [sid for sid, _ in self._scan_client(client_id)]
+        models = self.connection.run("client_state_models", lambda r: r.zrange(
+            client_state_models_key(self.settings.tenant, self.settings.model_name), 0, -1))
+        states = [client_state_key(model_id, client_id) for model_id in models]
 
         def erase(r: redis.Redis) -> list[Any]:
             pipe = r.pipeline(transaction=True)
+            if states:
+                pipe.delete(*states)
             for start in range(0, len(ids), _SCAN_BATCH):
                 pipe.xdel(self.keys.events, *ids[start:start + _SCAN_BATCH])
             pipe.hlen(self.keys.answers(client_id))
@@ -91,9 +99,10 @@ class EventLog:
             return pipe.execute()
 
         results = self.connection.run("erase_client", erase)
+        states_deleted = int(results.pop(0)) if states else 0
         deleted_events = sum(int(n) for n in results[: len(results) - 6])
         return {"events_deleted": deleted_events, "cached_answers_deleted": int(results[-6]),
-                "recent_purchases_deleted": int(results[-5])}
+                "recent_purchases_deleted": int(results[-5]), "client_state_deleted": states_deleted}
 
     def is_erased(self, client_id: str) -> bool:
         return bool(self.connection.run("is_erased", lambda r: r.sismember(self.keys.erasures, client_id)))

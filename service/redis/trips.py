@@ -8,6 +8,8 @@ each as long as the answer itself once it is cached. `READ` does all of it in on
      allowance it stops there: nothing is read or written for a refused request;
   2. reads the subject's generation, recent purchases and reaction state, and the cached answer
      (a field of the client's hash, or a key of its own for an answer that belongs to no client);
+     with the model's clients in Redis (`scoring.client_state`), a miss also brings the client's state,
+     so scoring needs no trip of its own;
   3. on a fresh hit, appends the answer's exposure to the stream and points its hot copy at the
      entry (`service.redis.exposures`: the entry's id, not a second copy of the row). The row
      is composed from the request's own head and tail (its recommendation id, who, when) around
@@ -41,7 +43,9 @@ from service.redis.loop_state import NOTHING, Suppressions, parse_state
 #: exposure stream, hot copy. ARGV: window seconds (0: no limit), allowance, cache slot
 #: ('field:<name>' in the hash, 'key', or 'none'), TTL seconds, now, '1' to log a hit's exposure,
 #: row head, row tail, hot seconds, '1' when a live suppression forbids the cached answer, '1' when
-#: there is a subject whose state to read.
+#: there is a subject whose state to read, '1' when a miss returns the client's state (KEYS[8]).
+#: Only KEYS[2..5] and KEYS[8] are the client's; the rate counter, the exposure stream and the hot copy
+#: are not (on Redis Cluster the script would have to be split).
 _READ = """
 local count, ttl = 0, 0
 local window = tonumber(ARGV[1])
@@ -54,6 +58,10 @@ if window > 0 then
   end
   if count > tonumber(ARGV[2]) then return {count, ttl, 'limited'} end
 end
+local function client_state()
+  if ARGV[12] == '1' then return redis.call('GET', KEYS[8]) end
+  return false
+end
 local now = tonumber(ARGV[5])
 local generation, recent, state = '0', {}, {}
 if ARGV[11] == '1' then
@@ -65,7 +73,7 @@ if ARGV[10] == '1' then
   for i = 1, #state, 2 do
     local prefix = string.sub(state[i], 1, 2)
     if (prefix == 'x:' or prefix == 'g:' or prefix == 'k:') and (tonumber(state[i + 1]) or 0) > now then
-      return {count, ttl, 'suppressed', generation, recent, state}
+      return {count, ttl, 'suppressed', generation, recent, state, client_state()}
     end
   end
 end
@@ -77,7 +85,7 @@ elseif string.sub(slot, 1, 6) == 'field:' then
 end
 local space = raw and string.find(raw, ' ', 1, true)
 if not space or now - (tonumber(string.sub(raw, 1, space - 1)) or 0) > tonumber(ARGV[4]) then
-  return {count, ttl, 'miss', generation, recent, state}
+  return {count, ttl, 'miss', generation, recent, state, client_state()}
 end
 local newline = string.find(raw, '\\n', space, true)
 if not newline then
@@ -156,6 +164,8 @@ class Read:
     generation: str = "0"
     recent_purchases: tuple[str, ...] = ()
     suppressions: Suppressions = NOTHING
+    #: the client's stored state on a miss (None: not asked for, or no such key)
+    client_state: bytes | None = None
 
 
 def cache_entry(items_json: str, body: str, at: float | None = None) -> str:
@@ -163,8 +173,12 @@ def cache_entry(items_json: str, body: str, at: float | None = None) -> str:
     return f"{time.time() if at is None else at:.3f} {items_json}\n{body}"
 
 
-def _pairs(flat: list[str]) -> dict[str, str]:
-    return dict(zip(flat[::2], flat[1::2], strict=True))
+def _pairs(flat: list[bytes]) -> dict[str, str]:
+    return dict(zip(_texts(flat[::2]), _texts(flat[1::2]), strict=True))
+
+
+def _texts(values: list[bytes]) -> list[str]:
+    return [v.decode() for v in values]
 
 
 class AnswerTrips:
@@ -174,34 +188,38 @@ class AnswerTrips:
         self.connection = connection
         self.keys = connection.keys
         self.ttl_seconds = connection.settings.cache_ttl_seconds
-        self._read = connection.script(_READ)
+        self._read = connection.script(_READ)  # run on the connection answering bytes (client state)
         self._finish = connection.script(_FINISH)
 
     def read(self, *, rate: RateCount | None, subject: str | None, slot: Slot | None,
-             exposure: Exposure | None, shared: bool) -> Read:
+             exposure: Exposure | None, shared: bool, client_state: str | None = None) -> Read:
         """Count, read and (on a fresh hit) log, in one round trip. `slot` None: no cache lookup
         (the cache is off); `exposure` None: nothing to log; `shared`: a live suppression of the
-        subject forbids the cached answer."""
+        subject forbids the cached answer; `client_state`: the key of the client's state, read on a miss."""
         keys = self.keys
         nobody = subject is None
         now = time.time()
         script_keys = [rate.key if rate else keys.rate("-"),
                        keys.generation(subject or "-"), keys.recent(subject or "-"), keys.loop(subject or "-"),
                        slot.key if slot else keys.answers("-"), keys.exposures,
-                       keys.recommendation(exposure.recommendation_id if exposure else "-")]
+                       keys.recommendation(exposure.recommendation_id if exposure else "-"),
+                       client_state or keys.generation("-")]
         args = [rate.window_seconds if rate else 0, rate.allowance if rate else 0,
                 slot.mode if slot is not None and self.ttl_seconds > 0 else "none", self.ttl_seconds, f"{now:.3f}",
                 "1" if exposure else "0", exposure.head if exposure else "", exposure.tail if exposure else "",
-                HOT_SECONDS, "1" if shared and not nobody else "0", "0" if nobody else "1"]
+                HOT_SECONDS, "1" if shared and not nobody else "0", "0" if nobody else "1",
+                "1" if client_state else "0"]
         answer: list[Any] = self.connection.run(
-            "answer_read", lambda r: self._read(keys=script_keys, args=args, client=r))  # type: ignore[misc]
-        count, ttl, status = int(answer[0]), int(answer[1]), answer[2]
+            "answer_read", lambda r: self._read(keys=script_keys, args=args, client=r),  # type: ignore[misc]
+            binary=True)
+        count, ttl, status = int(answer[0]), int(answer[1]), answer[2].decode()
         if status in ("hit", "logged"):
-            return Read(status, count, ttl, body=answer[3])
+            return Read(status, count, ttl, body=answer[3].decode())
         if status == "limited":
             return Read(status, count, ttl)
-        return Read(status, count, ttl, generation=answer[3], recent_purchases=tuple(dict.fromkeys(answer[4])),
-                    suppressions=parse_state(_pairs(answer[5]), now))
+        return Read(status, count, ttl, generation=answer[3].decode(),
+                    recent_purchases=tuple(dict.fromkeys(_texts(answer[4]))),
+                    suppressions=parse_state(_pairs(answer[5]), now), client_state=answer[6])
 
     def finish(self, *, slot: Slot | None, generation: str, body: str, items_json: str,
                exposure: Exposure | None, subject: str | None) -> bool:

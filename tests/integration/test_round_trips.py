@@ -8,7 +8,6 @@ connection pool sends one command per trip: no pipeline is used on this path).
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,10 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 from support.apps import double_clients
+from support.redis_monitor import sent_commands
 
 READ_KEY = "read-key-0123456789"
 READ = {"X-API-Key": READ_KEY}
-END = "round-trips-counted"
 
 
 @pytest.fixture()
@@ -29,31 +28,6 @@ def make_client(tmp_path: Path, redis_url: str) -> Iterator[Callable[..., FlaskC
                                "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/none.db",
                                "MODEL_CACHE_DIR": str(tmp_path / "cache"), "SERVICE_STATE_DIR": str(tmp_path / "state"),
                                "EVENTS_DB_URL": f"sqlite:///{tmp_path}/events.db", "REDIS_TIMEOUT_SECONDS": "1"})
-
-
-def sent_commands(redis_url: str, action: Callable[[], Any]) -> tuple[Any, list[str]]:
-    """What `action` returns, and the commands clients sent Redis meanwhile (scripts' own left out)."""
-    seen: list[dict[str, Any]] = []
-    ready = threading.Event()
-
-    def listen() -> None:
-        with redis.Redis.from_url(redis_url, decode_responses=True).monitor() as monitor:
-            ready.set()
-            for command in monitor.listen():
-                if END in command["command"]:
-                    return
-                seen.append(command)
-
-    listener = threading.Thread(target=listen, daemon=True)
-    listener.start()
-    assert ready.wait(5)
-    try:
-        result = action()
-    finally:
-        redis.Redis.from_url(redis_url).echo(END)
-        listener.join(5)
-    assert not listener.is_alive()
-    return result, [c["command"].split()[0].upper() for c in seen if c.get("client_type") != "lua"]
 
 
 def _get(client: FlaskClient, path: str) -> dict[str, Any]:
