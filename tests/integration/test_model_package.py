@@ -71,8 +71,11 @@ _NO_PICKLE = """
 import pickle, sys
 def refuse(*args, **kwargs):
     raise AssertionError("a pickle was loaded")
+class RefusingUnpickler(pickle.Unpickler):  # a class still: libraries subclass it at import (pyspark)
+    def load(self):
+        refuse()
 pickle.load = pickle.loads = refuse
-pickle.Unpickler = refuse
+pickle.Unpickler = RefusingUnpickler
 import cloudpickle
 cloudpickle.load = cloudpickle.loads = refuse
 import mlflow.pyfunc
