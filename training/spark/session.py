@@ -34,6 +34,13 @@ def spark_settings(config: TrainConfig) -> dict[str, str]:
             "spark.ui.enabled": "false"}
 
 
+def launched_by_spark() -> bool:
+    """True when this Python process was started by a running Spark driver (spark-submit, a
+    Databricks job), which hands it the JVM's gateway: then `--master` and `--driver-memory`
+    were spark-submit's to set, and the trainer must not override them."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
 def spark_session(config: TrainConfig, app_name: str = "crm-recommender-train") -> Any:
     """A SparkSession on `config.spark_master` (an existing session is reused, as on Databricks).
 
@@ -46,8 +53,14 @@ def spark_session(config: TrainConfig, app_name: str = "crm-recommender-train") 
         from pyspark.sql import SparkSession
     except ImportError as exc:  # pragma: no cover - the `spark` extra is not installed
         raise RuntimeError("--engine spark needs pyspark: pip install -e '.[spark]'") from exc
-    builder = SparkSession.builder.master(config.spark_master).appName(app_name)
-    for key, value in spark_settings(config).items():
+    builder = SparkSession.builder.appName(app_name)
+    settings = spark_settings(config)
+    if launched_by_spark():  # spark-submit or the platform chose the master and started the driver's JVM
+        settings.pop("spark.driver.memory")
+        log.info("driver started by spark-submit or the platform: its master and driver memory apply")
+    else:
+        builder = builder.master(config.spark_master)
+    for key, value in settings.items():
         builder = builder.config(key, value)
     try:
         spark = builder.getOrCreate()
