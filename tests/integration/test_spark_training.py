@@ -73,7 +73,7 @@ def spark_trained(slice_dir: Path, mlflow_uri: str, tmp_path: Path) -> tuple[dic
     """(the registered version, the trainer's output, the data folder): one Spark training."""
     _java()
     data = _folder(slice_dir, tmp_path / "data")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TRAIN_THREADS": "1", "SPARK_SHUFFLE_PARTITIONS": "4",
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TRAIN_THREADS": "1", "SPARK_SHUFFLE_PARTITIONS": "2",
            "SPARK_DRIVER_MEMORY": "1g", "ALS_ITERATIONS": "5", "SPARK_WORK_DIR": str(tmp_path / "spark"),
            "ERASURES_FILE": str(tmp_path / "none.jsonl"), "EVENTS_DB_URL": f"sqlite:///{tmp_path / 'no-events.db'}"}
     env.pop("REDIS_URL", None)
