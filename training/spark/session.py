@@ -70,7 +70,7 @@ def spark_session(config: TrainConfig, app_name: str = "crm-recommender-train") 
                                "Debian's openjdk-17-jre-headless) and `java` on PATH?") from exc
         raise
     spark.sparkContext.setLogLevel(SPARK_LOG_LEVEL)
-    log.info("spark %s on %s (%d cores by default parallelism, shuffle partitions %s)", spark.version,
+    log.info("spark %s on %s (default parallelism %d, shuffle partitions %s)", spark.version,
              spark.sparkContext.master, spark.sparkContext.defaultParallelism,
              spark.conf.get("spark.sql.shuffle.partitions"))
     return spark
