@@ -97,11 +97,11 @@ def _read_parquet(spark: Any, path: str) -> Any:
         spark.sparkContext.setLogLevel(SPARK_LOG_LEVEL)
     spark.conf.set(key, "true")
     frame = spark.read.parquet(path)
-    return frame.select(*[frame[f"`{c}`"].alias(c, metadata={NANOS: True}) if isinstance_long(frame, c) else frame[f"`{c}`"]
+    return frame.select(*[frame[f"`{c}`"].alias(c, metadata={NANOS: True}) if _is_long(frame, c) else frame[f"`{c}`"]
                           for c in frame.columns])
 
 
-def isinstance_long(frame: Any, name: str) -> bool:
+def _is_long(frame: Any, name: str) -> bool:
     from pyspark.sql.types import LongType
 
     return isinstance(frame.schema[name].dataType, LongType)
@@ -238,7 +238,7 @@ def clean_transactions(spark: Any, path: str, known_items: pd.Index | None, repo
                              F.sum(F.col("_unknown_item").cast("long")).alias("unknown_item")).first().asDict()
         kept = flagged.filter(~F.col("_bad") & ~F.col("_unknown_item"))
         # duplicates keep the file's first line, as pandas' `duplicated(keep="first")`
-        first = kept.groupBy(*[c for c in LINE_COLUMNS]).agg(F.min(ROW).alias(ROW))
+        first = kept.groupBy(*LINE_COLUMNS).agg(F.min(ROW).alias(ROW))
         frame = first.orderBy(ROW).drop(ROW).toPandas()
         kept_rows = kept.count()
     finally:
