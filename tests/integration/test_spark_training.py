@@ -51,6 +51,13 @@ def _java() -> str:
     return java
 
 
+def test_java_17_is_there_for_spark() -> None:
+    """Spark 4 runs on Java 17 or later; a machine without it fails here with what to do."""
+    found = subprocess.run([_java(), "-version"], capture_output=True, text=True, timeout=60).stderr
+    major = re.search(r'version "(\d+)', found)
+    assert major and int(major.group(1)) >= 17, f"Spark 4 needs Java 17 or later, found: {found[:200]}"
+
+
 def _folder(slice_dir: Path, out: Path) -> Path:
     """The slice, its transactions with MALFORMED and a duplicate line appended (quantities and
     prices as text, so a bad one can be written; timestamps stay nanosecond datetimes)."""
