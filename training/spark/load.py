@@ -45,7 +45,14 @@ def _fs_path(spark: Any, path: str) -> tuple[Any, Any]:
     """(Hadoop FileSystem, Path) of `path`: how a folder on any store is listed."""
     jvm = spark.sparkContext._jvm
     hpath = jvm.org.apache.hadoop.fs.Path(path)
-    return hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hpath
+    try:
+        return hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hpath
+    except Exception as exc:  # py4j's error: the JVM names the missing connector
+        text = str(exc)
+        if "No FileSystem for scheme" in text or ("ClassNotFoundException" in text and "FileSystem" in text):
+            raise DataError(f"{path}: this Spark has no connector for the path's scheme (s3a needs "
+                            "hadoop-aws, abfss hadoop-azure: docs/spark.md)") from exc
+        raise
 
 
 def find_table(spark: Any, folder: str, table: str) -> str | None:
