@@ -8,6 +8,7 @@ without it this test fails (`make java-bin` installs it), it never skips.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -137,3 +138,18 @@ def test_spark_training_registers_a_model_the_service_answers_from(spark_trained
     assert body["cold_start"] is False and len(body["suggestions"]) == 5
     bought = set(local.transactions.loc[local.transactions["client_id"] == client_id, "item_id"])
     assert not bought & {s["item_id"] for s in body["suggestions"]}
+
+
+def test_spark_evidence_and_pair_counts_equal_the_in_process_ones(slice_dir: Path) -> None:
+    """The two steps the Spark engine computes instead of scipy give the same numbers on the slice:
+    the BM25 evidence ALS learns from, and the basket pair counts bundles and neighbours read
+    (tests/support/spark_steps.py, in a process of its own)."""
+    _java()
+    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "support" / "spark_steps.py"), str(slice_dir)],
+                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["evidence_nnz"][0] == got["evidence_nnz"][1] > 0 and got["evidence_max_difference"] < 1e-5
+    assert got["pairs_nnz"][0] == got["pairs_nnz"][1] > 0 and got["pairs_differing"] == 0
+    assert got["same_indptr"] and got["same_item_baskets"] and got["baskets"][0] == got["baskets"][1]
