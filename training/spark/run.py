@@ -57,7 +57,7 @@ class SparkRun:
         tx = dataset.transactions
         sample = dataset.with_transactions(tx[tx[CLIENT].isin(chosen)].reset_index(drop=True))
         return sample, (f"tuning and evaluation on the driver: a sample of {cap:,} of {len(clients):,} clients "
-                        f"(seed {self.config.seed}); the registered model is fitted on all of them")
+                        f"(seed {self.config.seed}); the model `train` registers is fitted on all of them")
 
     def candidates(self, rec: Recommender) -> float:
         return precompute_on_spark(self.spark, rec, self.config.spark_work_dir,
