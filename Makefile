@@ -9,14 +9,14 @@ SAMPLE_DIR := data/sample
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/var/mlflow.db
 export MLFLOW_ARTIFACTS_DESTINATION ?= $(CURDIR)/var/mlartifacts
 
-.PHONY: install run test bench audit lint clean redis-bin postgres-bin chromium-bin sample evaluate evaluate-value reliability screens
+.PHONY: install run test bench audit lint clean redis-bin postgres-bin chromium-bin java-bin sample evaluate evaluate-value reliability screens
 
 install: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,spark]'
 	touch $(STAMP)
 
 # redis-server is a system binary: install it from Debian's packages when missing.
@@ -25,6 +25,14 @@ redis-bin:
 	  echo "redis-server not found: installing it with apt-get"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+
+# Java 17 for Spark 4 (`python -m training train --engine spark`, its test in make test), from Debian's
+# packages when `java` is missing.
+java-bin:
+	@command -v java >/dev/null 2>&1 || { \
+	  echo "java not found: installing openjdk-17-jre-headless with apt-get"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
 
 # PostgreSQL's programs (initdb, postgres under /usr/lib/postgresql/<version>/bin), from Debian's packages
 # when missing: the event store's tests start a server of their own on a free port, as the postgres user,
@@ -63,7 +71,7 @@ run: install redis-bin sample
 	mkdir -p var
 	$(PY) -m service.run_demo
 
-test: install redis-bin postgres-bin chromium-bin
+test: install redis-bin postgres-bin chromium-bin java-bin
 	$(PY) -m pytest -q -p no:cacheprovider
 
 # Screenshots of every screen into docs/screens/ (headless Chromium, the catalogue double, made-up data).
@@ -74,7 +82,7 @@ screens: install redis-bin chromium-bin
 # in one run: var/bench/results.json.
 # wrk is a system binary, installed from Debian's packages like redis-server. Quick look:
 # make bench BENCH_ARGS="--data data/sample --seconds 3 --skip-training"
-bench: install redis-bin postgres-bin chromium-bin
+bench: install redis-bin postgres-bin chromium-bin java-bin
 	@command -v wrk >/dev/null 2>&1 || { \
 	  echo "wrk not found: installing it with apt-get"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

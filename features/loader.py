@@ -275,7 +275,7 @@ def _unique_valid_ids(raw: pd.DataFrame, column: str, rejected: Counter) -> pd.D
     return frame[~dup].reset_index(drop=True)
 
 
-def _clean_items(raw: pd.DataFrame, path: Path, report: LoadReport) -> pd.DataFrame:
+def clean_items(raw: pd.DataFrame, path: Path, report: LoadReport) -> pd.DataFrame:
     _require(raw, path, s.ITEM_REQUIRED)
     n = len(raw)
     rejected, fixed = Counter(), Counter()
@@ -307,7 +307,7 @@ def _clean_items(raw: pd.DataFrame, path: Path, report: LoadReport) -> pd.DataFr
     return frame
 
 
-def _clean_clients(raw: pd.DataFrame, path: Path, report: LoadReport) -> pd.DataFrame:
+def clean_clients(raw: pd.DataFrame, path: Path, report: LoadReport) -> pd.DataFrame:
     _require(raw, path, s.CLIENT_REQUIRED)
     n = len(raw)
     rejected: Counter = Counter()
@@ -316,7 +316,7 @@ def _clean_clients(raw: pd.DataFrame, path: Path, report: LoadReport) -> pd.Data
     return frame
 
 
-def _clean_packages(raw: pd.DataFrame, path: Path, known_items: pd.Index | None,
+def clean_packages(raw: pd.DataFrame, path: Path, known_items: pd.Index | None,
                     report: LoadReport) -> pd.DataFrame:
     _require(raw, path, s.PACKAGE_REQUIRED)
     n = len(raw)
@@ -380,16 +380,26 @@ def load_dataset(folder: str | Path, *, non_merchandise: Sequence[str] = (),
     items = clients = packages = None
     known_items = None
     if (path := find_table(folder, "items")) is not None:
-        items = _clean_items(read_table(path), path, report)
+        items = clean_items(read_table(path), path, report)
         known_items = pd.Index(items[s.ITEM])
     if (path := find_table(folder, "clients")) is not None:
-        clients = _clean_clients(read_table(path), path, report)
+        clients = clean_clients(read_table(path), path, report)
     path = find_table(folder, "transactions")
     if path is None:
         raise DataError(f"{folder}: missing transactions.parquet or transactions.csv")
     transactions = _clean_transactions(read_table(path), path, known_items, report)
     if (path := find_table(folder, "packages")) is not None:
-        packages = _clean_packages(read_table(path), path, known_items, report)
+        packages = clean_packages(read_table(path), path, known_items, report)
+    return assemble(transactions, items, clients, packages, report, non_merchandise=non_merchandise,
+                    merchandise_allow=merchandise_allow)
+
+
+def assemble(transactions: pd.DataFrame, items: pd.DataFrame | None, clients: pd.DataFrame | None,
+             packages: pd.DataFrame | None, report: LoadReport, *, non_merchandise: Sequence[str] = (),
+             merchandise_allow: Sequence[str] = ()) -> Dataset:
+    """The validated tables as a `Dataset`: rejections logged, the fingerprint taken, items that
+    are not merchandise marked. Every loader ends here (this one and `training.spark.load`), so
+    a dataset means the same whoever read it."""
     if report.total_rejected:
         log.warning("rejected rows: %s", report.format().replace("\n", "; "))
     prints = fingerprint(transactions, items, clients, packages)

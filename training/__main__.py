@@ -33,6 +33,7 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-baskets", type=int, default=20_000, help="basket_completion sample cap")
     parser.add_argument("--no-model", action="store_true", help="baselines only (skip fitting the model)")
     parser.add_argument("--no-tune", action="store_true", help="fit the model with default settings (faster)")
+    add_engine(parser)
     parser.set_defaults(run=run_evaluate)
 
 
@@ -46,15 +47,31 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return 2
     started = time.perf_counter()
     config = TrainConfig()
-    dataset = load_dataset(args.data, non_merchandise=config.non_merchandise,
-                           merchandise_allow=config.merchandise_allow)
-    rankers = {r.name: r for r in default_rankers(config=config)}
-    if not args.no_model:
-        from training.model_ranker import ModelRanker
+    config = config.model_copy(update={key: value for key, value in
+                                       {"engine": args.engine, "spark_master": args.spark_master}.items() if value})
+    spark = None
+    if config.engine == "spark":
+        from training.spark.run import WHERE, SparkRun
 
-        rankers["model"] = ModelRanker(config, tune=not args.no_tune)
-    result = evaluate(dataset, test_days=args.test_days, k=args.k, seed=args.seed,
-                      max_baskets=args.max_baskets, rankers=rankers, workers=config.workers)
+        spark = SparkRun.start(config)
+        print(WHERE)
+    try:
+        dataset = (spark.load(args.data) if spark is not None else
+                   load_dataset(args.data, non_merchandise=config.non_merchandise,
+                                merchandise_allow=config.merchandise_allow))
+        if spark is not None:
+            dataset, sample = spark.sample(dataset)
+            print(sample)
+        rankers = {r.name: r for r in default_rankers(config=config)}
+        if not args.no_model:
+            from training.model_ranker import ModelRanker
+
+            rankers["model"] = ModelRanker(config, tune=not args.no_tune, engine=spark.engine if spark else None)
+        result = evaluate(dataset, test_days=args.test_days, k=args.k, seed=args.seed,
+                          max_baskets=args.max_baskets, rankers=rankers, workers=config.workers)
+    finally:
+        if spark is not None:
+            spark.stop()
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -63,6 +80,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(format_table(result))
     log.info("done in %.1fs", time.perf_counter() - started)
     return 0
+
+
+def add_engine(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--engine", choices=("local", "spark"), default=None,
+                        help="where the heavy steps run (default TRAIN_ENGINE or local; docs/spark.md)")
+    parser.add_argument("--spark-master", default=None,
+                        help="Spark master of --engine spark (default SPARK_MASTER or local[*])")
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
@@ -74,6 +98,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-baskets", type=int, default=5_000, help="basket_completion sample size")
     parser.add_argument("--out", default=None, help="also write the evaluation JSON and plot here (a folder)")
     parser.add_argument("--no-tune", action="store_true", help="skip the inner-split search (faster, for tests)")
+    add_engine(parser)
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--promote", action="store_true", help="make this version @champion whatever the gate says")
     group.add_argument("--promote-if-none", action="store_true",
@@ -86,7 +111,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     summary = train(args.data, model_name=args.model_name, test_days=args.test_days, k=args.k,
                     max_baskets=args.max_baskets, out=args.out, tune=not args.no_tune,
-                    promote="force" if args.promote else "if-none" if args.promote_if_none else "gate")
+                    promote="force" if args.promote else "if-none" if args.promote_if_none else "gate",
+                    engine=args.engine, spark_master=args.spark_master)
     return 0 if summary["alias"] in ("champion", "challenger") else 1
 
 

@@ -91,6 +91,22 @@ class TrainConfig(EnvSettings):
                                                "the training data (de-duplicated against the folder), and its "
                                                "erasures are honoured.")
 
+    engine: Literal["local", "spark"] = Field("local", validation_alias="TRAIN_ENGINE",
+                                              description="Where the heavy steps run: `local` (pandas, implicit, "
+                                                          "scipy, in this process) or `spark` (training/spark/).")
+    spark_master: str = Field("local[*]", description="The Spark master of `--engine spark` (local[N], "
+                                                      "spark://host:7077, yarn, k8s://...).")
+    spark_driver_memory: str = Field("4g", description="spark.driver.memory of the session the trainer starts "
+                                                       "(in local mode the executors live in the driver).")
+    spark_shuffle_partitions: int = Field(8, ge=1, description="spark.sql.shuffle.partitions: small for local "
+                                                               "mode, a few per executor core on a cluster.")
+    spark_sample_clients: int = Field(100_000, ge=1, description="`--engine spark`: tuning and evaluation run "
+                                                                 "on the driver on at most this many clients "
+                                                                 "(a seeded sample); the final fit uses all.")
+    spark_work_dir: str = Field("var/spark", description="Where the driver saves the fitted model for the "
+                                                         "executors' candidate lists: on a cluster, a path "
+                                                         "every executor can read (shared storage).")
+
     lapsing_days: int = Field(30, gt=0, description="Days without a purchase after which a client is lapsing.")
     inactive_days: int = Field(120, gt=0, description="Days without a purchase after which a client is inactive "
                                                       "(the inactive base: no mail but a win-back).")

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from features.baskets import basket_matrix
-from features.matrix import IdIndex, confidence_matrix
+from features.matrix import IdIndex
 from features.merchandise import REASON
 from features.merchandise import report as non_merchandise_report
 from features.prices import item_unit_prices, tier_rank
@@ -36,6 +36,7 @@ from scoring.state import ModelState
 from training.config import TrainConfig
 from training.context import TrainContext
 from training.crm_state import crm_state
+from training.engine import LOCAL, FitEngine
 from training.models.bundles import (
     Bundles,
     Neighbours,
@@ -43,9 +44,7 @@ from training.models.bundles import (
     bundle_prices,
     mine_bundles,
     neighbour_lists,
-    pair_counts,
 )
-from training.models.cf import fit_cf
 from training.models.knn import client_neighbours
 from training.models.upsell import trade_up_counts, upsell_table
 from training.recipe import Recipe
@@ -147,7 +146,8 @@ def popular_lists(tx: pd.DataFrame, items: IdIndex, abc: pd.Series, now: pd.Time
 
 def fit_recommender(ctx: TrainContext, config: TrainConfig | None = None, recipe: Recipe | None = None, *,
                     fingerprint: dict[str, Any] | None = None, tuning: dict[str, Any] | None = None,
-                    light: bool = False, services_only: bool = False) -> Recommender:
+                    light: bool = False, services_only: bool = False,
+                    engine: FitEngine | None = None) -> Recommender:
     """Fit CF, bundle affinity, upsell, packages and segments on the context; return the scoring model.
 
     The model's clients and items are the context's, index for index, so an evaluation reads its
@@ -157,23 +157,25 @@ def fit_recommender(ctx: TrainContext, config: TrainConfig | None = None, recipe
     also skips the item-to-item lists (bought together, client kNN) that only cross-sell,
     replenishment and the cart read: the model then answers `service_package` and nothing else.
     The evaluation's hold-out refits need no more, and the client kNN was a third of their time.
+    `engine` computes the CF factors and the basket pair counts (`training.engine`: in this
+    process by default, `training.spark.engine.SparkEngine` on Spark); the rest runs here.
     """
     light = light or services_only
     config = config or TrainConfig()
     recipe = recipe or Recipe.default(config)
+    engine = engine or LOCAL
     stage = _Stage()
     tx, items, clients, now = ctx.transactions, ctx.items, ctx.clients, ctx.now
     cat = catalogue(ctx)
     stage("catalogue")
 
-    conf = confidence_matrix(tx, clients, items, weighting="bm25", codes=ctx.codes)
-    client_factors, item_factors = fit_cf(conf, recipe.cf)
+    client_factors, item_factors = engine.cf(ctx, recipe.cf)
     stage("cf")
 
     merch = (cat["kind"] != KIND_FEE).to_numpy()
     # fees and coupons are in every other basket: counted, they would be everyone's neighbour
     baskets, _ = basket_matrix(tx, items, codes=np.where(merch[np.maximum(ctx.line_item, 0)], ctx.line_item, -1))
-    co = pair_counts(baskets)
+    co = engine.pair_counts(baskets)
     groups = product_groups(cat)
     neighbours = (Neighbours.empty(len(items)) if services_only else
                   neighbour_lists(co, config.cooc_neighbours, config.cooc_shrinkage))
@@ -232,7 +234,7 @@ def fit_recommender(ctx: TrainContext, config: TrainConfig | None = None, recipe
                                                   "cooc_shrinkage": config.cooc_shrinkage,
                                                   "recency_half_life_days": config.recency_half_life_days},
               "weights": dict(recipe.weights), "tuning": tuning or {}, "subcategories": len(subcat_names),
-              "n_baskets": int(baskets.shape[0]), "currency": config.currency, "product_groups": group_report(cat, facts["item_group"]),
+              "n_baskets": int(baskets.shape[0]), "engine": engine.name, "currency": config.currency, "product_groups": group_report(cat, facts["item_group"]),
               "non_merchandise": merchandise_report(cat)},
         item_price=price.astype(np.float32), item_tier=tier.astype(np.float32), item_subcat=subcat,
         item_category=category, item_service=(cat["kind"] == KIND_SERVICE).to_numpy(),

@@ -16,6 +16,7 @@ import numpy as np
 from scoring.recommender import Recommender
 from training.config import TrainConfig
 from training.context import TrainContext
+from training.engine import FitEngine
 from training.fit import fit_recommender
 from training.model_answers import TASK_KIND, IndexMap, rank_queries
 from training.pipeline import fit_tuned
@@ -36,9 +37,12 @@ class ModelRanker:
     objectives: dict[str, tuple[str, ...]] = {"cross_sell": ("revenue",)}
 
     def __init__(self, config: TrainConfig | None = None, recommender: Recommender | None = None,
-                 tune: bool = True, registered: bool = False, recipe: Recipe | None = None) -> None:
+                 tune: bool = True, registered: bool = False, recipe: Recipe | None = None,
+                 engine: FitEngine | None = None) -> None:
         """`registered`: a model loaded from the registry (the champion), which cannot be refitted.
-        `recipe`: fit with this recipe instead of tuning one (a champion's, refitted on the split)."""
+        `recipe`: fit with this recipe instead of tuning one (a champion's, refitted on the split).
+        `engine`: where the fits' CF and co-occurrence run (`training.engine`; in this process by default)."""
+        self.engine = engine
         self.config = config or TrainConfig()
         self.registered = registered
         self.recommender = recommender
@@ -71,9 +75,9 @@ class ModelRanker:
     def fit(self, ctx: TrainContext) -> ModelRanker:
         self.ctx = ctx
         if not self._prefit and self.recipe is not None:
-            self.recommender = fit_recommender(ctx, self.config, self.recipe)
+            self.recommender = fit_recommender(ctx, self.config, self.recipe, engine=self.engine)
         elif not self._prefit:
-            self.recipe, self.recommender = fit_tuned(ctx, self.config, tune=self.tune)
+            self.recipe, self.recommender = fit_tuned(ctx, self.config, tune=self.tune, engine=self.engine)
         self._index = IndexMap.between(self.recommender, ctx)
         return self
 
@@ -85,11 +89,11 @@ class ModelRanker:
         when they are all service tasks, fits only what services are scored from."""
         if self.registered or self.recipe is None:
             raise ValueError("a registered model cannot be refitted")
-        other = ModelRanker(self.config, tune=False)
+        other = ModelRanker(self.config, tune=False, engine=self.engine)
         other.only = HOLDOUT_TASKS
         other.recipe = self.recipe
         other.recommender = fit_recommender(ctx, self.config, self.recipe, light=True,
-                                            services_only=HOLDOUT_TASKS <= {"service_package"})
+                                            services_only=HOLDOUT_TASKS <= {"service_package"}, engine=self.engine)
         other._prefit = True
         return other.fit(ctx)
 

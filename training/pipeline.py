@@ -5,15 +5,18 @@ from __future__ import annotations
 from scoring.recommender import Recommender
 from training.config import TrainConfig
 from training.context import TrainContext
+from training.engine import FitEngine
 from training.fit import fit_recommender
 from training.recipe import Recipe
 from training.tuning import tune as tune_recipe
 
 
 def fit_tuned(ctx: TrainContext, config: TrainConfig | None = None, tune: bool = True,
-              fingerprint: dict | None = None) -> tuple[Recipe, Recommender]:
+              fingerprint: dict | None = None, engine: FitEngine | None = None) -> tuple[Recipe, Recommender]:
     """(recipe, model): tuned on the last `config.tune_days` of `ctx` (never on any test), fitted
-    on all of it. Without `tune`, the configured settings."""
+    on all of it by `engine` (`training.engine`; tuning itself runs in this process). Without
+    `tune`, the configured settings."""
     config = config or TrainConfig()
     recipe, report = tune_recipe(ctx, config) if tune else (Recipe.default(config), {})
-    return recipe, fit_recommender(ctx, config, recipe, fingerprint=fingerprint, tuning=report)
+    return recipe, fit_recommender(ctx, config, recipe, fingerprint=fingerprint, tuning=report,
+                                   engine=engine)

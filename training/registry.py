@@ -204,6 +204,8 @@ def log_and_register(rec: Recommender, result: dict[str, Any], config: TrainConf
     with mlflow.start_run(experiment_id=experiment_id) as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.log_params({f"cf.{k}": v for k, v in rec.meta["params"].items()})
         mlflow.log_params({f"weight.{k}": v for k, v in rec.weights.items()})
+        mlflow.log_params({"engine": rec.meta.get("engine", "local"),
+                           **{f"engine.{k}": v for k, v in rec.meta.get("engine_run", {}).items()}})
         inner_split = rec.meta.get("tuning", {}).get("inner_split")
         if inner_split:  # how the recipe was chosen: the last days, or a random hold-out and why
             mlflow.log_params({"tuning.inner_split": inner_split["method"] or "none",

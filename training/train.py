@@ -26,6 +26,7 @@ from training.baselines import default_rankers
 from training.candidates import precompute as precompute_candidates
 from training.config import TrainConfig
 from training.context import TrainContext
+from training.engine import FitEngine
 from training.erasures import erased_clients
 from training.evaluate import evaluate, format_table
 from training.fit import fit_recommender
@@ -35,6 +36,7 @@ from training.plots import metric_bars
 from training.posted import with_posted_purchases
 from training.recipe import Recipe
 from training.registry import load_champion, log_and_register
+from training.spark.run import WHERE, SparkRun
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,8 @@ AS_REGISTERED = "as registered (its data ends before the test window)"
 AS_REFIT = "its recipe refitted on this split's training part (its data overlaps the test window)"
 
 
-def champion_ranker(champion: Recommender, config: TrainConfig, transactions: pd.DataFrame) -> tuple[ModelRanker, str]:
+def champion_ranker(champion: Recommender, config: TrainConfig, transactions: pd.DataFrame,
+                    engine: FitEngine | None = None) -> tuple[ModelRanker, str]:
     """The champion as the promotion gate may fairly compare it, and how.
 
     The champion was refitted on all of its data. If that data reaches into this split's test
@@ -62,7 +65,7 @@ def champion_ranker(champion: Recommender, config: TrainConfig, transactions: pd
         log.warning("the champion records no recipe to refit: it is scored as registered, on a test window "
                     "its data may include")
         return ModelRanker(config, recommender=champion, registered=True), AS_REGISTERED
-    return ModelRanker(config, recipe=recipe), AS_REFIT
+    return ModelRanker(config, recipe=recipe, engine=engine), AS_REFIT
 
 
 def catalogue_summary(meta: dict[str, Any]) -> str:
@@ -80,27 +83,52 @@ def catalogue_summary(meta: dict[str, Any]) -> str:
 
 def train(data: str | Path, *, model_name: str | None = None, test_days: float | None = None, k: int | None = None,
           max_baskets: int = 5_000, out: str | Path | None = None, tune: bool = True, promote: str = "gate",
-          config: TrainConfig | None = None) -> dict[str, Any]:
+          config: TrainConfig | None = None, engine: str | None = None,
+          spark_master: str | None = None) -> dict[str, Any]:
+    """`engine` ("local" or "spark") and `spark_master` override the config's for this run."""
     started = time.perf_counter()
     config = config or TrainConfig()
     config = config.model_copy(update={key: value for key, value in
-                                       {"model_name": model_name, "test_days": test_days, "k": k}.items()
+                                       {"model_name": model_name, "test_days": test_days, "k": k, "engine": engine,
+                                        "spark_master": spark_master}.items()
                                        if value is not None})
-    dataset = load_dataset(data, non_merchandise=config.non_merchandise, merchandise_allow=config.merchandise_allow)
+    spark = SparkRun.start(config) if config.engine == "spark" else None
+    try:
+        return _train(data, config, spark, max_baskets=max_baskets, out=out, tune=tune, promote=promote,
+                      started=started)
+    finally:
+        if spark is not None:
+            spark.stop()
+
+
+def _train(data: str | Path, config: TrainConfig, spark: SparkRun | None, *, max_baskets: int,
+           out: str | Path | None, tune: bool, promote: str, started: float) -> dict[str, Any]:
+    if spark is not None:
+        print(WHERE)
+        dataset = spark.load(data)
+    else:
+        dataset = load_dataset(data, non_merchandise=config.non_merchandise, merchandise_allow=config.merchandise_allow)
+    engine = spark.engine if spark is not None else None
     log.info("data: %s", dataset.report.format().replace("\n", "; "))
     dataset, posted = with_posted_purchases(dataset, data, config, erased_clients(config))
     print(posted.format())
     require_trainable(dataset.transactions)
+    scored = dataset
+    if spark is not None:
+        scored, sample = spark.sample(dataset)
+        print(sample)
 
     rankers: dict[str, Any] = {r.name: r for r in default_rankers(published=False)}
-    rankers["model"] = ModelRanker(config, tune=tune)
+    rankers["model"] = ModelRanker(config, tune=tune, engine=engine)
     champion, champion_version = load_champion(config)
     compared_as = None
     if champion is not None:
-        rankers["champion"], compared_as = champion_ranker(champion, config, dataset.transactions)
+        rankers["champion"], compared_as = champion_ranker(champion, config, scored.transactions, engine)
         log.info("comparing with the champion, version %s, %s", champion_version, compared_as)
-    result = evaluate(dataset, test_days=config.test_days, k=config.k, rankers=rankers, seed=config.seed,
+    result = evaluate(scored, test_days=config.test_days, k=config.k, rankers=rankers, seed=config.seed,
                       max_baskets=max_baskets, workers=config.workers)
+    if spark is not None:
+        result["engine"] = {"name": "spark", **spark.describe(), "evaluated_on": sample, "where": WHERE}
     result["data"]["load_report"] = dataset.report.as_dict()
     result["data"]["event_store"] = posted.as_dict()
     if champion is not None:
@@ -110,12 +138,16 @@ def train(data: str | Path, *, model_name: str | None = None, test_days: float |
 
     model_ranker = rankers.pop("model")
     recipe, tuning = model_ranker.recipe, model_ranker.recommender.meta.get("tuning")
-    del rankers, model_ranker, champion  # baselines and refits hold ~1.5 GB on the full data
+    del rankers, model_ranker, champion, scored  # baselines and refits hold ~1.5 GB on the full data
     gc.collect()
     log.info("refitting on all %d lines with the chosen recipe", len(dataset.transactions))
     final = fit_recommender(TrainContext.build(dataset.transactions, dataset.items, dataset.packages), config,
-                            recipe, fingerprint=dataset.fingerprint, tuning=tuning)
-    precompute_candidates(final, workers=config.threads or os.cpu_count() or 1)
+                            recipe, fingerprint=dataset.fingerprint, tuning=tuning, engine=engine)
+    if spark is not None:
+        spark.candidates(final)
+        final.meta["engine_run"] = spark.describe()
+    else:
+        precompute_candidates(final, workers=config.threads or os.cpu_count() or 1)
     final.meta["evaluation"] = {t: e.get("scores", {}).get("model") for t, e in result["tasks"].items()}
     final.meta["champion_compared"] = champion_version
     final.smoke_check()
