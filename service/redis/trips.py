@@ -31,7 +31,8 @@ answer and its client state in one call; what is not the client's leaves the scr
 the rate count (the API key's counter) runs first, on its own slot; an answer shared by every subject is read
 from its own slot after the subject's state; and the exposure is written by the caller
 (`service.redis.exposures`, the stream and its hot copy tagged into one slot). `logs_exposures` says which.
-A warm answer then costs three round trips instead of one, a computed one four instead of two.
+A client's warm answer then costs three round trips instead of one, a computed one four instead of two (a
+shared answer asked for a visitor one more each: `tests/integration/test_redis_cluster.py` counts them).
 
 Cache entries: `<written at> <exposure items JSON>\\n<answer JSON>` (JSON text holds no raw
 newline). An entry of the earlier form, `<written at> <answer JSON>`, is still served; its

@@ -17,6 +17,7 @@ from flask import Flask
 from redis.cluster import RedisCluster
 from support.apps import app_maker
 from support.redis_cluster import RedisClusterServer
+from support.redis_monitor import sent_commands
 
 from features.loader import load_dataset
 from scoring.contract import client_state_key
@@ -170,3 +171,47 @@ def test_the_service_answers_from_client_state_in_a_redis_cluster(
         assert r.exists(client_state_key(registered["run_id"], str(fitted.client_ids[0])))
     gone, _ = _get(app, path)
     assert gone["cold_start"] is True
+
+
+def _sent_to_every_node(cluster: RedisClusterServer, action: Callable[[], Any]) -> tuple[Any, list[str]]:
+    """What `action` returns, and the commands the cluster's nodes were sent meanwhile (MONITOR on each)."""
+    def watched(port: int, inner: Callable[[], tuple[Any, list[str]]]) -> Callable[[], tuple[Any, list[str]]]:
+        def run() -> tuple[Any, list[str]]:
+            (result, deeper), sent = sent_commands(f"redis://127.0.0.1:{port}", inner)
+            return result, deeper + sent
+        return run
+
+    action_sent: Callable[[], tuple[Any, list[str]]] = lambda: (action(), [])  # noqa: E731
+    for port in cluster.ports:
+        action_sent = watched(port, action_sent)
+    return action_sent()
+
+
+def test_on_a_cluster_old_versions_get_their_grace_and_the_round_trips_are_as_documented(
+        fitted: Recommender, serve: Callable[..., Flask], tmp_path: Path, mlflow_uri: str,
+        cluster: RedisClusterServer) -> None:
+    """README "Redis Cluster": a client's cached answer costs three round trips on a cluster, a computed one four;
+    an answer shared by every subject one more each (its own slot)."""
+    config = _config(tmp_path, mlflow_uri, cluster, "cs-cluster-grace").model_copy(
+        update={"client_state_grace_seconds": 600})
+    first = log_and_register(fitted, {"tasks": {}}, config, promote="force")
+    second = log_and_register(fitted, {"tasks": {}}, config, promote="force")
+    with RedisCluster.from_url(cluster.url) as r:
+        old = list(r.scan_iter(match=f"cs:{first['run_id']}:*", count=1000))
+        new = list(r.scan_iter(match=f"cs:{second['run_id']}:*", count=1000))
+        assert len(old) == len(new) == len(fitted.client_ids)
+        assert {0 < r.ttl(key) <= 600 for key in old} == {True} and {r.ttl(key) for key in new} == {-1}
+
+    app = serve("cs-cluster-grace")
+    client, other = str(fitted.client_ids[5]), str(fitted.client_ids[6])
+    item = str(fitted.item_ids[0])
+    _get(app, f"/v1/clients/{other}/suggestions?kind=upsell")  # scripts loaded, the cluster's map read
+    # (cold, warm): the rate count, the subject's script, [the shared answer's read,] [FINISH,] the exposure
+    asks = {"client": (lambda: _get(app, f"/v1/clients/{client}/suggestions?kind=all&limit=3")[0], (4, 3)),
+            "similar, a visitor": (lambda: _get(app, f"/v1/items/{item}/similar?limit=3&visitor_id=v-trips")[0],
+                                   (5, 4))}
+    for name, (ask, (cold_trips, warm_trips)) in asks.items():
+        cold, cold_sent = _sent_to_every_node(cluster, ask)
+        warm, warm_sent = _sent_to_every_node(cluster, ask)
+        assert (cold_sent, warm_sent) == (["EVALSHA"] * cold_trips, ["EVALSHA"] * warm_trips), name
+        assert cold["suggestions"] == warm["suggestions"]
