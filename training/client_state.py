@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 import redis
-from redis.cluster import RedisCluster
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from redis.cluster import RedisCluster
 from tqdm import tqdm
 
 from scoring import client_state

@@ -5,7 +5,7 @@ Two versions are trained on the real slice with different seeds and factor count
 `CLIENT_STATE=redis`, and a gunicorn service (two workers) answers known clients from Redis while a load loop
 runs. `@champion` moves to the second version the trainer's way (its keys written, the alias moved, the notice
 published), then back to the first as a person would (the registry client, and a notice), while the first
-version's keys are in their grace.
+version's keys are in their grace. Once on a single Redis, once on a real Redis Cluster (`REDIS_CLUSTER=true`).
 
 What would show mixing: the two versions' client values have different layouts (8 and 12 factors), so a
 version's item side reading the other version's value cannot decode it and answers the client as cold start,
@@ -148,15 +148,25 @@ def _answers(base: str, calls: list[tuple[str, str, dict[str, Any] | None]]) -> 
         return [_ask(session, base, n, call) for n, call in enumerate(calls)]
 
 
+@pytest.fixture(params=["redis", "redis-cluster"])
+def state_redis(request: pytest.FixtureRequest) -> tuple[str, bool]:
+    """Where the client state lives: (URL, whether it is a Redis Cluster)."""
+    if request.param == "redis":
+        return request.getfixturevalue("redis_url"), False
+    return request.getfixturevalue("redis_cluster").url, True
+
+
 @pytest.fixture()
-def service(tmp_path: Path, mlflow_server: str, redis_url: str, versions: tuple[Recommender, Recommender]
-            ) -> Iterator[tuple[Service, dict[str, Any], TrainConfig]]:
+def service(tmp_path: Path, mlflow_server: str, state_redis: tuple[str, bool],
+            versions: tuple[Recommender, Recommender]) -> Iterator[tuple[Service, dict[str, Any], TrainConfig]]:
     """The service on @champion, the first version (registered in Redis mode, its keys written)."""
     name = f"cs-move-{int(time.time() * 1000) % 10**8}"
-    config = _config(tmp_path, mlflow_server, redis_url, name)
+    redis_url, cluster = state_redis
+    config = _config(tmp_path, mlflow_server, redis_url, name).model_copy(update={"redis_cluster": cluster})
     first = log_and_register(versions[0], {"tasks": {}}, config, promote="force")
     env = service_env(tmp_path, mlflow_server, name, redis_url, CLIENT_STATE="redis", CONTROL_SHARE="0",
-                      REDIS_TIMEOUT_SECONDS="2", RELOAD_POLL_SECONDS="600", CACHE_TTL_SECONDS="2")
+                      REDIS_TIMEOUT_SECONDS="2", RELOAD_POLL_SECONDS="600", CACHE_TTL_SECONDS="2",
+                      REDIS_CLUSTER=str(cluster).lower())
     with Service(tmp_path, env, "cs-move").start(timeout=120) as svc:
         svc.wait_serving(first["version"], timeout=60)
         yield svc, first, config
@@ -164,7 +174,7 @@ def service(tmp_path: Path, mlflow_server: str, redis_url: str, versions: tuple[
 
 def test_an_alias_move_between_redis_state_versions_under_load_fails_nothing_and_mixes_nothing(
         service: tuple[Service, dict[str, Any], TrainConfig], versions: tuple[Recommender, Recommender],
-        mlflow_server: str, redis_url: str) -> None:
+        mlflow_server: str, state_redis: tuple[str, bool]) -> None:
     svc, first, config = service
     calls = _calls(versions[0])
     before = _answers(svc.base, calls)
@@ -181,7 +191,7 @@ def test_an_alias_move_between_redis_state_versions_under_load_fails_nothing_and
         # 2. back to the first version (its keys in their grace) with the registry client, and a notice
         MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server).set_registered_model_alias(
             config.model_name, "champion", first["version"])
-        with redis.Redis.from_url(redis_url) as r:
+        with redis.Redis.from_url(state_redis[0]) as r:  # on a cluster, a notice published on one node reaches all
             r.publish(MODEL_UPDATES_CHANNEL, json.dumps({"name": config.model_name, "alias": "champion",
                                                          "version": first["version"]}))
         svc.wait_serving(first["version"], timeout=60)

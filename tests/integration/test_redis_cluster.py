@@ -35,11 +35,10 @@ READ, ADMIN = {"X-API-Key": READ_KEY}, {"X-API-Key": ADMIN_KEY}
 ALLOWANCE = 3
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServer]:
-    server = RedisClusterServer(tmp_path_factory.mktemp("redis-cluster")).start()
-    yield server
-    server.stop()
+@pytest.fixture()
+def cluster(redis_cluster: RedisClusterServer) -> RedisClusterServer:
+    """The emptied cluster (tests/conftest.py)."""
+    return redis_cluster
 
 
 @pytest.fixture(scope="module")
