@@ -119,6 +119,17 @@ def test_the_service_answers_from_client_state_in_a_redis_cluster(
     after, cache = _get(app, path)
     assert cache == "miss" and rejected not in [s["item_id"] for s in after["suggestions"]] and after["suggestions"]
 
+    # a purchase: the client's recent purchases and generation (its slot) and the event stream (another), one
+    # pipeline; the cached answer is dropped and the bought item left out of the next
+    bought = after["suggestions"][0]["item_id"]
+    posted = app.test_client().post("/v1/events", headers=READ, json={"events": [
+        {"client_id": client, "item_id": bought, "type": "purchase", "timestamp": "2024-05-01T10:00:00Z"}]})
+    assert posted.status_code == 202, posted.get_data(as_text=True)
+    later, cache = _get(app, path)
+    assert cache == "miss" and bought not in [s["item_id"] for s in later["suggestions"]]
+    profile, _ = _get(app, f"/v1/clients/{client}/profile")  # its state read by a pipelined GET
+    assert profile["known"] is True
+
     # a cart with the client: a shared answer (its own slot) with the client's state read in the client's
     cart = app.test_client().post("/v1/cart/suggestions", headers=READ,
                                   json={"items": [str(fitted.item_ids[0])], "client_id": client, "limit": 3})
@@ -149,7 +160,7 @@ def test_the_service_answers_from_client_state_in_a_redis_cluster(
     assert refused["status"] == 429
 
     # every answer's exposure reaches the event store
-    answers = [first, second, after]
+    answers = [first, second, after, later]
     assert rt.drain.drain_all() >= len(answers) + 5
     for answer in answers:
         stored = rt.events.exposure("default", answer["recommendation_id"])
