@@ -14,12 +14,10 @@ counted as `unreadable`; and every answer naming a version must be that version'
 """
 from __future__ import annotations
 
-import itertools
 import json
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ import pytest
 import redis
 import requests
 from mlflow import MlflowClient
+from support.load_loop import LoadLoop
 from support.processes import wait_until
 from support.reliability_harness import READ, service_env
 from support.service_process import Service
@@ -96,47 +95,6 @@ def _ask(session: requests.Session, base: str, index: int, call: tuple[str, str,
                 json.dumps(got, sort_keys=True))
 
 
-@dataclass
-class Load:
-    """`threads` clients sending the calls in turn until stopped (bounded: two minutes)."""
-
-    base: str
-    calls: list[tuple[str, str, dict[str, Any] | None]]
-    threads: int = 3
-    seen: list[Seen] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._workers = [threading.Thread(target=self._run, args=(n,), daemon=True) for n in range(self.threads)]
-
-    def __enter__(self) -> Load:
-        for worker in self._workers:
-            worker.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for worker in self._workers:
-            worker.join(30)
-
-    def _run(self, offset: int) -> None:
-        deadline = time.monotonic() + 120
-        with requests.Session() as session:
-            for turn in itertools.count(offset):
-                if self._stop.is_set() or time.monotonic() > deadline:
-                    return
-                index = turn % len(self.calls)
-                seen = _ask(session, self.base, index, self.calls[index])
-                with self._lock:
-                    self.seen.append(seen)
-                self._stop.wait(0.01)
-
-    def count_since(self, start: float) -> int:
-        with self._lock:
-            return sum(1 for s in self.seen if s.started >= start)
-
-
 def _config(root: Path, mlflow_uri: str, redis_url: str, name: str, **settings: Any) -> TrainConfig:
     return TrainConfig(tracking_uri=mlflow_uri, model_name=name, redis_url=redis_url, client_state="redis",
                        erasures_file=str(root / "none.jsonl"), threads=1, client_state_grace_seconds=600,
@@ -179,7 +137,7 @@ def test_an_alias_move_between_redis_state_versions_under_load_fails_nothing_and
     calls = _calls(versions[0])
     before = _answers(svc.base, calls)
     unreadable = svc.metric("crm_client_state_missing_total", reason="unreadable")
-    with Load(svc.base, calls) as load:
+    with LoadLoop(lambda session, turn: _ask(session, svc.base, turn % len(calls), calls[turn % len(calls)])) as load:
         wait_until(lambda: load.count_since(0) >= 30, timeout=60)
         # 1. the trainer's way: the second version's keys written, the alias moved, the notice published
         second = log_and_register(versions[1], {"tasks": {}}, config.model_copy(update=SETTINGS[1]), promote="force")
@@ -204,13 +162,13 @@ def test_an_alias_move_between_redis_state_versions_under_load_fails_nothing_and
     differing = [n for n in range(len(calls)) if served[first["version"]][n] != served[second["version"]][n]]
     assert len(differing) >= len(calls) - 1, "the two versions must answer differently for the test to see a mix"
 
-    failed = [s for s in load.seen if s.status != 200]
+    failed = [s for s in load.results if s.status != 200]
     assert not failed, failed[:5]
-    assert {s.version for s in load.seen} == set(served)
-    assert not [s for s in load.seen if s.cold_start], "a known client answered as cold start"
+    assert {s.version for s in load.results} == set(served)
+    assert not [s for s in load.results if s.cold_start], "a known client answered as cold start"
     assert svc.metric("crm_client_state_missing_total", reason="unreadable") == unreadable
-    mixed = [s for s in load.seen if s.answer != served[s.version][s.call]]
+    mixed = [s for s in load.results if s.answer != served[s.version][s.call]]
     assert not mixed, mixed[:3]
     for start, end, version in ((moved, moving_back, second["version"]), (back, time.monotonic(), first["version"])):
-        during = {s.version for s in load.seen if start < s.started < end}
+        during = {s.version for s in load.results if start < s.started < end}
         assert during == {version}, (version, during)  # once every worker serves it, only it answers
