@@ -32,7 +32,9 @@ class EventLog:
 
     def add_events(self, events: Sequence[dict[str, Any]]) -> list[str]:
         """Append events to the tenant's stream; purchases update the buyers' recent purchases and
-        drop their cached answers, in one MULTI/EXEC. Returns the stream ids."""
+        drop their cached answers, in one MULTI/EXEC (a plain pipeline on Redis Cluster, where the keys span
+        slots: the generation bump still keeps an answer computed before it out of the cache). Returns the stream
+        ids."""
         buyers: dict[str, list[str]] = {}
         for event in events:
             if event["type"] == "purchase":
