@@ -106,7 +106,8 @@ def _respond(serving: Serving, plan: Plan, compute: Callable[[Read | None], Comp
                                         model_version=serving.model.version, endpoint=plan.endpoint, kind=plan.kind,
                                         channel=plan.channel) if settings.exposure_logging else None)
     # A campaign's answer also counts its items shown for fatigue: record_exposure does both.
-    in_trip = pending if plan.channel not in SHOWING_CHANNELS else None
+    # On Redis Cluster the scripts do not write it either (`AnswerTrips.logs_exposures`).
+    in_trip = pending if plan.channel not in SHOWING_CHANNELS and serving.redis.trips.logs_exposures else None
     try:
         read: Read | None = serving.redis.trips.read(rate=plan.rate, subject=plan.audience.subject, slot=plan.slot,
                                                      exposure=in_trip, shared=plan.shared,

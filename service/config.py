@@ -54,6 +54,10 @@ class Settings(EnvSettings):
     redis_url: str | None = Field(
         None, description="Cache, event store and reload channel, e.g. redis://127.0.0.1:6379/0. Unset: the "
                           "service answers suggestions without cache, events answer 503.")
+    redis_cluster: bool = Field(
+        False, description="true: REDIS_URL names a node of a Redis Cluster, reached through redis-py's cluster "
+                           "client; one client's keys share a hash tag (one slot), and the rate count and the "
+                           "exposure write leave the request's script (service/redis/trips.py).")
     client_state: Literal["model", "redis"] = Field(
         "model", description="Where models keep each client's state: \"model\", in their arrays, or \"redis\" "
                              "(trained with CLIENT_STATE=redis), read from REDIS_URL in the request's own round "

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from support.postgres import PostgresServer
 from support.processes import ROOT, RedisServer, free_port, wait_for_port
+from support.redis_cluster import RedisClusterServer
 
 TESTS = Path(__file__).resolve().parent
 #: The markers every test of a folder carries (what the folder means).
@@ -67,6 +68,24 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServer]:
+    """A real Redis Cluster of three masters (`support.redis_cluster`); started on first use, fails if it cannot."""
+    server = RedisClusterServer(tmp_path_factory.mktemp("redis-cluster")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def redis_cluster(redis_cluster_server: RedisClusterServer) -> RedisClusterServer:
+    """The cluster, emptied (every master flushed: we started it)."""
+    from redis.cluster import RedisCluster
+
+    with RedisCluster.from_url(redis_cluster_server.url) as r:
+        r.flushall()
+    return redis_cluster_server
 
 
 @pytest.fixture()

@@ -22,6 +22,7 @@ import numpy as np
 import redis
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from redis.cluster import RedisCluster
 from tqdm import tqdm
 
 from scoring import client_state
@@ -44,7 +45,15 @@ def connect(config: TrainConfig) -> redis.Redis:
     url = config.client_state_redis_url or config.redis_url
     if not url:
         raise ValueError("CLIENT_STATE=redis needs CLIENT_STATE_REDIS_URL or REDIS_URL")
-    return redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5)
+    return redis_client(url, config.redis_cluster, socket_timeout=30, socket_connect_timeout=5)
+
+
+def redis_client(url: str, cluster: bool, **options: Any) -> redis.Redis:
+    """A client of `url`; with `cluster` (REDIS_CLUSTER), redis-py's cluster client, which routes each key to
+    the node holding its slot (a client's keys of every version share one, `client_state_key`'s hash tag)."""
+    if cluster:
+        return RedisCluster.from_url(url, **options)  # type: ignore[return-value]
+    return redis.Redis.from_url(url, **options)
 
 
 def eviction_warning(r: redis.Redis) -> str | None:

@@ -77,6 +77,9 @@ class TrainConfig(EnvSettings):
     client_state_redis_url: str | None = Field(
         None, description="The Redis client state is written to (unset: REDIS_URL); the service reads it through "
                           "its REDIS_URL, so both name the same Redis.")
+    redis_cluster: bool = Field(
+        False, description="true: the client state Redis is a Redis Cluster (the service's REDIS_CLUSTER), written "
+                           "through redis-py's cluster client.")
     client_state_grace_seconds: int = Field(
         3600, ge=0, description="How long client state of a model no alias points to any more stays in Redis "
                                 "(services still serving it have this long to load the new version).")

@@ -43,11 +43,12 @@ def erased_in_file(path: Path, tenant: str) -> set[str]:
     return erased
 
 
-def erased_in_redis(redis_url: str, tenant: str) -> set[str]:
-    """Members of the tenant's Redis erasure set (raises redis errors: the caller decides)."""
-    import redis
+def erased_in_redis(redis_url: str, tenant: str, cluster: bool = False) -> set[str]:
+    """Members of the tenant's Redis erasure set (raises redis errors: the caller decides); `cluster`: the URL
+    names a node of a Redis Cluster."""
+    from training.client_state import redis_client
 
-    with redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2) as r:
+    with redis_client(redis_url, cluster, socket_timeout=2, socket_connect_timeout=2) as r:
         return {member.decode() for member in r.smembers(erasures_key(tenant))}
 
 
@@ -70,7 +71,7 @@ def erased_clients(config: TrainConfig) -> set[str]:
     erased = erased_in_file(path, config.tenant) | erased_in_store(config.events_db_url, config.tenant)
     if config.redis_url:
         try:
-            erased |= erased_in_redis(config.redis_url, config.tenant)
+            erased |= erased_in_redis(config.redis_url, config.tenant, config.redis_cluster)
         except Exception as exc:  # noqa: BLE001 - the file and the store are durable; Redis is a mirror
             log.warning("could not read erasures from Redis (%s); using %s and the event store only", exc, path)
     return erased

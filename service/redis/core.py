@@ -18,6 +18,14 @@ Keys (TENANT namespaces all of them; the erasure set's name is shared with the t
   crm:{tenant}:client-state-models:{model name}  the model identities whose client state may be in Redis
   scoring.contract.erasures_key(tenant)  set of erased client ids (`erasures` for the default tenant)
 
+With REDIS_CLUSTER=true the connection is redis-py's cluster client, and every key of one client (or
+visitor) carries the subject's id as its hash tag, as its client state key does: `crm:{tenant}:recent:{{client}}`,
+`...:gen:{{client}}`, `...:answers:{{client}}`, `...:loop:{{subject}}`, `...:kshown:{{subject}}:{rec}:{kind}`
+(literal braces), so the request's script reads them, and the client's state, in one slot. The exposure
+stream keeps its name; an answer's hot copy takes the stream's name as its tag
+(`crm:{tenant}:rec:{{crm:{tenant}:exposures}}:{rec}`), so the entry and its hot copy are written together. On a
+single Redis the names stay untagged: no key is renamed for a deployment that does not turn the cluster on.
+
 Every command has a short socket timeout; after a connection failure the circuit breaker skips
 Redis for REDIS_RETRY_SECONDS, so a dead Redis costs one timeout, not one per request. redis-py
 reconnects on the next command once the breaker lets it through; a timed-out command is not
@@ -29,10 +37,11 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 from scoring.contract import erasures_key
@@ -68,9 +77,13 @@ class CircuitBreaker:
 
 @dataclass(frozen=True)
 class Keys:
-    """The name of every Redis key of one tenant."""
+    """The name of every Redis key of one tenant; `cluster`: a subject's keys tagged with its id (one slot)."""
 
     tenant: str
+    cluster: bool = False
+
+    def _of(self, subject: str) -> str:
+        return f"{{{subject}}}" if self.cluster else subject
 
     @property
     def events(self) -> str:
@@ -81,13 +94,13 @@ class Keys:
         return erasures_key(self.tenant)
 
     def recent(self, client_id: str) -> str:
-        return f"crm:{self.tenant}:recent:{client_id}"
+        return f"crm:{self.tenant}:recent:{self._of(client_id)}"
 
     def generation(self, client_id: str) -> str:
-        return f"crm:{self.tenant}:gen:{client_id}"
+        return f"crm:{self.tenant}:gen:{self._of(client_id)}"
 
     def answers(self, client_id: str) -> str:
-        return f"crm:{self.tenant}:answers:{client_id}"
+        return f"crm:{self.tenant}:answers:{self._of(client_id)}"
 
     def shared(self, model_version: str, digest: str) -> str:
         return f"crm:{self.tenant}:shared:{model_version}:{digest}"
@@ -96,21 +109,33 @@ class Keys:
         return f"crm:{self.tenant}:rate:{identity_digest}"
 
     def loop(self, subject: str) -> str:
-        return f"crm:{self.tenant}:loop:{subject}"
+        return f"crm:{self.tenant}:loop:{self._of(subject)}"
 
-    def kind_shown(self, recommendation_id: str, kind: str) -> str:
-        return f"crm:{self.tenant}:kshown:{recommendation_id}:{kind}"
+    def kind_shown(self, subject: str, recommendation_id: str, kind: str) -> str:
+        tag = f"{{{subject}}}:" if self.cluster else ""
+        return f"crm:{self.tenant}:kshown:{tag}{recommendation_id}:{kind}"
 
     @property
     def exposures(self) -> str:
         return f"crm:{self.tenant}:exposures"
 
     def recommendation(self, recommendation_id: str) -> str:
-        return f"crm:{self.tenant}:rec:{recommendation_id}"
+        tag = f"{{{self.exposures}}}:" if self.cluster else ""
+        return f"crm:{self.tenant}:rec:{tag}{recommendation_id}"
 
     @property
     def purge_lock(self) -> str:
         return f"crm:{self.tenant}:purge-lock"
+
+
+def connect(url: str, cluster: bool, **options: Any) -> redis.Redis:
+    """A client of `url`: redis-py's cluster client when `cluster` (it finds the other nodes from this one).
+    One immediate retry reconnects a pooled socket that a Redis restart closed; a timeout is not retried (a
+    slow Redis would cost twice the timeout)."""
+    retry = Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
+    if cluster:
+        return RedisCluster.from_url(url, retry=retry, **options)  # type: ignore[return-value]
+    return redis.Redis.from_url(url, retry=retry, **options)
 
 
 class RedisConnection:
@@ -118,19 +143,17 @@ class RedisConnection:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.keys = Keys(settings.tenant)
+        self.keys = Keys(settings.tenant, settings.redis_cluster)
+        self.cluster = settings.redis_cluster
         self.breaker = CircuitBreaker(settings.redis_retry_seconds)
         self.client: redis.Redis | None = None
         #: the same Redis answering bytes, for what holds binary values (client state, `scoring.client_state`)
         self.binary: redis.Redis | None = None
         if settings.redis_url:
-            self.client, self.binary = (redis.Redis.from_url(
-                settings.redis_url, decode_responses=decode,
-                socket_timeout=settings.redis_timeout_seconds,
-                socket_connect_timeout=settings.redis_timeout_seconds,
-                # One immediate retry reconnects a pooled socket that a Redis restart closed; a
-                # timeout is not retried (a slow Redis would cost twice the timeout).
-                retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))) for decode in (True, False))
+            self.client, self.binary = (connect(settings.redis_url, settings.redis_cluster, decode_responses=decode,
+                                                socket_timeout=settings.redis_timeout_seconds,
+                                                socket_connect_timeout=settings.redis_timeout_seconds)
+                                        for decode in (True, False))
 
     @property
     def configured(self) -> bool:

@@ -32,14 +32,16 @@ class EventLog:
 
     def add_events(self, events: Sequence[dict[str, Any]]) -> list[str]:
         """Append events to the tenant's stream; purchases update the buyers' recent purchases and
-        drop their cached answers, in one MULTI/EXEC. Returns the stream ids."""
+        drop their cached answers, in one MULTI/EXEC (a plain pipeline on Redis Cluster, where the keys span
+        slots: the generation bump still keeps an answer computed before it out of the cache). Returns the stream
+        ids."""
         buyers: dict[str, list[str]] = {}
         for event in events:
             if event["type"] == "purchase":
                 buyers.setdefault(event["client_id"], []).append(event["item_id"])
 
         def write(r: redis.Redis) -> list[Any]:
-            pipe = r.pipeline(transaction=True)
+            pipe = r.pipeline(transaction=not self.connection.cluster)  # on Redis Cluster the keys span slots
             for event in events:
                 fields = {key: str(value) for key, value in event.items() if value is not None}
                 pipe.xadd(self.keys.events, fields, maxlen=self.settings.events_stream_maxlen, approximate=True)
@@ -83,14 +85,15 @@ class EventLog:
         states = [client_state_key(model_id, client_id) for model_id in models]
 
         def erase(r: redis.Redis) -> list[Any]:
-            pipe = r.pipeline(transaction=True)
-            if states:
-                pipe.delete(*states)
+            pipe = r.pipeline(transaction=not self.connection.cluster)  # on Redis Cluster the keys span slots
+            for group in self._deletions(states):
+                pipe.delete(*group)
             for start in range(0, len(ids), _SCAN_BATCH):
                 pipe.xdel(self.keys.events, *ids[start:start + _SCAN_BATCH])
             pipe.hlen(self.keys.answers(client_id))
             pipe.llen(self.keys.recent(client_id))
-            pipe.delete(self.keys.answers(client_id), self.keys.recent(client_id))
+            for group in self._deletions([self.keys.answers(client_id), self.keys.recent(client_id)]):
+                pipe.delete(*group)
             # Bumped, not deleted: an answer computed before the erasure read the generation (absent:
             # '0'), and a deleted counter reads '0' again, so FINISH would cache that answer.
             pipe.incr(self.keys.generation(client_id))
@@ -99,10 +102,18 @@ class EventLog:
             return pipe.execute()
 
         results = self.connection.run("erase_client", erase)
-        states_deleted = int(results.pop(0)) if states else 0
-        deleted_events = sum(int(n) for n in results[: len(results) - 6])
-        return {"events_deleted": deleted_events, "cached_answers_deleted": int(results[-6]),
-                "recent_purchases_deleted": int(results[-5]), "client_state_deleted": states_deleted}
+        state_results = len(self._deletions(states))
+        states_deleted = sum(int(n) for n in results[:state_results])
+        tail = 5 + len(self._deletions(["answers", "recent"]))  # hlen, llen, the deletions, incr, expire, sadd
+        deleted_events = sum(int(n) for n in results[state_results: len(results) - tail])
+        return {"events_deleted": deleted_events, "cached_answers_deleted": int(results[-tail]),
+                "recent_purchases_deleted": int(results[-tail + 1]), "client_state_deleted": states_deleted}
+
+    def _deletions(self, keys: list[str]) -> list[list[str]]:
+        """The DELs deleting `keys`: one, or one a key on Redis Cluster (its pipeline deletes one key a command)."""
+        if not keys:
+            return []
+        return [[key] for key in keys] if self.connection.cluster else [keys]
 
     def is_erased(self, client_id: str) -> bool:
         return bool(self.connection.run("is_erased", lambda r: r.sismember(self.keys.erasures, client_id)))

@@ -140,14 +140,16 @@ class LoopState:
         now = f"{time.time():.3f}"
 
         def apply(r: redis.Redis) -> list[Any]:
-            pipe = r.pipeline(transaction=False)
+            # redis-py's cluster client refuses scripts in a pipeline: there, one call per item (same slot)
+            pipe = r if self.connection.cluster else r.pipeline(transaction=False)
+            called = []
             for item_id, group, kind in items:
-                keys = [self.keys.loop(subject), self.keys.kind_shown(recommendation_id, kind or ""),
+                keys = [self.keys.loop(subject), self.keys.kind_shown(subject, recommendation_id, kind or ""),
                         self.keys.generation(subject), self.keys.answers(subject)]
                 args = [now, reaction, item_id, group or "", kind or "", max_shows, window,
                         int(suppress_days * 86_400), hash_ttl]
-                self._react(keys=keys, args=args, client=pipe)  # type: ignore[misc]
-            return pipe.execute()
+                called.append(self._react(keys=keys, args=args, client=pipe))  # type: ignore[misc]
+            return called if self.connection.cluster else pipe.execute()
 
         return any(bool(changed) for changed in self.connection.run("react", apply))
 

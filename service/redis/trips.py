@@ -25,6 +25,15 @@ a live suppression cannot be answered from it as it is: the read then says `supp
 caller takes the longer path (`service.answers`). Scripts are called directly, not in a pipeline:
 redis-py checks a pipeline's scripts with SCRIPT EXISTS first, which is a round trip of its own.
 
+On Redis Cluster (REDIS_CLUSTER=true) every key of one script must be in one slot. A client's keys share
+its hash tag (`service.redis.core.Keys`), so the same scripts still read the subject's state, its cached
+answer and its client state in one call; what is not the client's leaves the script, at one round trip each:
+the rate count (the API key's counter) runs first, on its own slot; an answer shared by every subject is read
+from its own slot after the subject's state; and the exposure is written by the caller
+(`service.redis.exposures`, the stream and its hot copy tagged into one slot). `logs_exposures` says which.
+A client's warm answer then costs three round trips instead of one, a computed one four instead of two (a
+shared answer asked for a visitor one more each: `tests/integration/test_redis_cluster.py` counts them).
+
 Cache entries: `<written at> <exposure items JSON>\\n<answer JSON>` (JSON text holds no raw
 newline). An entry of the earlier form, `<written at> <answer JSON>`, is still served; its
 exposure is then written by the caller.
@@ -190,12 +199,16 @@ class AnswerTrips:
         self.ttl_seconds = connection.settings.cache_ttl_seconds
         self._read = connection.script(_READ)  # run on the connection answering bytes (client state)
         self._finish = connection.script(_FINISH)
+        #: whether the scripts write the answer's exposure (not on Redis Cluster: the stream has a slot of its own)
+        self.logs_exposures = not connection.cluster
 
     def read(self, *, rate: RateCount | None, subject: str | None, slot: Slot | None,
              exposure: Exposure | None, shared: bool, client_state: str | None = None) -> Read:
         """Count, read and (on a fresh hit) log, in one round trip. `slot` None: no cache lookup
         (the cache is off); `exposure` None: nothing to log; `shared`: a live suppression of the
         subject forbids the cached answer; `client_state`: the key of the client's state, read on a miss."""
+        if self.connection.cluster:
+            return self._read_in_slots(rate, subject, slot, shared, client_state)
         keys = self.keys
         nobody = subject is None
         now = time.time()
@@ -209,6 +222,9 @@ class AnswerTrips:
                 "1" if exposure else "0", exposure.head if exposure else "", exposure.tail if exposure else "",
                 HOT_SECONDS, "1" if shared and not nobody else "0", "0" if nobody else "1",
                 "1" if client_state else "0"]
+        return self._run_read(script_keys, args, now)
+
+    def _run_read(self, script_keys: list[str], args: list[Any], now: float) -> Read:
         answer: list[Any] = self.connection.run(
             "answer_read", lambda r: self._read(keys=script_keys, args=args, client=r),  # type: ignore[misc]
             binary=True)
@@ -221,6 +237,37 @@ class AnswerTrips:
                     recent_purchases=tuple(dict.fromkeys(_texts(answer[4]))),
                     suppressions=parse_state(_pairs(answer[5]), now), client_state=answer[6])
 
+    def _read_in_slots(self, rate: RateCount | None, subject: str | None, slot: Slot | None, shared: bool,
+                       client_state: str | None) -> Read:
+        """`read` on Redis Cluster: the same script once per slot it needs (the rate counter's, the subject's,
+        a shared answer's), every unused key of a call named in that call's slot. Never logs the exposure."""
+        now = time.time()
+        cache = slot is not None and self.ttl_seconds > 0
+        count, ttl = 0, 0
+        if rate is not None:
+            counted = self._run_read([rate.key] * 8, [rate.window_seconds, rate.allowance, "none", self.ttl_seconds,
+                                                      f"{now:.3f}", "0", "", "", HOT_SECONDS, "0", "0", "0"], now)
+            if counted.status == "limited":
+                return counted
+            count, ttl = counted.count, counted.ttl
+        own = cache and slot is not None and slot.field is not None  # the answer is a field of the subject's hash
+        read = Read("miss", count, ttl)
+        if subject is not None:
+            g = self.keys.generation(subject)
+            read = self._run_read(
+                [g, g, self.keys.recent(subject), self.keys.loop(subject), slot.key if own and slot else g, g, g,
+                 client_state or g],
+                [0, 0, slot.mode if own and slot else "none", self.ttl_seconds, f"{now:.3f}", "0", "", "",
+                 HOT_SECONDS, "1" if shared else "0", "1", "1" if client_state else "0"], now)
+        if cache and not own and slot is not None and read.status == "miss":
+            answer = self._run_read([slot.key] * 8, [0, 0, slot.mode, self.ttl_seconds, f"{now:.3f}", "0", "", "",
+                                                     HOT_SECONDS, "0", "0", "0"], now)
+            if answer.status == "hit":
+                return Read("hit", count, ttl, body=answer.body)
+        return Read(read.status, count, ttl, body=read.body, generation=read.generation,
+                    recent_purchases=read.recent_purchases, suppressions=read.suppressions,
+                    client_state=read.client_state)
+
     def finish(self, *, slot: Slot | None, generation: str, body: str, items_json: str,
                exposure: Exposure | None, subject: str | None) -> bool:
         """Cache the answer computed after a miss (a client's only if `generation` is still its
@@ -229,6 +276,11 @@ class AnswerTrips:
         mode = slot.mode if slot is not None and self.ttl_seconds > 0 else "none"
         script_keys = [keys.generation(subject or "-"), slot.key if slot else keys.answers("-"), keys.exposures,
                        keys.recommendation(exposure.recommendation_id if exposure else "-")]
+        if self.connection.cluster:  # one slot: the answer's; no exposure (`logs_exposures`)
+            if exposure is not None:
+                raise ValueError("on Redis Cluster the caller writes the exposure")
+            script_keys = [script_keys[0] if slot is not None and slot.field is not None else script_keys[1]] * 4
+            script_keys[1] = slot.key if slot else script_keys[0]
         args = [mode, generation, cache_entry(items_json, body), max(1, self.ttl_seconds),
                 exposure.row(items_json) if exposure else "", HOT_SECONDS]
         stored = self.connection.run(

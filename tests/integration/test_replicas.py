@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ import redis
 import requests
 from mlflow import MlflowClient
 from sqlalchemy import func, select
+from support.load_loop import LoadLoop
 from support.postgres import PostgresServer
 from support.processes import RedisServer, wait_until
 from support.reliability_doubles import register_variant
@@ -343,50 +344,23 @@ LOAD_TRAFFIC = (
 )
 
 
-@dataclass
-class Load:
+class Load(LoadLoop[tuple[str, Outcome]]):
     """`threads` clients sending LOAD_TRAFFIC to A and B in turn, each request with the next
-    key of LOAD_KEYS, until stopped: a load balancer's round robin in front of the replicas."""
+    key of LOAD_KEYS, until stopped: a load balancer's round robin in front of the replicas.
+    `results` holds (replica label, outcome)."""
 
-    replicas: Replicas
-    threads: int = 4
-    pause: float = 0.02
-    outcomes: list[tuple[str, Outcome]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
+    def __init__(self, replicas: Replicas, threads: int = 4) -> None:
         self._keys = itertools.cycle(LOAD_KEYS)
-        self._workers = [threading.Thread(target=self._run, args=(n,), daemon=True) for n in range(self.threads)]
+        self._key_lock = threading.Lock()
+        self.replicas = replicas
+        super().__init__(self._one, threads=threads, pause=0.02, started_of=lambda result: result[1].started)
 
-    def __enter__(self) -> Load:
-        for worker in self._workers:
-            worker.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for worker in self._workers:
-            worker.join(30)
-
-    def _run(self, index: int) -> None:
-        deadline = time.monotonic() + 120
-        with requests.Session() as session:
-            for turn in itertools.count(index):
-                if self._stop.is_set() or time.monotonic() > deadline:
-                    return
-                label, service = ("a", "b")[turn % 2], self.replicas.both[turn % 2]
-                with self._lock:
-                    key = next(self._keys)
-                outcome = send(session, service.base, LOAD_TRAFFIC[(turn // 2) % len(LOAD_TRAFFIC)],
-                               {"X-API-Key": key}, timeout=10)
-                with self._lock:
-                    self.outcomes.append((label, outcome))
-                self._stop.wait(self.pause)
-
-    def count_since(self, start: float) -> int:
-        with self._lock:
-            return sum(1 for _, o in self.outcomes if o.started >= start)
+    def _one(self, session: requests.Session, turn: int) -> tuple[str, Outcome]:
+        label, service = ("a", "b")[turn % 2], self.replicas.both[turn % 2]
+        with self._key_lock:
+            key = next(self._keys)
+        return label, send(session, service.base, LOAD_TRAFFIC[(turn // 2) % len(LOAD_TRAFFIC)],
+                           {"X-API-Key": key}, timeout=10)
 
 
 def _move_champion(replicas: Replicas) -> str:
@@ -426,19 +400,19 @@ def test_an_alias_move_reaches_both_replicas_under_load_without_failures_or_mixe
         windows.append((switched_at[-1], time.monotonic()))
 
     expected = {"events": 202}
-    failed = [(label, o) for label, o in load.outcomes if o.status != expected.get(o.name, 200)]
-    answers = [(label, o) for label, o in load.outcomes if o.name not in ("events", "candidate_suggestions")]
+    failed = [(label, o) for label, o in load.results if o.status != expected.get(o.name, 200)]
+    answers = [(label, o) for label, o in load.results if o.name not in ("events", "candidate_suggestions")]
     mixed = [(label, o) for label, o in answers if o.mixed or o.version not in served]
     assert not failed, failed[:5]
     assert not mixed, mixed[:5]
-    candidate = [o for _, o in load.outcomes if o.name == "candidate_suggestions"]
+    candidate = [o for _, o in load.results if o.name == "candidate_suggestions"]
     assert candidate and all(o.version == replicas.candidate and not o.mixed for o in candidate)  # the other arm
     for label in "ab":  # each replica answered with each version
         assert {o.version for name, o in answers if name == label} == set(served), label
     for version, (start, end) in zip(served[1:], windows, strict=True):  # once both serve it, only it answers
         during = {o.version for _, o in answers if start < o.started < end}
         assert during == {version}, (version, sorted(during))
-    accepted = sum(1 for _, o in load.outcomes if o.name == "events")  # all 202: none failed
+    accepted = sum(1 for _, o in load.results if o.name == "events")  # all 202: none failed
     assert accepted and _stored_events(replicas, LOAD_EVENT_CLIENT) == accepted  # every one, whichever replica
 
 
