@@ -24,7 +24,7 @@ redis-bin:
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  echo "redis-server not found: installing it with apt-get"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 
 # Java 17 for Spark 4 (`python -m training train --engine spark`, its test in make test), from Debian's
 # packages when `java` is missing.
@@ -32,7 +32,7 @@ java-bin:
 	@command -v java >/dev/null 2>&1 || { \
 	  echo "java not found: installing openjdk-17-jre-headless with apt-get"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
 
 # PostgreSQL's programs (initdb, postgres under /usr/lib/postgresql/<version>/bin), from Debian's packages
 # when missing: the event store's tests start a server of their own on a free port, as the postgres user,
@@ -41,7 +41,7 @@ postgres-bin:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 	  echo "PostgreSQL not found: installing it with apt-get"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
 # Debian's chromium and chromium-driver, for the browser tests (tests/browser/, Selenium): installed
 # when missing, never downloaded by a test. A machine where the browser cannot start fails those tests.
@@ -49,7 +49,7 @@ chromium-bin:
 	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || { \
 	  echo "chromium or chromedriver not found: installing them with apt-get"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 $(SAMPLE_DIR)/transactions.parquet: | $(STAMP)
 	$(PY) -m features prepare --source completejourney --out $(SAMPLE_DIR) --households $(SAMPLE_HOUSEHOLDS)
@@ -86,7 +86,7 @@ bench: install redis-bin postgres-bin chromium-bin java-bin
 	@command -v wrk >/dev/null 2>&1 || { \
 	  echo "wrk not found: installing it with apt-get"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(PY) tests/bench/run.py $(BENCH_ARGS)
 	PYTHONPATH=$(CURDIR) $(PY) tests/bench/bench_widget.py
 
