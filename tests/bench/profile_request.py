@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-name", default="crm-bench")
     parser.add_argument("--requests", type=int, default=1500)
     parser.add_argument("--kind", default="cross_sell")
+    parser.add_argument("--no-fast-path", action="store_true", help="FAST_PATH=false: Flask alone in front")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="profile-request-"))
@@ -106,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env({"MLFLOW_TRACKING_URI": uri, "MODEL_NAME": name, "REDIS_URL": redis_server.url,
                                   "API_KEYS": KEY, "RATE_LIMIT_PER_MINUTE": "1000000000",
                                   "MODEL_CACHE_DIR": str(work / "model-cache"), "SERVICE_STATE_DIR": str(work / "state"),
-                                  "EVENTS_DB_URL": f"sqlite:///{work}/events.db", "LOG_LEVEL": "INFO"})
+                                  "EVENTS_DB_URL": f"sqlite:///{work}/events.db", "LOG_LEVEL": "INFO",
+                                  "FAST_PATH": "false" if args.no_fast_path else "true"})
     app = create_app(settings, watch=False)
     try:
         app.extensions["crm"].models.refresh("profile")
