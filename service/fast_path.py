@@ -37,6 +37,7 @@ class _Route:
     def __init__(self, app: Flask, endpoint: str, method: str, pattern: str,
                  handle: Callable[..., Response]) -> None:
         self.rule = next(rule for rule in app.url_map.iter_rules(endpoint))
+        self.names = tuple(re.findall(r"<(?:[^:<>]+:)?([^<>]+)>", self.rule.rule))  # in path order
         self.method = method
         self.pattern = re.compile(pattern)
         self.api: Endpoint | None = endpoint_of(app.view_functions[endpoint])
@@ -77,7 +78,7 @@ class FastPath:
         rt: Runtime = app.extensions["crm"]
         request = app.request_class(environ)
         request.url_rule = route.rule
-        request.view_args = dict(zip(route.rule.arguments, args))
+        request.view_args = dict(zip(route.names, args, strict=True))
         with app.app_context():
             try:
                 begin(request, rt)

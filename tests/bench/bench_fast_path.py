@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -28,9 +26,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path[:0] = [str(HERE), str(ROOT), str(ROOT / "tests")]
 
+from in_process import add_model_arguments, in_process_apps  # noqa: E402
 from serving_requests import Endpoint, build_request, load_pools  # noqa: E402
-from serving_stack import train_model  # noqa: E402
-from support.processes import RedisServer  # noqa: E402
 
 KEY = "bench-key-0123456789"
 ENDPOINTS = (Endpoint("floor"), Endpoint("cold", "cross_sell"), Endpoint("warm", "cross_sell"),
@@ -68,33 +65,12 @@ def cpu_ms(app: Any, environs: list[dict[str, Any]]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=ROOT / "data" / "sample")
-    parser.add_argument("--tracking-uri")
-    parser.add_argument("--model-name", default="crm-bench")
+    add_model_arguments(parser, ROOT / "data" / "sample")
     parser.add_argument("--requests", type=int, default=2000, help="per endpoint, mode and pass")
     args = parser.parse_args(argv)
 
-    work = Path(tempfile.mkdtemp(prefix="bench-fast-path-"))
-    uri, name = args.tracking_uri, args.model_name
-    if uri is None:
-        uri, name, _ = train_model(args.data, work)
-    redis_server = RedisServer(work, persist=True)
-    redis_server.start()
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(work / "prometheus")  # as gunicorn's workers keep metrics
-    (work / "prometheus").mkdir()
-    from service.app import create_app
-    from service.config import Settings
-
-    apps = {}
-    for fast in ("true", "false"):
-        settings = Settings.from_env({
-            "MLFLOW_TRACKING_URI": uri, "MODEL_NAME": name, "REDIS_URL": redis_server.url, "API_KEYS": KEY,
-            "RATE_LIMIT_PER_MINUTE": "1000000000", "MODEL_CACHE_DIR": str(work / "model-cache"),
-            "SERVICE_STATE_DIR": str(work / f"state-{fast}"), "EVENTS_DB_URL": f"sqlite:///{work}/events-{fast}.db",
-            "FAST_PATH": fast})
-        apps[fast] = create_app(settings, watch=False)
-        apps[fast].extensions["crm"].models.refresh("bench")
-    try:
+    modes = {"true": {"FAST_PATH": "true"}, "false": {"FAST_PATH": "false"}}
+    with in_process_apps(args, "bench-fast-path-", KEY, modes) as (apps, _):
         pools, rng = load_pools(args.data), random.Random(0)
         results: dict[str, dict[str, list[float]]] = {}
         for ep in ENDPOINTS:
@@ -118,11 +94,6 @@ def main(argv: list[str] | None = None) -> int:
             fast, slow = (sum(results[ep.name][mode]) / 2 for mode in ("true", "false"))
             print(f"| {ep.name} | {fast:.3f} | {floor['true'] / fast:.2f} | {slow:.3f} | {floor['false'] / slow:.2f} "
                   f"| {1 - fast / slow:.0%} |")
-    finally:
-        for app in apps.values():
-            app.extensions["crm"].events.close()
-            app.extensions["crm"].redis.close()
-        redis_server.stop()
     return 0
 
 
