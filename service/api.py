@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Request, Response, g, jsonify, request
 
 from eventstore import StoreUnavailable
 from scoring.contract import ObjectiveUnavailable
@@ -15,7 +15,7 @@ from service.model.store import RefreshResult
 from service.openapi import Endpoint, api_route
 from service.problems import Problem
 from service.redis.core import RedisUnavailable
-from service.runtime import runtime
+from service.runtime import Runtime, runtime
 from service.schemas import (
     CartRequest,
     CartSuggestions,
@@ -62,9 +62,13 @@ def store_unavailable(error: StoreUnavailable | RedisUnavailable, what: str) -> 
                 "kind but next_basket (the whole next basket in one list: due repeats and new items). "
                 "409 when the objective needs data the serving model has not (margin without item margins)."))
 def client_suggestions(client_id: str) -> Response:
-    rt = runtime()
+    return answer_client(request, runtime(), client_id)
+
+
+def answer_client(req: Request, rt: Runtime, client_id: str) -> Response:
+    """The handler's work, for Flask's view and the fast path alike (an app context pushed)."""
     client_id = path_id("client_id", client_id)
-    params = query(request, SuggestionQuery, limits(rt.settings))
+    params = query(req, SuggestionQuery, limits(rt.settings))
     serving = rt.serving(client_id)
     try:
         answer = answers.client_suggestions(serving, client_id, params, g.get("rate"))
@@ -79,8 +83,12 @@ def client_suggestions(client_id: str) -> Response:
     tag="suggestions", body=CartRequest, response=CartSuggestions, errors=(503,), rate_in_trip=True,
     description="Works for anonymous carts (no client_id)."))
 def cart_suggestions() -> Response:
-    rt = runtime()
-    cart = json_body(request, CartRequest, limits(rt.settings), rt.settings.max_body_bytes)
+    return answer_cart(request, runtime())
+
+
+def answer_cart(req: Request, rt: Runtime) -> Response:
+    """The handler's work, for Flask's view and the fast path alike (an app context pushed)."""
+    cart = json_body(req, CartRequest, limits(rt.settings), rt.settings.max_body_bytes)
     return _traced(answers.cart_suggestions(rt.serving(subject_of(cart.client_id, cart.visitor_id)), cart,
                                             g.get("rate")))
 
@@ -89,9 +97,13 @@ def cart_suggestions() -> Response:
     summary="Items similar to one item", tag="suggestions", query=SimilarQuery, response=SimilarItems,
     errors=(404, 503), rate_in_trip=True))
 def similar_items(item_id: str) -> Response:
-    rt = runtime()
+    return answer_similar(request, runtime(), item_id)
+
+
+def answer_similar(req: Request, rt: Runtime, item_id: str) -> Response:
+    """The handler's work, for Flask's view and the fast path alike (an app context pushed)."""
     item_id = path_id("item_id", item_id)
-    params = query(request, SimilarQuery, limits(rt.settings))
+    params = query(req, SimilarQuery, limits(rt.settings))
     serving = rt.serving(subject_of(None, params.visitor_id))
     try:
         answer = answers.similar_items(serving, item_id, params.limit, params.visitor_id, g.get("rate"))

@@ -2,29 +2,22 @@
 from __future__ import annotations
 
 import logging
-import random
-import re
-import time
-import uuid
-from typing import Any
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, request
 from flask.json.provider import DefaultJSONProvider
 
 from eventstore import EventStore, StoreUnavailable
 from service.api import v1
-from service.auth import authorize, presented_key
-from service.browser import keys as browser_keys
-from service.browser.origins import add_cors, preflight
 from service.client_state import eviction_policy_warning
 from service.config import Settings
 from service.crm.api import crm
 from service.effect.api import effect
 from service.encoding import json_default
+from service.fast_path import FastPath
+from service.hooks import begin, finish, gate
 from service.logs import configure_logging
 from service.loop.api import loop
 from service.loop.drain import ExposureDrain
-from service.metrics import LATENCY, REQUESTS
 from service.model.arms import ModelArms
 from service.model.store import ModelStore
 from service.openapi import endpoint_of
@@ -33,12 +26,10 @@ from service.pages.api_docs import api_docs
 from service.pages.routes import screens
 from service.pages.widget import widget
 from service.problems import register_error_handlers
-from service.rate_limit import check_rate_limit, pending_count
 from service.redis.store import RedisStore
 from service.runtime import Runtime, runtime
 
 logger = logging.getLogger(__name__)
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
 class JSONProvider(DefaultJSONProvider):
@@ -60,6 +51,8 @@ def create_app(settings: Settings | None = None, *, model_store: ModelStore | No
     register_blueprints(app)
     register_request_hooks(app)
     register_error_handlers(app)
+    if settings.fast_path:  # the hot endpoints skip Flask's request machinery; the rest goes through it
+        app.wsgi_app = FastPath(app, app.wsgi_app)  # type: ignore[method-assign]
     if not settings.auth_disabled and not settings.read_keys:
         logger.warning("no API keys configured and AUTH_DISABLED is not true: every /v1 request is refused")
     return app
@@ -102,44 +95,11 @@ def register_request_hooks(app: Flask) -> None:
 
 
 def _start_request() -> Response | None:
-    g.started = time.perf_counter()
-    presented = request.headers.get("X-Request-ID", "")
-    g.request_id = presented if _REQUEST_ID.match(presented) else uuid.uuid4().hex
     rt = runtime()
-    if rt.watch:
-        rt.arms.ensure_started()  # lazily, so each gunicorn worker follows the aliases after its fork
-    answered = preflight(request, rt.settings)  # before auth: a browser sends no key with one
-    if answered is not None:
-        return answered
+    begin(request, rt)
     view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
-    endpoint = endpoint_of(view)
-    if not browser_keys.admit(request, rt.settings, rt.redis):
-        authorize(request, endpoint, rt.settings)
-    if endpoint is not None and endpoint.auth != "none":
-        if endpoint.rate_in_trip:  # counted by the handler, in the round trip that reads its answer
-            g.rate = pending_count(rt.redis, rt.settings, presented_key(request), request.remote_addr)
-        else:
-            g.allowance = check_rate_limit(rt.redis, rt.settings, presented_key(request), request.remote_addr)
-    return None
+    return gate(request, rt, endpoint_of(view))
 
 
 def _finish_request(response: Response) -> Response:
-    request_id = g.get("request_id") or uuid.uuid4().hex
-    response.headers["X-Request-ID"] = request_id
-    add_cors(request, response, runtime().settings)
-    allowance = g.get("allowance")
-    if allowance is not None:
-        response.headers.update(allowance.headers())
-    endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
-    elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-    REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
-    LATENCY.labels(endpoint, str(response.status_code)).observe(elapsed)
-    sample = runtime().settings.access_log_sample
-    if response.status_code >= 400 or sample >= 1.0 or random.random() < sample:
-        log: dict[str, Any] = {"method": request.method, "path": request.path, "status": response.status_code,
-                               "duration_ms": round(elapsed * 1000, 2)}
-        if "X-Cache" in response.headers:
-            log["cache"] = response.headers["X-Cache"]
-        logger.info("request", extra=log)
-    return response
-
+    return finish(request, response, runtime(), request.url_rule.rule if request.url_rule is not None else "unmatched")

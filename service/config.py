@@ -103,6 +103,10 @@ class Settings(EnvSettings):
         1.0, ge=0.0, le=1.0,
         description="Share of answered requests (status below 400) written to the access log; every refused or "
                     "failed request is written. 1 logs every request; 0.1 one in ten, at random.")
+    fast_path: bool = Field(
+        True, description="Answer /healthz and the suggestion endpoints by the thin WSGI dispatcher in front of "
+                          "Flask (service/fast_path.py): the same answers, headers, checks and metrics at a fraction "
+                          "of the cost. false sends every request through Flask (for comparison).")
     rate_limit_per_minute: int = Field(
         6000, ge=0,
         description="Requests a minute each API key may make on /v1 paths (429 with Retry-After above it); "

@@ -28,9 +28,9 @@ def _redact(record: logging.LogRecord) -> str:
 
 def current_request_id() -> str | None:
     """The id of the request being served by this thread, if any."""
-    from flask import g, has_request_context
+    from flask import g, has_app_context
 
-    if has_request_context():
+    if has_app_context():  # a request context holds one; the fast path pushes only the app's
         return g.get("request_id")
     return None
 

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Flask, Response, current_app, json, request
+from flask import Flask, Request, Response, current_app, json, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -82,10 +82,12 @@ class Problem(Exception):
         return f"{self.status} {self.slug}: {self.detail}"
 
 
-def problem_response(problem: Problem) -> Response:
+def problem_response(problem: Problem, req: Request | None = None) -> Response:
+    """The problem as a response; `req` is the request when no request context holds it (the fast path)."""
+    req = req if req is not None else request
     title = PROBLEM_TYPES.get(problem.slug, PROBLEM_TYPES["http-error"])[0]
     body: dict[str, Any] = {"type": problem_type_uri(problem.slug), "title": title, "status": problem.status,
-                            "detail": problem.detail, "instance": request.path, **problem.extra}
+                            "detail": problem.detail, "instance": req.path, **problem.extra}
     if problem.errors:
         body["errors"] = problem.errors
     response = current_app.response_class(json.dumps(body), status=problem.status, mimetype=PROBLEM_JSON)
@@ -117,28 +119,31 @@ def validation_problem(error: ValidationError, status: int, slug: str, what: str
 _HTTP_SLUGS = {404: "not-found", 405: "method-not-allowed", 413: "body-too-large", 415: "unsupported-media-type"}
 
 
-def _http_exception(error: HTTPException) -> Response:
+def http_problem(error: HTTPException, req: Request | None = None) -> Response:
+    req = req if req is not None else request
     status = error.code or 500
     slug = _HTTP_SLUGS.get(status, "http-error")
     detail = error.description or error.name
     if status == 404:
-        detail = f"No endpoint at {request.path}."
+        detail = f"No endpoint at {req.path}."
     elif status == 405:
-        detail = f"{request.method} is not allowed on {request.path}."
+        detail = f"{req.method} is not allowed on {req.path}."
     headers = {}
     allow = error.get_response().headers.get("Allow")
     if allow:
         headers["Allow"] = allow
-    return problem_response(Problem(status, slug, detail, headers=headers))
+    return problem_response(Problem(status, slug, detail, headers=headers), req)
 
 
-def _unexpected(error: Exception) -> Response:
-    logger.exception("unhandled error on %s %s", request.method, request.path)
+def unexpected_problem(error: Exception, req: Request | None = None) -> Response:
+    """A 500 problem for an error no handler expected; logged with its traceback (call it while handling)."""
+    req = req if req is not None else request
+    logger.exception("unhandled error on %s %s", req.method, req.path)
     return problem_response(Problem(500, "internal-error", "The request failed; the request id "
-                                    "(X-Request-ID) finds it in the service logs."))
+                                    "(X-Request-ID) finds it in the service logs."), req)
 
 
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(Problem, problem_response)
-    app.register_error_handler(HTTPException, _http_exception)
-    app.register_error_handler(Exception, _unexpected)
+    app.register_error_handler(HTTPException, http_problem)
+    app.register_error_handler(Exception, unexpected_problem)

@@ -49,6 +49,9 @@ def preflight(request: Request, settings: Settings) -> Response | None:
 def add_cors(request: Request, response: Response, settings: Settings) -> None:
     """Every answer to a /v1 path varies by Origin; an allowed origin may read it."""
     if request.path.startswith("/v1/") or request.method == "OPTIONS":
-        response.vary.add("Origin")
+        if "Vary" in response.headers:
+            response.vary.add("Origin")
+        else:  # what vary.add writes on an answer without Vary, without parsing and rewriting the header
+            response.headers["Vary"] = "Origin"
     if origin_allowed(request, settings) and "Access-Control-Allow-Origin" not in response.headers:
         response.headers.update(cors_headers(request.headers["Origin"]))

@@ -17,12 +17,16 @@ metrics work. gunicorn's sync worker fails the first by design (a slow client ho
 worker); granian keeps the first three by its own settings but has no hook to mark a dead worker's
 metrics, and does not run gunicorn.conf.py's hooks (the exposure writer starts in gunicorn's
 post_worker_init). Those are stated beside the figures, not measured here.
+
+`gunicorn gthread, FAST_PATH=false` is ours with Flask alone in front (no `service.fast_path`):
+the fast path's gain, each stack against its own floor (the fast path answers `/healthz` too).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -42,12 +46,18 @@ ENDPOINTS = (Endpoint("floor"), Endpoint("cold", "cross_sell"), Endpoint("warm",
              Endpoint("cart", cart_items=5))
 
 
+#: Environment laid over a server's: the same gthread stack with Flask alone in front, for the fast path's gain.
+FLASK_ONLY = "gunicorn gthread, FAST_PATH=false"
+SETTINGS = {FLASK_ONLY: {"FAST_PATH": "false"}}
+
+
 def servers(port: int, threads: int) -> dict[str, list[str]]:
     """The commands, each serving `service:create_app()` on `port` with 2 worker processes."""
     gunicorn = [sys.executable, "-m", "gunicorn", "-c", "service/gunicorn.conf.py"]
     granian = shutil.which("granian", path=str(Path(sys.executable).parent)) or "granian"
     return {
         "gunicorn gthread (ours)": gunicorn,
+        FLASK_ONLY: gunicorn,
         "gunicorn sync": [*gunicorn, "--worker-class", "sync", "--threads", "1"],
         "granian wsgi": [granian, "--interface", "wsgi", "--factory", "--workers", "2", "--blocking-threads",
                          str(threads), "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
@@ -74,11 +84,12 @@ def _ready(base: str) -> bool:
 
 def measure(name: str, command: list[str], env: dict[str, str], work: Path, pools: Any, pools_file: Path,
             args: argparse.Namespace) -> dict[str, Any]:
-    folder = work / name.split()[0] / name.split()[1]
+    folder = work / re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     folder.mkdir(parents=True, exist_ok=True)
     metrics = folder / "prometheus"
     metrics.mkdir()
-    proc = start_logged(command, folder / "server.log", env={**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics)})
+    proc = start_logged(command, folder / "server.log",
+                        env={**env, **SETTINGS.get(name, {}), "PROMETHEUS_MULTIPROC_DIR": str(metrics)})
     try:
         base = f"http://127.0.0.1:{env['PORT']}"
         wait_until(lambda: proc.poll() is None and _ready(base), 300, f"{name} ready", interval=0.5)
@@ -110,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=4, help="threads per worker (gthread, granian)")
+    parser.add_argument("--only", action="append", help="measure only the servers whose name contains this "
+                        "(repeatable), e.g. --only gthread: ours with and without the fast path")
     parser.add_argument("--out", type=Path, default=ROOT / "var" / "bench" / "servers.json")
     args = parser.parse_args(argv)
 
@@ -132,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
                "RATE_LIMIT_PER_MINUTE": str(RATE_LIMIT_PER_MINUTE)}
         env.pop("MLFLOW_REGISTRY_URI", None)
         for server, command in servers(port, args.threads).items():
+            if args.only and not any(part in server for part in args.only):
+                continue
             results.append(measure(server, command, env, work, pools, pools_file, args))
     finally:
         redis.stop()

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import os
 import pstats
 import random
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -30,9 +28,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path[:0] = [str(HERE), str(ROOT), str(ROOT / "tests")]
 
+from in_process import add_model_arguments, in_process_apps  # noqa: E402
 from serving_requests import Endpoint, build_request, load_pools  # noqa: E402
-from serving_stack import train_model  # noqa: E402
-from support.processes import RedisServer  # noqa: E402
 
 KEY = "profile-key-0123456789"
 GROUPS = ("flask", "werkzeug", "pydantic", "pydantic_core", "logging", "prometheus_client", "redis", "json",
@@ -83,37 +80,18 @@ def top_functions(stats: pstats.Stats, requests: int, count: int = 12) -> list[s
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=ROOT / "data" / "sample",
-                        help="the data the model was trained on (trained on it when no model is given)")
-    parser.add_argument("--tracking-uri")
-    parser.add_argument("--model-name", default="crm-bench")
+    add_model_arguments(parser, ROOT / "data" / "sample")
     parser.add_argument("--requests", type=int, default=1500)
     parser.add_argument("--kind", default="cross_sell")
+    parser.add_argument("--no-fast-path", action="store_true", help="FAST_PATH=false: Flask alone in front")
     args = parser.parse_args(argv)
 
-    work = Path(tempfile.mkdtemp(prefix="profile-request-"))
-    uri, name = args.tracking_uri, args.model_name
-    if uri is None:
-        uri, name, _ = train_model(args.data, work)
-    redis_server = RedisServer(work, persist=True)
-    redis_server.start()
-    # metrics as gunicorn's workers keep them (multi-process files), in this run's own folder
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(work / "prometheus")
-    (work / "prometheus").mkdir()
-    from service.app import create_app
-    from service.config import Settings
-
-    settings = Settings.from_env({"MLFLOW_TRACKING_URI": uri, "MODEL_NAME": name, "REDIS_URL": redis_server.url,
-                                  "API_KEYS": KEY, "RATE_LIMIT_PER_MINUTE": "1000000000",
-                                  "MODEL_CACHE_DIR": str(work / "model-cache"), "SERVICE_STATE_DIR": str(work / "state"),
-                                  "EVENTS_DB_URL": f"sqlite:///{work}/events.db", "LOG_LEVEL": "INFO"})
-    app = create_app(settings, watch=False)
-    try:
-        app.extensions["crm"].models.refresh("profile")
+    fast_path = "false" if args.no_fast_path else "true"
+    with in_process_apps(args, "profile-request-", KEY, {"profile": {"FAST_PATH": fast_path}}) as (apps, _):
         pools, rng = load_pools(args.data), random.Random(0)
         cold = [build_request(Endpoint("cold", args.kind), pools, rng, n)[0] for n in range(args.requests + 20)]
         warm = [build_request(Endpoint("warm", args.kind), pools, rng, n)[0] for n in range(args.requests)]
-        client = app.test_client()
+        client = apps["profile"].test_client()
         for path in warm[:50] + cold[:20]:  # fill the warm answers; first calls load scripts
             client.get(path, headers={"X-API-Key": KEY})
         floor_ms, floor_groups, _ = profile(client, ["/healthz"] * args.requests)
@@ -126,10 +104,6 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  {group:<28} {ms:7.3f} ms")
             print(" top functions by own time:")
             print("\n".join(top_functions(stats, len(paths))))
-    finally:
-        app.extensions["crm"].events.close()
-        app.extensions["crm"].redis.close()
-        redis_server.stop()
     return 0
 
 
