@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AliasGenerator
 from pydantic.fields import FieldInfo
@@ -86,3 +86,27 @@ def absolute_sqlite_uri(uri: str) -> str:
 
 #: An MLflow tracking URI as both configs hold it: a relative sqlite path made absolute.
 TrackingUri = Annotated[str, AfterValidator(absolute_sqlite_uri)]
+
+
+#: Where models keep each client's state ("model": in their arrays; "redis": one key per client).
+ClientStateWhere = Literal["model", "redis"]
+
+# Settings both configs declare, each with its own description of its side (the trainer writes,
+# the service reads): their defaults must agree, so they are written once, here.
+CLIENT_STATE_DEFAULT: ClientStateWhere = "model"
+MODEL_NAME_DEFAULT = "crm-recommender"
+REDIS_CLUSTER_DEFAULT = False
+EVENTS_DB_URL_DEFAULT = "sqlite:///var/events.db"
+TENANT_DEFAULT = "default"
+
+
+def plain_tenant(name: str) -> str:
+    """A tenant name as Redis keys carry it: not empty, and without braces or spaces. Why: a brace
+    would change the hash tag that keeps one client's keys in one Redis Cluster slot."""
+    if not name or any(c in name for c in "{} \t\n"):
+        raise ValueError(f"tenant {name!r} must be non-empty, without braces or spaces")
+    return name
+
+
+#: The shop a process serves or trains for (TENANT), as both configs hold it.
+Tenant = Annotated[str, AfterValidator(plain_tenant)]

@@ -20,7 +20,19 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from envconfig import EnvSettings, TrackingUri, comma_separated, reading
+from envconfig import (
+    CLIENT_STATE_DEFAULT,
+    EVENTS_DB_URL_DEFAULT,
+    MODEL_NAME_DEFAULT,
+    REDIS_CLUSTER_DEFAULT,
+    TENANT_DEFAULT,
+    ClientStateWhere,
+    EnvSettings,
+    Tenant,
+    TrackingUri,
+    comma_separated,
+    reading,
+)
 from scoring.contract import MODEL_UPDATES_CHANNEL
 from service.loop.assignment import Arm, parse_experiment
 
@@ -49,17 +61,17 @@ class Settings(EnvSettings):
                     "working directory (as `make run` has it).")
     mlflow_registry_uri: str | None = Field(
         None, description="Registry, when it differs from the tracking store (unset: the tracking URI).")
-    model_name: str = Field("crm-recommender", description="Registered model to serve.")
+    model_name: str = Field(MODEL_NAME_DEFAULT, description="Registered model to serve.")
     model_alias: str = Field("champion", description="Alias of that model to follow.")
     redis_url: str | None = Field(
         None, description="Cache, event store and reload channel, e.g. redis://127.0.0.1:6379/0. Unset: the "
                           "service answers suggestions without cache, events answer 503.")
     redis_cluster: bool = Field(
-        False, description="true: REDIS_URL names a node of a Redis Cluster, reached through redis-py's cluster "
+        REDIS_CLUSTER_DEFAULT, description="true: REDIS_URL names a node of a Redis Cluster, reached through redis-py's cluster "
                            "client; one client's keys share a hash tag (one slot), and the rate count and the "
                            "exposure write leave the request's script (service/redis/trips.py).")
-    client_state: Literal["model", "redis"] = Field(
-        "model", description="Where models keep each client's state: \"model\", in their arrays, or \"redis\" "
+    client_state: ClientStateWhere = Field(
+        CLIENT_STATE_DEFAULT, description="Where models keep each client's state: \"model\", in their arrays, or \"redis\" "
                              "(trained with CLIENT_STATE=redis), read from REDIS_URL in the request's own round "
                              "trip. The model says which it is; \"redis\" makes the service need REDIS_URL and "
                              "check at start that Redis runs with maxmemory-policy noeviction.")
@@ -97,7 +109,7 @@ class Settings(EnvSettings):
     recent_purchases_max: int = Field(50, ge=1, description="Purchases kept per client for the model.")
     recent_purchases_ttl_seconds: int = Field(
         2_592_000, ge=1, description="How long they are kept, until the next training has them (30 days).")
-    tenant: str = Field("default", description="Namespace of every Redis key and of the event stream.")
+    tenant: Tenant = Field(TENANT_DEFAULT, description="Namespace of every Redis key and of the event stream.")
     log_level: str = Field("INFO", description="Level of the service's JSON logs.")
     access_log_sample: float = Field(
         1.0, ge=0.0, le=1.0,
@@ -121,7 +133,7 @@ class Settings(EnvSettings):
                                   "before gunicorn drops the connection; see service/gunicorn.conf.py.")
 
     events_db_url: TrackingUri = Field(
-        "sqlite:///var/events.db",
+        EVENTS_DB_URL_DEFAULT,
         description="The durable event store (SQLAlchemy URL): SQLite by default, PostgreSQL in production "
                     "(postgresql+psycopg://user:pass@host/db). Posted events, reactions and erasures are committed "
                     "here before the answer; a relative sqlite path is made absolute from the working directory.")

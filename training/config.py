@@ -15,7 +15,18 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from envconfig import EnvSettings, TrackingUri, comma_separated
+from envconfig import (
+    CLIENT_STATE_DEFAULT,
+    EVENTS_DB_URL_DEFAULT,
+    MODEL_NAME_DEFAULT,
+    REDIS_CLUSTER_DEFAULT,
+    TENANT_DEFAULT,
+    ClientStateWhere,
+    EnvSettings,
+    Tenant,
+    TrackingUri,
+    comma_separated,
+)
 from scoring.contract import MODEL_UPDATES_CHANNEL
 
 
@@ -25,10 +36,10 @@ class TrainConfig(EnvSettings):
     tracking_uri: TrackingUri = Field("sqlite:///var/mlflow.db", validation_alias="MLFLOW_TRACKING_URI",
                               description="Where runs and the model registry live; a relative sqlite path is "
                                           "made absolute from the working directory.")
-    model_name: str = Field("crm-recommender", description="The registered model's name.")
-    experiment: str = Field("crm-recommender", validation_alias="MLFLOW_EXPERIMENT",
+    model_name: str = Field(MODEL_NAME_DEFAULT, description="The registered model's name.")
+    experiment: str = Field(MODEL_NAME_DEFAULT, validation_alias="MLFLOW_EXPERIMENT",
                             description="The experiment runs are logged under.")
-    tenant: str = Field("default", description="The shop whose erasures are honoured (the service's TENANT): "
+    tenant: Tenant = Field(TENANT_DEFAULT, description="The shop whose erasures are honoured (the service's TENANT): "
                                                "only its lines of ERASURES_FILE and its Redis erasure set.")
     threads: int = Field(0, ge=0, validation_alias="TRAIN_THREADS",
                          description="Threads for implicit and BLAS, and rankers evaluated at once (0: all cores).")
@@ -70,15 +81,15 @@ class TrainConfig(EnvSettings):
                                                                 "metric may be (absolute).")
     redis_url: str | None = Field(None, description="Where to publish \"a new champion\" notices and read the "
                                                     "erasure set (optional).")
-    client_state: Literal["model", "redis"] = Field(
-        "model", description="Where each client's state (factors, candidate lists, history, segments) lives: "
+    client_state: ClientStateWhere = Field(
+        CLIENT_STATE_DEFAULT, description="Where each client's state (factors, candidate lists, history, segments) lives: "
                              "\"model\", in the registered model's arrays (small shops), or \"redis\", one key per "
                              "client written before the alias moves, the model keeping the item side only.")
     client_state_redis_url: str | None = Field(
         None, description="The Redis client state is written to (unset: REDIS_URL); the service reads it through "
                           "its REDIS_URL, so both name the same Redis.")
     redis_cluster: bool = Field(
-        False, description="true: the client state Redis is a Redis Cluster (the service's REDIS_CLUSTER), written "
+        REDIS_CLUSTER_DEFAULT, description="true: the client state Redis is a Redis Cluster (the service's REDIS_CLUSTER), written "
                            "through redis-py's cluster client.")
     client_state_grace_seconds: int = Field(
         3600, ge=0, description="How long client state of a model no alias points to any more stays in Redis "
@@ -90,7 +101,7 @@ class TrainConfig(EnvSettings):
                                            "excluded from training.")
 
     events_db_url: TrackingUri = Field(
-        "sqlite:///var/events.db", description="The service's event store: purchases posted through the API join "
+        EVENTS_DB_URL_DEFAULT, description="The service's event store: purchases posted through the API join "
                                                "the training data (de-duplicated against the folder), and its "
                                                "erasures are honoured.")
 

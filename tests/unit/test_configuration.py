@@ -15,6 +15,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 from support.processes import ROOT
 
+from envconfig import reading
 from scoring.contract import MODEL_UPDATES_CHANNEL
 from service.config import Settings
 from training.config import TrainConfig
@@ -133,3 +134,25 @@ def test_settings_overrides_are_validated_and_settings_are_frozen() -> None:
         Settings.from_env({}, workers=0)
     with pytest.raises(ValueError):
         settings.port = 1  # type: ignore[misc]
+
+
+def test_settings_both_sides_declare_share_one_default() -> None:
+    """The trainer writes what the service reads: where client state lives, the cluster switch, the
+    event store, the model's name and the tenant default alike on both sides."""
+    with reading({}):
+        trainer = TrainConfig()
+    service = Settings.from_env({})
+    for name in ("client_state", "redis_cluster", "events_db_url", "model_name", "tenant"):
+        assert getattr(service, name) == getattr(trainer, name), name
+
+
+@pytest.mark.parametrize("tenant", ["shop{a}", "shop a", "{x"])
+def test_a_tenant_that_would_break_the_cluster_hash_tag_is_refused_on_both_sides(
+        tenant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="TENANT|tenant"):
+        Settings.from_env({"TENANT": tenant})
+    monkeypatch.setenv("TENANT", tenant)
+    with pytest.raises(ValueError, match="TENANT|tenant"):
+        TrainConfig()
+    monkeypatch.setenv("TENANT", "shop-b.eu")
+    assert TrainConfig().tenant == "shop-b.eu" == Settings.from_env({"TENANT": "shop-b.eu"}).tenant
