@@ -87,6 +87,10 @@ class Settings(EnvSettings):
     port: int = Field(8000, ge=0, description="Port `python -m service` and gunicorn listen on.")
     workers: int = Field(2, ge=1, description="Gunicorn worker processes.")
     gunicorn_threads: int = Field(4, ge=1, description="Request threads per gunicorn worker.")
+    keepalive_requests: int = Field(
+        100, ge=0, description="Requests one kept-alive connection may carry before the answer closes it (0: no "
+                               "limit). Workers share connections only as they open, so without a limit a few "
+                               "long-lived client connections can all sit on one worker while the other idles.")
     cache_ttl_seconds: int = Field(300, ge=0, description="How long a cached answer may be served (0: no cache).")
     max_limit: int = Field(100, ge=1, description="Largest `limit` a caller may ask for.")
     max_body_bytes: int = Field(1_048_576, ge=256, description="Largest request body accepted (413 above).")

@@ -39,6 +39,7 @@ from support.service_process import Service
 
 READ_TIMEOUT = 2.0
 THREADS = 4
+KEEPALIVE_REQUESTS = 5
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +48,7 @@ def service(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str, redis_
     name = f"crm-gunicorn-faults-{uuid.uuid4().hex[:8]}"
     env = service_env(root, mlflow_server, name, f"{redis_server.url.rsplit('/', 1)[0]}/6",  # type: ignore[attr-defined]
                       REQUEST_READ_TIMEOUT_SECONDS=str(READ_TIMEOUT), GUNICORN_THREADS=str(THREADS),
+                      KEEPALIVE_REQUESTS=str(KEEPALIVE_REQUESTS),
                       MAX_BODY_BYTES="65536", MAX_EVENTS_PER_BATCH="50", MAX_CART_ITEMS="20", MAX_LIMIT="25")
     with serving_variant(root, env, "gunicorn-faults", mlflow_server, name) as (running, _):
         yield running
@@ -95,6 +97,50 @@ def test_limits_answer_problems_naming_the_field(service: Service, figures: Figu
                            timeout=10)
     assert ignored.status_code == 200  # unknown query parameters are ignored, as caches and trackers add them
     figures.add("limit cases answered with the documented problem", len(LIMIT_CASES) + 1, "all")
+
+
+def _answers_on_one_connection(port: int, count: int) -> tuple[list[bytes], bytes]:
+    """The heads of `count` /healthz answers sent one after another on one connection, and what the
+    connection gives after the last (b"" once the server closed it)."""
+    heads = []
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        reader = sock.makefile("rb")
+        for _ in range(count):
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                head += reader.readline()
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length")))
+            reader.read(length)
+            heads.append(head.lower())
+        sock.settimeout(2)
+        try:
+            after = reader.read(1)
+        except OSError as error:
+            after = repr(error).encode()
+    return heads, after
+
+
+def test_a_kept_alive_connection_is_closed_after_its_requests_so_workers_share_the_load(
+        service: Service, figures: Figures) -> None:
+    heads, after = _answers_on_one_connection(service.port, KEEPALIVE_REQUESTS)
+    assert all(b"connection: close" not in head for head in heads[:-1])
+    assert b"connection: close" in heads[-1]
+    assert after == b""  # the server closed it: the client reconnects, to whichever worker is free
+
+    start = len(service.log_text())
+    with requests.Session() as first, requests.Session() as second:  # two clients, each reconnecting as told
+        for _ in range(20 * KEEPALIVE_REQUESTS):
+            assert first.get(f"{service.base}/healthz", timeout=5).status_code == 200
+            assert second.get(f"{service.base}/healthz", timeout=5).status_code == 200
+    wait_until(lambda: service.log_text()[start:].count('"path":"/healthz"') >= 40 * KEEPALIVE_REQUESTS, timeout=10)
+    pids = {line.split('"pid":')[1].split(",")[0] for line in service.log_text()[start:].splitlines()
+            if '"path":"/healthz"' in line}
+    figures.add(f"kept-alive connection closed after its requests (KEEPALIVE_REQUESTS={KEEPALIVE_REQUESTS})",
+                "yes", "yes")
+    figures.add("workers that answered two reconnecting clients", len(pids), "2")
+    assert len(pids) == 2
 
 
 def _half_requests(port: int, count: int) -> list[socket.socket]:
