@@ -1,17 +1,23 @@
-"""The exposure writer's INSERT: compiled once per store, run through the driver's executemany.
+"""The exposure writer's INSERT: compiled once per store, fed tuples (SQLite's executemany, PostgreSQL's COPY).
 
 Why not `conn.execute(insert(...), rows)`: every answer adds an exposure row, and the writer that
 stores them shares the serving worker's GIL. Through SQLAlchemy each row was a dict that the
 compiled statement turned into parameters column by column (about half the writer's CPU), and on
 PostgreSQL "insertmanyvalues" made one statement of 500 VALUES groups whose text psycopg parsed
-afresh for every batch (a query that long is not cached): twice the cost again. Here the statement
-(`INSERT ... ON CONFLICT (recommendation_id) DO NOTHING`, with the dialect's placeholders and
-PostgreSQL's casts) is compiled once, each row is a tuple in its column order, and only the two
-columns whose values the dialect converts are converted: items by the dialect's own converter
-(the JSON serializer of `eventstore.engine`), a time on SQLite by `sqlite_time` (SQLAlchemy's text
-for it, tested equal), so the stored values are the ones SQLAlchemy stored. It still runs through `Connection.exec_driver_sql`, inside the caller's
-transaction and with SQLAlchemy's error handling (a lost connection is an OperationalError,
-hence `StoreUnavailable`).
+afresh for every batch (a query that long is not cached): twice the cost again. Here each row is
+a tuple in the table's column order, and only the two columns whose values the dialect converts
+are converted: items by the dialect's own converter (the JSON serializer of `eventstore.engine`),
+a time on SQLite by `sqlite_time` (SQLAlchemy's text for it, tested equal), so the stored values
+are the ones SQLAlchemy stored.
+
+- SQLite: `INSERT ... ON CONFLICT (recommendation_id) DO NOTHING`, compiled once, through the
+  driver's executemany (`Connection.exec_driver_sql`, so SQLAlchemy's error handling still applies).
+- PostgreSQL: psycopg's executemany still spends about 8 us a row in Python (its pipeline's
+  per-row bookkeeping), COPY about 1: the rows are copied into a temporary table of the session
+  (`exposures_batch`, emptied at every commit), and one `INSERT ... SELECT ... ON CONFLICT DO
+  NOTHING` moves them, in the caller's transaction (so the erasure lock and filter of
+  `EventStore.add_exposures` cover them as before). A driver error is raised as SQLAlchemy's
+  (`DBAPIError.instance`), so a lost server is still `StoreUnavailable`.
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from eventstore.schema import exposures
 from eventstore.times import now, utc
@@ -29,7 +36,12 @@ EXPOSURE_KEYS = frozenset(c.name for c in exposures.columns if c.name != "tenant
 #: The order of `ExposureInsert.values`' tuples (checked against the compiled statement).
 _COLUMNS = ["recommendation_id", "tenant", "client_id", "visitor_id", "variant", "model_version", "endpoint", "kind",
             "channel", "items", "shown_at"]
-_PLACEHOLDERS = {"sqlite": "qmark", "postgresql": "format"}
+_LIST = ", ".join(_COLUMNS)
+#: PostgreSQL: the session's batch table (its rows go at every commit), the COPY into it, and the move.
+_BATCH_TABLE = "CREATE TEMPORARY TABLE IF NOT EXISTS exposures_batch (LIKE exposures) ON COMMIT DELETE ROWS"
+_COPY = f"COPY exposures_batch ({_LIST}) FROM STDIN"
+_MOVE = (f"INSERT INTO exposures ({_LIST}) SELECT {_LIST} FROM exposures_batch "
+         "ON CONFLICT (recommendation_id) DO NOTHING")
 
 
 def _same(value: Any) -> Any:
@@ -46,15 +58,24 @@ class ExposureInsert:
     """Inserts exposure rows, skipping those whose `recommendation_id` is stored already."""
 
     def __init__(self, engine: Engine, dialect_insert: Callable[..., Any]) -> None:
+        if [c.name for c in exposures.columns] != _COLUMNS:  # `values` builds its tuples in this order
+            raise RuntimeError(f"exposure columns {[c.name for c in exposures.columns]} are not the writer's {_COLUMNS}")
         dialect = engine.dialect
-        positional = type(dialect)(paramstyle=_PLACEHOLDERS[dialect.name])
-        statement = dialect_insert(exposures).on_conflict_do_nothing(index_elements=["recommendation_id"])
-        compiled = statement.compile(dialect=positional, column_keys=_COLUMNS)
-        if list(compiled.positiontup or ()) != _COLUMNS or len(_COLUMNS) != len(exposures.columns):
-            raise RuntimeError(f"exposure columns {compiled.positiontup} are not the writer's {_COLUMNS}")
-        self.sql = str(compiled)
+        self._copying = dialect.name == "postgresql"
+        self._driver_error = dialect.loaded_dbapi.Error
+        self.sql = _MOVE if self._copying else self._compiled(dialect, dialect_insert)
         self._items = self._converter(engine, "items")
         self._time = sqlite_time if dialect.name == "sqlite" else self._converter(engine, "shown_at")
+
+    @staticmethod
+    def _compiled(dialect: Any, dialect_insert: Callable[..., Any]) -> str:
+        """The INSERT with the driver's positional placeholders, parameters in `_COLUMNS` order."""
+        positional = type(dialect)(paramstyle="qmark")
+        statement = dialect_insert(exposures).on_conflict_do_nothing(index_elements=["recommendation_id"])
+        compiled = statement.compile(dialect=positional, column_keys=_COLUMNS)
+        if list(compiled.positiontup or ()) != _COLUMNS:
+            raise RuntimeError(f"parameters {compiled.positiontup} are not in the writer's order {_COLUMNS}")
+        return str(compiled)
 
     @staticmethod
     def _converter(engine: Engine, column: str) -> Callable[[Any], Any]:
@@ -76,4 +97,16 @@ class ExposureInsert:
 
     def run(self, conn: Connection, values: list[tuple[Any, ...]]) -> int:
         """Insert `values` in the caller's transaction: the number of rows new."""
-        return conn.exec_driver_sql(self.sql, values).rowcount
+        if not self._copying:
+            return conn.exec_driver_sql(self.sql, values).rowcount
+        conn.exec_driver_sql(_BATCH_TABLE)
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            with cursor.copy(_COPY) as copy:
+                for row in values:
+                    copy.write_row(row)
+        except self._driver_error as error:
+            raise DBAPIError.instance(_COPY, None, error, self._driver_error) from error
+        finally:
+            cursor.close()
+        return conn.exec_driver_sql(self.sql).rowcount

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from sqlalchemy import insert, text
+from sqlalchemy.exc import IntegrityError
 from support.postgres import PostgresServer
 from support.processes import ROOT, free_port
 
@@ -76,6 +77,9 @@ def test_exposures_are_idempotent_and_found_by_id(store: EventStore) -> None:
     assert store.add_exposures("shop", []) == 0
     with pytest.raises(ValueError, match="unknown fields"):
         store.add_exposures("shop", [exposure("r5", colour="red")])
+    with pytest.raises(IntegrityError):  # a mistake, not an outage: never StoreUnavailable
+        store.add_exposures("shop", [exposure("r6", variant=None)])
+    assert store.exposure("shop", "r6") is None and store.add_exposures("shop", [exposure("r6")]) == 1
     found = store.exposure("shop", "r2")
     assert found is not None and found["visitor_id"] == "v9" and found["client_id"] is None
     assert found["shown_at"] == T0 and found["shown_at"].tzinfo is not None
