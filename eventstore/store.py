@@ -19,12 +19,13 @@ import pandas as pd
 from sqlalchemy import Table, delete, func, insert, inspect, select, text
 
 from eventstore import folder, readers
+from eventstore.bulk import ExposureInsert
 from eventstore.engine import StoreUnavailable, connection, describe, make_engine, sqlite_path
 from eventstore.schema import erasures, events, exposures, metadata, reaction_actors, reactions, task_outcomes
 from eventstore.times import now, utc
 
 _EVENT_FIELDS = tuple(c.name for c in events.columns if c.name not in ("id", "tenant"))
-_EXPOSURE_FIELDS = tuple(c.name for c in exposures.columns if c.name != "tenant")
+_EXPOSURE_FIELDS = tuple(c.name for c in exposures.columns if c.name != "tenant")  # what `exposure` reads
 _REACTION_FIELDS = tuple(c.name for c in reactions.columns if c.name not in ("id", "tenant"))
 _TASK_FIELDS = tuple(c.name for c in task_outcomes.columns if c.name not in ("id", "tenant"))
 
@@ -81,6 +82,7 @@ class EventStore:
         self.url = url
         self.engine = make_engine(url)
         self._insert = self._dialect_insert()
+        self._exposures = ExposureInsert(self.engine, self._insert)
 
     def _dialect_insert(self) -> Any:
         if self.engine.dialect.name == "postgresql":
@@ -173,20 +175,26 @@ class EventStore:
         return inserted, len(prepared) - inserted
 
     def add_exposures(self, tenant: str, rows: Iterable[Mapping[str, Any]]) -> int:
-        """Store answers shown (idempotent on `recommendation_id`): the number new. An answer shown
+        """Store answers shown (idempotent on `recommendation_id`): the number new. `shown_at` may be a
+        datetime or ISO text (the writer passes rows as the Redis buffer holds them). An answer shown
         to a client at or before the client's erasure is not kept, even when it reaches the store
         after the erasure (the writer buffers answers in Redis): see `_hold_erasures`."""
-        prepared = [_row(tenant, r, _EXPOSURE_FIELDS, ("shown_at",), {"shown_at": now}) for r in rows]
-        if not prepared:
+        values, shown = [], []
+        for row in rows:
+            row_values, shown_at = self._exposures.values(tenant, row)
+            values.append(row_values)
+            shown.append(shown_at)
+        if not values:
             return 0
-        if all(r["client_id"] is None for r in prepared):
-            return self._insert_ignoring(exposures, prepared, ["recommendation_id"], "adding exposures")
+        clients = [row[2] for row in values]
         with connection(self.engine, "adding exposures") as conn:
+            if all(client is None for client in clients):
+                return self._exposures.run(conn, values)
             self._hold_erasures(conn)
-            inserted = self._insert_new(conn, exposures, prepared, ["recommendation_id"])
-            erased = _erased_since(conn, tenant, min(r["shown_at"] for r in prepared))
-            gone = [r["recommendation_id"] for r in prepared
-                    if r["client_id"] in erased and erased[r["client_id"]] >= r["shown_at"]]
+            inserted = self._exposures.run(conn, values)
+            erased = _erased_since(conn, tenant, min(shown))
+            gone = [row[0] for row, client, at in zip(values, clients, shown, strict=True)
+                    if client in erased and erased[client] >= at] if erased else []
             dropped = conn.execute(delete(exposures).where(
                 exposures.c.tenant == tenant, exposures.c.recommendation_id.in_(gone))).rowcount if gone else 0
         return max(0, inserted - dropped)

@@ -20,6 +20,11 @@ def utc(value: Any) -> datetime:
         return datetime.fromtimestamp(value, tz=timezone.utc)
     if type(value) is datetime:  # the common case (every exposure drained), without pandas' parsing
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    if type(value) is str:  # ISO text (exposures read from the Redis buffer), else pandas' wider parsing below
+        try:
+            return utc(datetime.fromisoformat(value))
+        except ValueError:
+            pass
     stamp = pd.Timestamp(value)
     if stamp is pd.NaT:
         raise ValueError(f"not a time: {value!r}")

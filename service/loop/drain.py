@@ -33,7 +33,6 @@ from typing import Any
 
 from eventstore import EventStore, StoreUnavailable
 from service.config import Settings
-from service.loop.exposures import stored_row
 from service.metrics import EXPOSURES
 from service.redis.core import RedisConnection, RedisUnavailable
 from service.redis.exposures import ExposureBuffer
@@ -90,7 +89,7 @@ class ExposureDrain:
         entries = buffer.read(self.consumer, BATCH, block_ms, pending)
         if not entries:
             return 0
-        rows = [stored_row(row) for _, row in entries]
+        rows = [row for _, row in entries]  # as buffered: the store reads `shown_at`'s ISO text itself
         self.events.add_exposures(self.tenant, rows)  # StoreUnavailable: left pending, retried
         buffer.acknowledge([entry_id for entry_id, _ in entries])
         EXPOSURES.labels("stored").inc(len(rows))

@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import text
+from sqlalchemy import insert, text
+from sqlalchemy.exc import IntegrityError
 from support.postgres import PostgresServer
 from support.processes import ROOT, free_port
 
 from eventstore import EventStore, StoreUnavailable
 from eventstore.engine import normalise_url
+from eventstore.schema import exposures
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -71,12 +73,43 @@ def test_an_unknown_field_is_refused(store: EventStore) -> None:
 def test_exposures_are_idempotent_and_found_by_id(store: EventStore) -> None:
     assert store.add_exposures("shop", [exposure("r1"), exposure("r2", client=None, visitor_id="v9")]) == 2
     assert store.add_exposures("shop", [exposure("r1"), exposure("r3")]) == 1  # a re-delivered batch
+    assert store.add_exposures("shop", [exposure("r4"), exposure("r4", client=None)]) == 1  # twice in one batch
+    assert store.add_exposures("shop", []) == 0
+    with pytest.raises(ValueError, match="unknown fields"):
+        store.add_exposures("shop", [exposure("r5", colour="red")])
+    with pytest.raises(IntegrityError):  # a mistake, not an outage: never StoreUnavailable
+        store.add_exposures("shop", [exposure("r6", variant=None)])
+    assert store.exposure("shop", "r6") is None and store.add_exposures("shop", [exposure("r6")]) == 1
     found = store.exposure("shop", "r2")
     assert found is not None and found["visitor_id"] == "v9" and found["client_id"] is None
     assert found["shown_at"] == T0 and found["shown_at"].tzinfo is not None
     assert found["items"] == [{"item_id": "i1", "group": "g1", "kind": "cross_sell", "position": 1}]
     assert store.exposure("shop", "nope") is None
     assert store.exposure("other", "r1") is None  # another tenant's answer is not ours
+
+
+def test_exposures_are_stored_as_sqlalchemy_core_stored_them(store: EventStore) -> None:
+    """The writer's executemany path (`eventstore.bulk`) against a plain Core insert of the same row:
+    the database holds the same text for every column, whatever form `shown_at` came in."""
+    items = [{"item_id": "i1", "group": "g1", "kind": "cross_sell", "position": 1},
+             {"item_id": "b7", "group": None, "kind": "service_package", "position": 2, "note": "é ✓"}]
+    full = {"client_id": "c1", "visitor_id": "v1", "variant": "candidate", "model_version": "12",
+            "endpoint": "cart", "kind": "upsell", "channel": "email", "items": items}
+    shown = datetime(2026, 3, 1, 14, 0, 0, 250000, tzinfo=timezone(timedelta(hours=2)))
+    as_sent = {"by-datetime": shown, "by-text": shown.isoformat(timespec="milliseconds"),
+               "by-naive-utc": datetime(2026, 3, 1, 12, 0, 0, 250000)}
+    assert store.add_exposures("shop", [{"recommendation_id": rid, **full, "shown_at": at}
+                                        for rid, at in as_sent.items()]) == 3
+    with store.engine.begin() as conn:
+        conn.execute(insert(exposures).values(recommendation_id="by-core", tenant="shop", **full,
+                                              shown_at=datetime(2026, 3, 1, 12, 0, 0, 250000, tzinfo=timezone.utc)))
+        stored = {row[0]: row[1:] for row in conn.execute(text(
+            "SELECT recommendation_id, tenant, client_id, visitor_id, variant, model_version, endpoint, kind, "
+            "channel, CAST(items AS TEXT), CAST(shown_at AS TEXT) FROM exposures"))}
+    assert stored["by-core"][-2].startswith('[{"item_id":"i1"')  # the engine's orjson text, not json.dumps'
+    assert {rid: stored[rid] for rid in as_sent} == {rid: stored["by-core"] for rid in as_sent}
+    assert store.exposure("shop", "by-text") == {"recommendation_id": "by-text", **full,
+                                                 "shown_at": datetime(2026, 3, 1, 12, 0, 0, 250000, timezone.utc)}
 
 
 def test_the_same_reaction_is_stored_once(store: EventStore) -> None:
@@ -211,14 +244,18 @@ def test_a_server_that_stops_makes_the_store_unavailable_until_it_is_back() -> N
         try:
             store.create_all()
             assert store.add_events("shop", [purchase("e1")]) == (1, 0)
+            assert store.add_exposures("shop", [exposure("r1")]) == 1
             own.stop_server()
             started = time.monotonic()
             with pytest.raises(StoreUnavailable):
                 store.add_events("shop", [purchase("e2")])
+            with pytest.raises(StoreUnavailable):  # the writer's executemany path too: its entries stay pending
+                store.add_exposures("shop", [exposure("r2")])
             assert store.status() == "down" and time.monotonic() - started < 15
             own.start()
             assert store.status() == "up"  # pool_pre_ping: the pooled connection is replaced
             assert store.add_events("shop", [purchase("e1"), purchase("e2")]) == (1, 1)  # e1 survived
+            assert store.add_exposures("shop", [exposure("r1"), exposure("r2")]) == 1
         finally:
             store.close()
     except RuntimeError as exc:

@@ -133,8 +133,8 @@ def fill_store(store: Any, tenant: str, shop: Shop, *, through_writers: bool = F
 
     By default as one executemany INSERT per table in one transaction (tens of milliseconds a
     seed, so 40 seeds fit a unit test). `through_writers=True` goes through the store's own
-    `add_events` / `add_exposures` (seconds a seed: they compile a multi-row VALUES statement per
-    500 rows), for the one seed that checks both paths agree. Reactions always go in bulk: the
+    `add_events` / `add_exposures` (seconds a seed: `add_events` compiles a multi-row VALUES statement
+    per 500 rows), for the one seed that checks both paths agree. Reactions always go in bulk: the
     store's `add_reaction` commits each one, right for the API and thousands of fsyncs here."""
     from sqlalchemy import insert
 
