@@ -52,9 +52,13 @@ def complete(ev: Evidence, basket: np.ndarray, limit: int, *, sparse: tuple[np.n
     return out
 
 
-def offerable(cat: Catalogue, basket: np.ndarray) -> np.ndarray:
-    """What the cart may offer: products in stock, none of the basket's product groups."""
-    return cat.products & ~cat.in_groups_of(basket)
+def offerable(cat: Catalogue, basket: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+    """What the cart may offer: products in stock, none of the basket's product groups. Given `items`
+    (positions, any shape), the same mask at those items only: the sparse path and the upsells look at a
+    few hundred items, and the mask over every item costs a pass over the whole catalogue."""
+    if items is None:
+        return cat.products & ~cat.in_groups_of(basket)
+    return cat.products[items] & ~member_of(cat.groups[items], cat.groups[basket], cat.n_groups)
 
 
 def sparse_complete(ev: Evidence, basket: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -67,7 +71,10 @@ def sparse_complete(ev: Evidence, basket: np.ndarray, limit: int) -> tuple[np.nd
         return None
     rows = st.cooc_idx[basket]
     hist = ev.history
-    cand = np.unique(np.concatenate([rows[rows >= 0], hist]))
+    seen = np.zeros(cat.n_items, dtype=bool)  # np.unique of the two, sorted, without its hashing and sort
+    seen[rows[rows >= 0]] = True
+    seen[hist] = True
+    cand = np.flatnonzero(seen)
     if cand.size >= cat.n_items:
         return None
     cooc = neighbour_sums(st.cooc_idx, st.cooc_score, basket, cand)
@@ -82,7 +89,7 @@ def sparse_complete(ev: Evidence, basket: np.ndarray, limit: int) -> tuple[np.nd
         if not most > 0:
             return None
         scores = scores + w["cart_personal"] * (personal / np.float32(most))
-    allowed = offerable(cat, basket)[cand]
+    allowed = offerable(cat, basket, cand)
     pos = top_indices(np.where(allowed, scores, NEG), limit * 4)
     pos = pos[first_positions(cat.groups[cand[pos]])][:limit]
     if pos.size < limit or not scores[pos[-1]] > 0:
@@ -115,13 +122,14 @@ def upsells(cat: Catalogue, basket: np.ndarray, limit: int) -> list[Suggestion]:
     """Per cart item, its best stored upsell (`scoring.upgrades`) that is a product in stock and of
     none of the cart's product groups, scored by that upsell's own score; best first."""
     st = cat.state
-    allowed = offerable(cat, basket)
+    stored = st.upsell_idx[basket]
+    allowed = offerable(cat, basket, np.maximum(stored, 0))  # at each stored upsell (-1: none, never read)
     out: list[Suggestion] = []
     taken: set[int] = set()
-    for b in basket.tolist():
-        for j, score, step, moves in zip(st.upsell_idx[b], st.upsell_score[b], st.upsell_step[b], st.upsell_moves[b],
-                                         strict=True):
-            if j >= 0 and allowed[j] and int(cat.groups[j]) not in taken:
+    for row, b in enumerate(basket.tolist()):
+        for j, ok, score, step, moves in zip(stored[row], allowed[row], st.upsell_score[b], st.upsell_step[b],
+                                             st.upsell_moves[b], strict=True):
+            if j >= 0 and ok and int(cat.groups[j]) not in taken:
                 diff = float(st.item_price[j] - st.item_price[b])
                 name = STEPS[int(step)] or "larger_pack"
                 reason = reasons.upgrade(name, cat.names[b], upgrade_detail(cat, int(j), name), diff, cat.currency,
@@ -152,17 +160,24 @@ def bundle_offers(cat: Catalogue, seeds: np.ndarray, allowed: np.ndarray, limit:
     discount = float(st.meta.get("params", {}).get("bundle_discount", 0.1))
     n_baskets = float(st.meta.get("n_baskets") or 0)
     out: list[Suggestion] = []
-    for b in order:
-        members = safe[b][valid[b]]
+    seeds_held = set(seeds.tolist())  # a bundle has two or three members: a set beats np.isin's setup
+    # the chosen bundles' rows gathered at once (the per-bundle scalar lookups were most of the time); the
+    # score's arithmetic stays per bundle, on the same numpy scalars, so it is the same to the last bit
+    lifts, has_of, sizes = st.bundle_lift[order], has[order], valid[order].sum(1)
+    baskets_of = st.item_baskets
+    for k, (b, row, ok_row, support, full, price) in enumerate(zip(
+            order.tolist(), safe[order].tolist(), valid[order].tolist(), st.bundle_support[order].tolist(),
+            st.bundle_full_price[order].tolist(), st.bundle_price[order].tolist(), strict=True)):
+        members = [m for m, ok in zip(row, ok_row, strict=True) if ok]
         ids = [str(cat.item_ids[i]) for i in members]
-        held = members[np.isin(members, seeds)]
-        anchor = int(held[np.argmax(st.item_baskets[held])])
-        together = int(round(float(st.bundle_support[b]) * n_baskets))
+        held = [m for m in members if m in seeds_held]
+        anchor = held[int(np.argmax(baskets_of[held]))]
+        together = int(round(support * n_baskets))
         out.append({"bundle_id": cat.bundle_ids[b], "item_id": cat.bundle_ids[b],
                     "name": cat.bundle_names[b], "kind": kind, "items": ids,
-                    "score": round(float(np.log1p(st.bundle_lift[b]) * has[b] / valid[b].sum()), 6),
-                    "price": round(float(st.bundle_full_price[b]), 2),
-                    "bundle_price": round(float(st.bundle_price[b]), 2),
-                    "reason": reasons.bundle(len(ids), together, cat.names[anchor], int(st.item_baskets[anchor]),
+                    "score": round(float(np.log1p(lifts[k]) * has_of[k] / sizes[k]), 6),
+                    "price": round(full, 2),
+                    "bundle_price": round(price, 2),
+                    "reason": reasons.bundle(len(ids), together, cat.names[anchor], int(baskets_of[anchor]),
                                              discount)})
     return out

@@ -7,6 +7,7 @@ so copies of a `Recommender` (another set of weights, no candidate lists) share 
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -113,7 +114,7 @@ class Catalogue:
     def price_of(self, idx: int) -> float | None:
         """The item's typical positive price to cents, or None (never 0: a zero is no price)."""
         price = float(self.state.item_price[idx])
-        return round(price, 2) if np.isfinite(price) and price > 0 else None
+        return round(price, 2) if math.isfinite(price) and price > 0 else None
 
     def together(self, anchor: int, confidence: float) -> int:
         """Baskets holding both `anchor` and an item bought with it at `confidence`."""

@@ -10,6 +10,7 @@ read from its arrays by `scoring.pyfunc.load_model_folder`, so that no pickle is
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import cache
 from typing import Any, NotRequired, Protocol, TypedDict, runtime_checkable
 
 #: Kinds a client can ask for.
@@ -118,9 +119,24 @@ class ItemGroups(Protocol):
         """Each item's product group (None for an item the model does not know)."""
 
 
+def implements(model: object, protocol: type) -> bool:
+    """`isinstance(model, protocol)` for a runtime-checkable protocol of methods, decided once per class.
+
+    Why: on Python 3.11 such an isinstance lists the protocol's members again on every call (tens of
+    microseconds), and the service asks on every request. A class whose methods include the protocol's is
+    an instance of it for good (the first thing isinstance checks), so that answer is kept per class; any
+    other object is asked as before."""
+    return _class_implements(type(model), protocol) or isinstance(model, protocol)
+
+
+@cache
+def _class_implements(cls: type, protocol: type) -> bool:
+    return issubclass(cls, protocol)
+
+
 def groups_of(model: object) -> Callable[[Sequence[str]], list[str | None]] | None:
     """The model's item -> group mapping, or None when the model has none."""
-    return model.groups_of if isinstance(model, ItemGroups) else None
+    return model.groups_of if implements(model, ItemGroups) else None
 
 
 @runtime_checkable
@@ -168,14 +184,14 @@ class ClientStateInRedis(Protocol):
 
 def client_state_of(model: object) -> ClientStateInRedis | None:
     """The model as a `ClientStateInRedis` when its clients live in Redis, else None."""
-    if isinstance(model, ClientStateInRedis) and model.client_state_models() is not None:
+    if implements(model, ClientStateInRedis) and model.client_state_models() is not None:
         return model
     return None
 
 
 def client_value_of(model: object) -> Callable[[str], dict[str, Any] | None] | None:
     """The model's client -> value figures mapping, or None when the model has none."""
-    return model.client_value if isinstance(model, ClientValues) else None
+    return model.client_value if implements(model, ClientValues) else None
 
 
 #: In `kind=all`, which section keeps an item (or another item of its product group) that two

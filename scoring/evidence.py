@@ -62,6 +62,14 @@ class Evidence:
         return self.catalogue.in_groups_of(self.seeds)
 
     @cached_property
+    def merch_seeds(self) -> tuple[np.ndarray, np.ndarray]:
+        """(the seeds that are merchandise, in seed order; their product groups): the items a reason may
+        name as "who buy X, as you do" (never a fee), gathered once for the answer's ten reasons."""
+        cat = self.catalogue
+        merch = self.seeds[cat.state.item_merch[self.seeds]]
+        return merch, cat.groups[merch]
+
+    @cached_property
     def regular_types(self) -> np.ndarray:
         """Items of a product type the client buys regularly (`reasons.REGULAR_FROM` purchases of
         it, all its items together): another brand or size of it is an upsell or a switch, not a

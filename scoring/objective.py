@@ -28,6 +28,7 @@ revenue: they follow the valued ones in relevance order, never sit at the top as
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -109,13 +110,13 @@ def value_order(probability: np.ndarray, value: np.ndarray) -> np.ndarray:
 
 
 def _money(x: float) -> float | None:
-    return round(float(x), 6) if np.isfinite(x) else None
+    return round(float(x), 6) if math.isfinite(x) else None
 
 
 def suggestion_price(s: Suggestion) -> float:
     """What a client pays for a suggestion (a bundle: its bundle price); NaN when unknown or not positive."""
     price = s.get("bundle_price", s.get("price"))
-    return float(price) if isinstance(price, int | float) and price > 0 else float("nan")
+    return float(price) if isinstance(price, (int, float)) and price > 0 else float("nan")
 
 
 def with_objective(suggestions: Sequence[Suggestion], objective: str, *, source: str, rate: float | None,

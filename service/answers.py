@@ -27,7 +27,7 @@ from service.loop import exposures
 from service.loop.assignment import CONTROL
 from service.loop.control import control_cart, control_suggestions
 from service.loop.recording import Serving, record_exposure
-from service.metrics import CACHE, EXPOSURES, SUPPRESSED, VARIANTS
+from service.metrics import CACHE, EXPOSURES, SUPPRESSED, VARIANTS, child
 from service.rate_limit import Allowance, settle
 from service.redis.cache import answer_field, digest
 from service.redis.core import RedisUnavailable
@@ -130,13 +130,13 @@ def _respond(serving: Serving, plan: Plan, compute: Callable[[Read | None], Comp
                 logged = in_trip is not None
             except RedisUnavailable:
                 pass
-    CACHE.labels(plan.metric, cache).inc()
+    child(CACHE, plan.metric, cache).inc()
     if logged:
         _BUFFERED.inc()
     elif pending is not None:  # Redis down, a campaign's channel, or a hit cached without its items
         shown = items if items is not None else exposures.shown_items(plan.sections(json.loads(body)))
         record_exposure(serving, exposures.row_of(pending, shown))
-    VARIANTS.labels(serving.variant).inc()
+    child(VARIANTS, serving.variant).inc()
     head: dict[str, Any] = {"recommendation_id": recommendation_id, "variant": serving.variant}
     if plan.audience.visitor_id is not None:
         head["visitor_id"] = plan.audience.visitor_id

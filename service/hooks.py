@@ -19,7 +19,7 @@ from flask import Request, Response, g
 from service.auth import authorize, presented_key
 from service.browser import keys as browser_keys
 from service.browser.origins import add_cors, preflight
-from service.metrics import LATENCY, REQUESTS
+from service.metrics import LATENCY, REQUESTS, child
 from service.openapi import Endpoint
 from service.rate_limit import check_rate_limit, pending_count
 from service.runtime import Runtime
@@ -63,8 +63,8 @@ def finish(request: Request, response: Response, rt: Runtime, rule: str) -> Resp
         response.headers.update(allowance.headers())
     elapsed = time.perf_counter() - g.get("started", time.perf_counter())
     status = response.status_code
-    REQUESTS.labels(rule, request.method, str(status)).inc()
-    LATENCY.labels(rule, str(status)).observe(elapsed)
+    child(REQUESTS, rule, request.method, str(status)).inc()
+    child(LATENCY, rule, str(status)).observe(elapsed)
     sample = rt.settings.access_log_sample
     if status >= 400 or sample >= 1.0 or random.random() < sample:
         log: dict[str, Any] = {"method": request.method, "path": request.path, "status": status,

@@ -102,25 +102,41 @@ class CrossSell(SuggestionKind):
 
     def explain(self, ev: Evidence, ranked: Ranked, limit: int, *, with_reasons: bool = True) -> list[Suggestion]:
         cat = ev.catalogue
+        items, scores = ranked.items.tolist(), ranked.scores.tolist()
         if not with_reasons:
-            return [cat.suggestion(int(i), self.name, v, "") for i, v in zip(ranked.items, ranked.scores, strict=True)]
+            return [cat.suggestion(i, self.name, v, "") for i, v in zip(items, scores, strict=True)]
         anchors, confs = ranked.anchors or self.anchors(ev, ranked.items)
-        return [cat.suggestion(int(i), self.name, v, _reason(ev, int(i), int(a), float(c)))
-                for i, v, a, c in zip(ranked.items, ranked.scores, anchors, confs, strict=True)]
+        return [cat.suggestion(i, self.name, v, reason)
+                for i, v, reason in zip(items, scores, _reasons(ev, ranked.items, anchors, confs), strict=True)]
 
 
-def _reason(ev: Evidence, target: int, anchor: int, conf: float) -> str:
-    """Bought together with an owned item when enough baskets say so, else the owned item
-    nearest in taste; for a client with no items, what the popular list really is."""
-    cat, seeds = ev.catalogue, ev.seeds
-    if seeds.size == 0:
-        return cold_reason(ev)
-    if anchor >= 0 and cat.groups[anchor] != cat.groups[target]:
-        together = cat.together(anchor, conf)
-        if together >= reasons.MIN_TOGETHER:
-            return reasons.bought_together(cat.names[anchor], together, int(cat.state.item_baskets[anchor]))
-    # the owned item nearest in taste, of another group, and merchandise (never "who buy Gasoline")
-    others = seeds[(cat.groups[seeds] != cat.groups[target]) & cat.state.item_merch[seeds]]
+def _reasons(ev: Evidence, items: np.ndarray, anchors: np.ndarray, confs: np.ndarray) -> list[str]:
+    """Each item's reason: bought together with an owned item when enough baskets say so, else the
+    owned item nearest in taste; for a client with no items, what the popular list really is. The
+    catalogue's facts of the whole list are read at once, not item by item (most of a reason's cost)."""
+    cat = ev.catalogue
+    if ev.seeds.size == 0:
+        return [cold_reason(ev)] * len(items)
+    known = np.maximum(anchors, 0)  # -1: no anchor, never read below
+    out = []
+    for target, anchor, conf, group, anchor_group, baskets in zip(
+            items.tolist(), anchors.tolist(), confs.tolist(), cat.groups[items].tolist(), cat.groups[known].tolist(),
+            cat.state.item_baskets[known].tolist(), strict=True):
+        if anchor >= 0 and anchor_group != group:
+            together = int(round(conf * baskets))  # `Catalogue.together`
+            if together >= reasons.MIN_TOGETHER:
+                out.append(reasons.bought_together(cat.names[anchor], together, int(baskets)))
+                continue
+        out.append(_nearest_in_taste(ev, target, group))
+    return out
+
+
+def _nearest_in_taste(ev: Evidence, target: int, group: int) -> str:
+    """The owned item nearest in taste, of another group than the target's, and merchandise (never
+    "who buy Gasoline")."""
+    cat = ev.catalogue
+    merch, merch_groups = ev.merch_seeds
+    others = merch[merch_groups != group]
     if others.size == 0:
         return reasons.clients_like_you(None)
     sims = cat.unit_factors[others] @ cat.unit_factors[target]

@@ -25,6 +25,7 @@ from support.redis_monitor import sent_commands
 from features.loader import load_dataset
 from scoring.contract import client_state_key, client_state_models_key
 from scoring.recommender import Recommender
+from scoring.value import FIGURE_ARRAYS
 from training.candidates import precompute
 from training.clients import load_model
 from training.config import TrainConfig
@@ -115,7 +116,11 @@ def test_redis_mode_answers_every_client_endpoint_as_model_mode(
     model_app, redis_app = serve("cs-model"), serve("cs-redis")
     served = redis_app.extensions["crm"].models.current.recommender
     assert len(served.client_ids) == 0 and served.state.client_factors.shape[0] == 0  # the item side only
-    assert served.state.hist_indices.size == 0 and not [k for k in served.state.extras if k.startswith("cand_")]
+    assert served.state.hist_indices.size == 0 and not [k for k in served.state.extras
+                                                         if k.startswith(("cand_", "value_"))]
+    # the value figures the trainer precomputed travel in each client's value, like the summary they come from
+    rows = {name for name, _, _ in served.meta["client_state"]["rows"]}
+    assert {f"extra.{key}" for key in FIGURE_ARRAYS.values()} | {"extra.value_frequency"} <= rows
 
     rng = np.random.default_rng(0)
     clients = [str(c) for c in rng.choice(fitted.client_ids, 12, replace=False)]

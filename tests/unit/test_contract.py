@@ -24,10 +24,14 @@ from support.service_model_double import CatalogueRecommender
 from scoring.contract import (
     CONTRACT_METHODS,
     KINDS,
+    ClientStateInRedis,
+    ClientValues,
+    ItemGroups,
     ObjectiveUnavailable,
     Suggestion,
     SuggestionModel,
     groups_of,
+    implements,
 )
 from training.candidates import precompute
 from training.context import TrainContext
@@ -127,6 +131,19 @@ def test_implements_the_protocol(subject: Subject) -> None:
     for name in CONTRACT_METHODS:
         assert callable(getattr(subject.model, name, None)), name
     assert isinstance(subject.model.meta, dict) and subject.model.meta.get("trained_at")
+
+
+@pytest.mark.parametrize("protocol", [ItemGroups, ClientValues, ClientStateInRedis])
+def test_implements_answers_as_isinstance_does(subject: Subject, protocol: type) -> None:
+    """`implements` (isinstance decided once per class, for the per-request checks) answers what isinstance
+    answers: for the model, for an object without the methods, and for one given them on the instance."""
+    assert implements(subject.model, protocol) == isinstance(subject.model, protocol)
+    assert implements(subject.model, protocol) == implements(subject.model, protocol)  # and again, cached
+    bare = type("Bare", (), {})()
+    assert not implements(bare, protocol) and not isinstance(bare, protocol)
+    for name in ("groups_of", "client_value", "client_state_key", "with_client_state", "client_state_models"):
+        setattr(bare, name, lambda *args: None)
+    assert implements(bare, protocol) and isinstance(bare, protocol)
 
 
 def test_smoke_check_passes(subject: Subject) -> None:

@@ -13,7 +13,15 @@ from scipy import integrate, special
 
 from features.loader import load_dataset
 from features.value import ValueFitError, fit_bgnbd, fit_gamma_gamma, value_summary
-from scoring.value import FIGURES, ValueParams, client_value, expected_purchases, p_no_purchase, value_figures
+from scoring.value import (
+    FIGURE_ARRAYS,
+    FIGURES,
+    ValueParams,
+    client_value,
+    expected_purchases,
+    p_no_purchase,
+    value_figures,
+)
 from training.config import TrainConfig
 from training.value import value_state
 
@@ -123,3 +131,32 @@ def test_what_ships_answers_each_client_with_dated_figures(slice_dir: Path) -> N
     assert 0 < answer["p_purchase"] <= 1 and answer["clv"] > answer["expected_revenue"] > 0
     assert client_value(meta, arrays, len(clients)) is None  # no purchase: no figures
     assert client_value(None, {}, 0) is None  # a model without a value model
+
+
+def test_the_figures_the_trainer_precomputes_are_the_figures_computed_per_answer(slice_dir: Path) -> None:
+    """Every client of the real slice gets the same answer, to the bit, from the precomputed figures
+    (`FIGURE_ARRAYS`, what serving reads) as from the closed forms over its own summary (older models)."""
+    tx = load_dataset(slice_dir).transactions
+    now = tx["timestamp"].max()
+    clients = np.append(np.sort(tx["client_id"].astype(str).unique()), "never-bought")
+    arrays, meta = value_state(tx, clients, now, TrainConfig())
+    assert set(FIGURE_ARRAYS.values()) <= set(arrays)
+    assert all(len(arrays[key]) == len(clients) for key in FIGURE_ARRAYS.values())
+    summary_only = {k: v for k, v in arrays.items() if k not in FIGURE_ARRAYS.values()}
+    params = ValueParams.from_meta(meta)
+    answered = 0
+    for ci in range(len(clients)):
+        precomputed, computed = client_value(meta, arrays, ci), client_value(meta, summary_only, ci)
+        assert json.dumps(precomputed) == json.dumps(computed), clients[ci]
+        if computed is None:
+            continue
+        answered += 1
+        one = value_figures(params, *(summary_only[k][ci:ci + 1] for k in
+                                      ("value_frequency", "value_recency", "value_T", "value_monetary")))
+        for name, key in FIGURE_ARRAYS.items():  # the shipped array itself, not only its rounding
+            assert arrays[key][ci] == one[name][0], (clients[ci], name)
+    assert answered == len(clients) - 1 and client_value(meta, arrays, len(clients) - 1) is None
+    # another horizon is computed, never read from the model's
+    week = client_value(meta, arrays, 0, horizon_days=7)
+    assert week == client_value(meta, summary_only, 0, horizon_days=7) and week["horizon_days"] == 7.0
+    assert week["p_purchase"] < client_value(meta, arrays, 0)["p_purchase"]
