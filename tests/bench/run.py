@@ -1,9 +1,13 @@
-"""`make bench`: the serving benchmark, then the training benchmark, one summary, one JSON file.
+"""`make bench`: the serving benchmark, then the training benchmark, then Spark training's growth,
+one summary, one JSON file.
 
     python tests/bench/run.py                                   # full model, 8 s per phase, training at 4 sizes
     python tests/bench/run.py --data data/sample --seconds 3 --skip-training      # a quick look
     python tests/bench/run.py --skip-training --tracking-uri URI --model-name NAME  # reuse a model
     python tests/bench/run.py --training-points 0.25,0.5,1                       # fewer training points
+    python tests/bench/run.py --spark-points 1,4                  # Spark growth at 1x and 4x only
+    python tests/bench/run.py --skip-spark-growth                 # no Spark training (it takes the longest)
+    (--skip-training skips both kinds of training: serving only)
 
 Every figure of the run goes to var/bench/results.json (or --out) with the machine it ran on
 (nproc, RAM, CPU model) and the date. Compare ratios measured in the same run, not absolute
@@ -24,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parents[1])]
 
 import bench_serving  # noqa: E402  (siblings, found through the path above)
+import bench_spark_growth  # noqa: E402
 import bench_training  # noqa: E402
 
 DEFAULT_POINTS = "0.25,0.5,1,1x4"
@@ -74,9 +79,14 @@ def write(out: Path, results: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     bench_serving.add_arguments(parser)
-    parser.add_argument("--skip-training", action="store_true", help="serving only")
+    parser.add_argument("--skip-training", action="store_true",
+                        help="serving only (no in-process training points, no Spark growth)")
     parser.add_argument("--training-points", type=training_points, default=training_points(DEFAULT_POINTS),
                         help=f"household fractions for the training benchmark, 'x4' replicates (default {DEFAULT_POINTS})")
+    parser.add_argument("--skip-spark-growth", action="store_true",
+                        help="no `train --engine spark` growth points (1x/4x/16x take about an hour and more)")
+    parser.add_argument("--spark-points", type=bench_spark_growth.replications, default=[1, 4, 16],
+                        help="Complete Journey replications for the Spark growth benchmark (default 1,4,16)")
     parser.add_argument("--out", type=Path, default=HERE.parents[1] / "var" / "bench" / "results.json",
                         help="where the JSON goes (default var/bench/results.json)")
     args = parser.parse_args(argv)
@@ -92,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         print("== training ==", flush=True)
         results["training"] = bench_training.main(args.training_points)
         write(args.out, results)
+    if not (args.skip_training or args.skip_spark_growth):
+        print("== Spark training growth (local[2]) ==", flush=True)
+        results["spark_growth"] = bench_spark_growth.main(args.spark_points)
+        write(args.out, results)
 
     print("\n== summary ==", f"{results['date']}, {results['machine']['nproc']} cpus, "
           f"{results['machine']['ram_gb']} GB, {results['machine']['cpu_model']}", sep="\n")
@@ -99,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     if "training" in results:
         print("\ntraining (fresh process per point, throw-away MLflow store)")
         print(training_table(results["training"]))
+    if "spark_growth" in results:
+        print("\nSpark training growth (train --engine spark --no-tune, local[2], fresh process per point)")
+        print(bench_spark_growth.table(results["spark_growth"]))
     print(f"\nall figures: {args.out}")
     return 0
 
