@@ -108,7 +108,7 @@ class ExposureBuffer:
                                                             start_id="0-0", count=count, justid=True))
 
         answer = self.connection.run("exposure_claim", claim)
-        return len(answer[1]) if answer else 0
+        return len(answer) if answer else 0  # with justid redis-py answers the claimed ids alone
 
     def acknowledge(self, entry_ids: list[str]) -> None:
         def ack(r: redis.Redis) -> list[Any]:
