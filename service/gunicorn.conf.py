@@ -64,6 +64,11 @@ logconfig_dict = {
 if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="crm-prometheus-")
 _multiproc_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+# Imported here, once PROMETHEUS_MULTIPROC_DIR is set (the workers inherit the module as imported):
+# `child_exit` runs inside the master's SIGCHLD handler, and an import begun there is re-entered
+# when two workers exit together, failing half done and taking the master down.
+from prometheus_client import multiprocess  # noqa: E402
+
 _writer: WriterSupervisor | None = None
 
 
@@ -104,6 +109,6 @@ def post_worker_init(worker: object) -> None:
 
 
 def child_exit(server: object, worker: object) -> None:
-    from service.metrics import mark_worker_dead
-
-    mark_worker_dead(worker.pid)  # type: ignore[attr-defined]
+    """A dead worker's live gauges leave /metrics' aggregate."""
+    if _multiproc_dir:
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]

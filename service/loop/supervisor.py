@@ -17,6 +17,9 @@ process has exec'd. A worker the master forks meanwhile (at start, or replacing 
 inherits that pipe and, never exec'ing, holds it open: `Popen` would block for the worker's whole
 life. So the master's forks wait for `_SPAWNING` (`os.register_at_fork`) while a writer starts.
 
+The writer sets no gauge, so unlike a dead worker it has nothing to be marked dead in
+PROMETHEUS_MULTIPROC_DIR: its counters (crm_exposures_total) stay in the aggregate, as they should.
+
 This module imports nothing heavy: it is loaded in the master, before the workers fork.
 """
 from __future__ import annotations
@@ -92,8 +95,6 @@ class WriterSupervisor:
                 self._stop.wait(POLL_SECONDS)
             if self._stop.is_set():
                 return
-            if proc is not None:
-                _forget_metrics_of(proc.pid)
             if time.monotonic() - started > HEALTHY_SECONDS:
                 backoff = BACKOFF_SECONDS
             self.log.warning("exposure writer (pid %s) exited; starting another in %.0f s",
@@ -118,12 +119,5 @@ class WriterSupervisor:
                 self.log.warning("exposure writer (pid %s) did not stop in %.0f s; killed", proc.pid, grace)
                 proc.kill()
                 proc.wait(5)
-        _forget_metrics_of(proc.pid)
         self.log.info("exposure writer (pid %s) stopped", proc.pid)
 
-
-def _forget_metrics_of(pid: int) -> None:
-    """Its live gauges leave /metrics' aggregate, as a dead worker's do (its counters stay)."""
-    from service.metrics import mark_worker_dead  # prometheus-client: only once a writer has exited
-
-    mark_worker_dead(pid)
