@@ -17,7 +17,7 @@ def main() -> None:
     apply_serving_defaults()
     app = create_app(settings)
     app.extensions["crm"].arms.ensure_started()
-    app.extensions["crm"].drain.ensure_started()
+    app.extensions["crm"].drain.ensure_started()  # one process: a thread, whatever EXPOSURE_WRITER says
     app.run(host=settings.host, port=settings.port, threaded=True, use_reloader=False)
 
 

@@ -16,6 +16,11 @@ Slow clients, timeouts and shutdown (docs/reliability.md has the measurements):
   replaced; a worker killed by anything else is replaced at once.
 - `graceful_timeout`: on SIGTERM the master stops accepting and each worker finishes the requests
   it has in flight, for up to this long, before it exits.
+
+Exposures (EXPOSURE_WRITER): with `process` (the default) the master starts one writer process
+when it is ready (`service.loop.writer`, kept running by `service.loop.supervisor`) and stops it
+last on exit, after the workers; the workers start no writer thread. With `thread` each worker
+starts its own writer thread after the fork.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ import shutil
 import tempfile
 
 from service.config import Settings, apply_serving_defaults
+from service.loop.supervisor import WriterSupervisor
 
 _settings = Settings.from_env()
 apply_serving_defaults()
@@ -58,6 +64,12 @@ logconfig_dict = {
 if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="crm-prometheus-")
 _multiproc_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+# Imported here, once PROMETHEUS_MULTIPROC_DIR is set (the workers inherit the module as imported):
+# `child_exit` runs inside the master's SIGCHLD handler, and an import begun there is re-entered
+# when two workers exit together, failing half done and taking the master down.
+from prometheus_client import multiprocess  # noqa: E402
+
+_writer: WriterSupervisor | None = None
 
 
 def on_starting(server: object) -> None:
@@ -67,20 +79,36 @@ def on_starting(server: object) -> None:
         os.makedirs(_multiproc_dir, exist_ok=True)
 
 
+def when_ready(server: object) -> None:
+    """EXPOSURE_WRITER=process: start the one exposure writer process (nothing to drain without Redis)."""
+    global _writer
+    if _settings.exposure_writer == "process" and _settings.redis_url:
+        _writer = WriterSupervisor(server.log)  # type: ignore[attr-defined]
+        _writer.start()
+
+
+def on_exit(server: object) -> None:
+    """The workers are gone: stop the writer, which stores the batch in hand and what is left."""
+    if _writer is not None:
+        _writer.stop()
+
+
 def post_worker_init(worker: object) -> None:
-    """Start this worker's model watchers and its exposure writer now, and give the models' first
-    loads a head start before the worker accepts requests (bounded well below `timeout`, so a slow
-    registry cannot get the worker killed; it then answers 503 until the model is there)."""
+    """Start this worker's model watchers (and with EXPOSURE_WRITER=thread its exposure writer) now,
+    and give the models' first loads a head start before the worker accepts requests (bounded well
+    below `timeout`, so a slow registry cannot get the worker killed; it then answers 503 until
+    the model is there)."""
     app = getattr(worker, "wsgi", None)
     extensions = getattr(app, "extensions", {})
     if "crm" in extensions:
         arms = extensions["crm"].arms  # the primary model and each other alias of EXPERIMENT
         arms.ensure_started()
-        extensions["crm"].drain.ensure_started()  # buffered exposures -> the event store
+        if _settings.exposure_writer == "thread":
+            extensions["crm"].drain.ensure_started()  # buffered exposures -> the event store
         arms.wait_for_first_load(timeout / 2)
 
 
 def child_exit(server: object, worker: object) -> None:
-    from service.metrics import mark_worker_dead
-
-    mark_worker_dead(worker.pid)  # type: ignore[attr-defined]
+    """A dead worker's live gauges leave /metrics' aggregate."""
+    if _multiproc_dir:
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]

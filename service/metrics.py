@@ -109,8 +109,3 @@ def exposition() -> tuple[bytes, str]:
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST
 
-
-def mark_worker_dead(pid: int) -> None:
-    """Called by gunicorn when a worker exits, so its live gauges leave the aggregate."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        multiprocess.mark_process_dead(pid)

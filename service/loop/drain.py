@@ -1,20 +1,22 @@
 """The writer that moves buffered exposures from Redis into the event store, and purges old rows.
 
-One thread per serving process, started after gunicorn forks (`post_worker_init`) or by
-`python -m service`; an app built in-process (tests) drains only when told to. It has its own
+Under gunicorn it runs in one process of its own, `service.loop.writer`, which the master starts
+and restarts (EXPOSURE_WRITER=process, the default), or as a thread in every worker, started
+after the fork (`post_worker_init`, EXPOSURE_WRITER=thread); `python -m service` runs it as a
+thread; an app built in-process (tests) drains only when told to. It has its own
 Redis connection, whose timeout outlasts the blocking read, so waiting for new entries never
 trips the request path's circuit breaker. It reads
 the exposure stream through the consumer group `writers` (`service.redis.exposures`), writes a
 batch in one transaction, and acknowledges the entries only after the commit: a worker killed
-between the two leaves them pending, and another worker claims them once they have been idle for
-CLAIM_IDLE_MS. The rows are idempotent on their recommendation id, so an entry written twice (the
+between the two (or a writer process killed) leaves them pending, and another writer claims them
+once they have been idle for CLAIM_IDLE_MS. The rows are idempotent on their recommendation id, so an entry written twice (the
 commit went through, the acknowledgement did not) is stored once. An answer shown to a client
 erased since is dropped by the store in the same transaction (`EventStore.add_exposures`): the
 erasure does not search the stream, whose entries a writer may already hold.
 
 Why it waits GATHER_SECONDS after a batch smaller than BATCH: a blocking read returns as soon as
 one entry is there, so under steady traffic the writer would commit a transaction (SQL compiled,
-fsync) per answer or two, in a thread that shares the worker's GIL with the requests; measured
+fsync) per answer or two (in thread mode, in a thread that shares the worker's GIL with the requests); measured
 (tests/bench, serving_loop) that cost more than the requests themselves. Gathering for a moment
 turns that into a few large batches a second. It delays only when exposures reach the store
 (reactions to fresh answers are checked against the hot copy in Redis), not what a crash can lose.
@@ -77,11 +79,20 @@ class ExposureDrain:
             self._pid = os.getpid()
             self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    @property
+    def running(self) -> bool:
+        """Whether this process's writer thread is alive."""
+        return self._pid == os.getpid() and self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop the thread after the batch in hand (stored and acknowledged); True once it has ended."""
         self._stop.set()
+        ended = True
         if self._thread is not None and self._pid == os.getpid():
             self._thread.join(timeout)
+            ended = not self._thread.is_alive()
         self._thread = None
+        return ended
 
     def drain_once(self, pending: bool = False, block_ms: int = BLOCK_MS) -> int:
         """Write one batch (this consumer's pending entries, or new ones) and acknowledge it."""

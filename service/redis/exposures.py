@@ -4,8 +4,8 @@ Why a buffer: an exposure is written for every answer, so writing it to the data
 request would put a commit on the hot path. The request instead adds it to the tenant's
 `exposures` stream (one XADD in a pipeline), and `service.loop.drain` moves the stream into the
 event store in batches through a consumer group, acknowledging entries only after the commit. An
-entry read but never acknowledged (its worker was killed) is claimed by another worker after
-CLAIM_IDLE_MS. What a `kill -9` of Redis can lose is what Redis had not yet written to its
+entry read but never acknowledged (its writer, a process or a worker's thread, was killed) is
+claimed by another writer after CLAIM_IDLE_MS. What a `kill -9` of Redis can lose is what Redis had not yet written to its
 append-only file: with `appendonly yes` and `appendfsync everysec`, at most about one second.
 
 The hot copy (`rec:<id>`, for HOT_SECONDS) lets a reaction to an answer a moment old be checked
@@ -29,7 +29,7 @@ T = TypeVar("T")
 #: How long an answer's exposure is kept in Redis besides the stream (the store has it after that).
 HOT_SECONDS = 900
 GROUP = "writers"
-#: Entries a worker read and did not acknowledge for this long are taken over by another worker.
+#: Entries a writer read and did not acknowledge for this long are taken over by another writer.
 CLAIM_IDLE_MS = 5_000
 
 
@@ -108,7 +108,7 @@ class ExposureBuffer:
                                                             start_id="0-0", count=count, justid=True))
 
         answer = self.connection.run("exposure_claim", claim)
-        return len(answer[1]) if answer else 0
+        return len(answer) if answer else 0  # with justid redis-py answers the claimed ids alone
 
     def acknowledge(self, entry_ids: list[str]) -> None:
         def ack(r: redis.Redis) -> list[Any]:

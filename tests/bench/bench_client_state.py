@@ -41,7 +41,7 @@ import requests  # noqa: E402
 from serving_measure import _rollup, bench_endpoint  # noqa: E402
 from serving_requests import Endpoint, Pools  # noqa: E402
 from serving_stack import FULL, Stack  # noqa: E402
-from support.processes import RedisServer, children  # noqa: E402
+from support.processes import RedisServer, children, is_writer  # noqa: E402
 
 from features.loader import load_dataset  # noqa: E402
 from scoring import client_state  # noqa: E402
@@ -141,7 +141,7 @@ def measure(stack: Stack, clients: list[str], args: argparse.Namespace, seed: in
     try:
         latency = drive(stack.base, clients, args.requests, seed)
         assert stack.gunicorn is not None
-        workers = [_rollup(pid) for pid in sorted(children(stack.gunicorn.pid))]
+        workers = [_rollup(pid) for pid in sorted(children(stack.gunicorn.pid)) if not is_writer(pid)]
         endpoints = []
         if args.seconds > 0:
             rng = random.Random(seed)

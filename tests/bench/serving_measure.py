@@ -15,7 +15,7 @@ from typing import Any
 from serving_load import finish_open_loop, open_loop, run_wrk, start_open_loop
 from serving_requests import Endpoint, Pools, lua_script, suggestions_path
 from serving_stack import Stack, wait_until, workers_serving
-from support.processes import children
+from support.processes import children, is_writer
 
 
 def warm_up(base: str, ep: Endpoint, pools: Pools) -> None:
@@ -80,7 +80,7 @@ def memory(stack: Stack) -> dict[str, Any]:
     """RSS/PSS of the master and each worker, and how much of the model's mapped arrays they share."""
     assert stack.gunicorn is not None
     master = _rollup(stack.gunicorn.pid)
-    workers = [_rollup(pid) for pid in sorted(children(stack.gunicorn.pid))]
+    workers = [_rollup(pid) for pid in sorted(children(stack.gunicorn.pid)) if not is_writer(pid)]
     if not workers:
         raise RuntimeError("gunicorn has no workers")
     cache = stack.work / "model-cache"

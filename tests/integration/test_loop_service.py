@@ -3,6 +3,7 @@ SQLite and on PostgreSQL: traced answers, reactions and what they change, fatigu
 group, campaign shows, erasure, retention."""
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -16,6 +17,7 @@ from support.service_model_double import CatalogueRecommender
 from service.app import create_app
 from service.config import Settings
 from service.loop.assignment import in_control
+from service.redis import exposures as exposure_buffer
 
 READ_KEY = "read-key-0123456789"
 ADMIN_KEY = "admin-key-0123456789"
@@ -268,3 +270,18 @@ def test_old_rows_are_purged_once_an_hour_by_one_worker(client: FlaskClient) -> 
     assert rt.drain._purge_if_first()["events"] == 1
     assert rt.drain._purge_if_first() is None  # the lock: another worker within the hour does nothing
     assert rt.events.purchases("default").empty
+
+
+@pytest.mark.parametrize("answers", [1, 3])
+def test_entries_a_dead_writer_read_are_claimed_and_stored(client: FlaskClient, monkeypatch: pytest.MonkeyPatch,
+                                                           answers: int) -> None:
+    """A writer killed between its read and its commit (a worker, or the writer process): another
+    claims its entries once they are idle, one entry or several, and stores them."""
+    monkeypatch.setattr(exposure_buffer, "CLAIM_IDLE_MS", 1)
+    rt = _rt(client)
+    shown = [_suggest(client, f"c{n}")["recommendation_id"] for n in range(answers)]
+    assert len(rt.drain.buffer.read("dead-writer", 500, 1, pending=False)) == answers  # read, never stored
+    time.sleep(0.01)
+    assert rt.drain.buffer.claim_stale(rt.drain.consumer, 500) == answers
+    assert rt.drain.drain_once(pending=True) == answers
+    assert all(rt.events.exposure("default", rid) for rid in shown)

@@ -131,6 +131,14 @@ def children(pid: int) -> dict[int, str]:
     return {child: name for child, (parent, name) in process_table().items() if parent == pid}
 
 
+def is_writer(pid: int) -> bool:
+    """Whether `pid` runs the exposure writer (`python -m service.loop.writer`, EXPOSURE_WRITER=process)."""
+    try:
+        return b"service.loop.writer" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def descendants(pid: int) -> dict[int, str]:
     """{pid: command name} of every live process below `pid`."""
     table = process_table()

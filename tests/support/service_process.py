@@ -20,6 +20,7 @@ from support.processes import (
     ROOT,
     children,
     free_port,
+    is_writer,
     start_process,
     stop_process,
     wait_for_port,
@@ -116,8 +117,9 @@ class Service:
         return requests.get(f"{self.base}/readyz", timeout=5)
 
     def worker_pids(self) -> set[int]:
+        """The gunicorn workers: the master's children but the exposure writer process."""
         assert self.proc is not None, "the service is not started"
-        return set(children(self.proc.pid))
+        return {pid for pid in children(self.proc.pid) if not is_writer(pid)}
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of the samples of `name` whose labels include `labels` (0 when none)."""
