@@ -205,7 +205,8 @@ def test_keys_and_personal_data_never_reach_logs_or_redis(secured: Secured, figu
     assert set(fields) <= {"time", "level", "logger", "message", "pid", "request_id", "method", "path", "status",
                            "duration_ms", "cache", "erased", "model_version", "trigger", "previous", "operation",
                            "error", "stage", "timeout_seconds", "retry_in_seconds", "reason", "serving",
-                           "stored_deleted", "older_than", "purged"}, fields
+                           "stored_deleted", "older_than", "purged",
+                           "writer_pid", "parent_pid", "consumer", "flushed", "batch_finished"}, fields
 
 
 def _limited(base: str, key: str, count: int, threads: int = 8) -> list[requests.Response]:
