@@ -14,11 +14,11 @@ Each test runs gunicorn (two workers) with its own redis-server and SQLite event
 """
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +27,7 @@ import pytest
 import redis
 import requests
 import sqlalchemy as sa
+from support.load_loop import LoadLoop
 from support.processes import RedisServer, children, process_table, wait_until
 from support.reliability_harness import READ, Figures, service_env, serving_variant
 from support.service_process import Service, is_writer
@@ -43,38 +44,26 @@ def redis_of_test(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-class Asker:
-    """Threads asking for suggestions (distinct clients) until stopped; keeps each answer's id."""
+class Asker(LoadLoop["str | None"]):
+    """Threads asking for suggestions (a new client each time) until stopped; keeps each answer's id."""
 
     def __init__(self, base: str, threads: int = 2) -> None:
-        self.base = base
-        self.answered: set[str] = set()
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._ask, args=(n,)) for n in range(threads)]
+        clients = itertools.count()  # shared by the threads: every request names a client of its own
 
-    def _ask(self, n: int) -> None:
-        session, count = requests.Session(), 0
-        while not self.stop.is_set():
-            count += 1
+        def ask(session: requests.Session, _: int) -> str | None:
             try:
-                response = session.get(f"{self.base}/v1/clients/c{n}-{count}/suggestions", headers=READ,
+                response = session.get(f"{base}/v1/clients/c{next(clients)}/suggestions", headers=READ,
                                        params={"kind": "cross_sell"}, timeout=10)
             except requests.RequestException:
-                continue
-            if response.status_code == 200:
-                with self.lock:
-                    self.answered.add(response.json()["recommendation_id"])
+                return None
+            return response.json()["recommendation_id"] if response.status_code == 200 else None
 
-    def __enter__(self) -> Asker:
-        for thread in self.threads:
-            thread.start()
-        return self
+        super().__init__(ask, threads=threads, pause=0.0, max_seconds=600.0, started_of=lambda _: 0.0)
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(30)
+    @property
+    def answered(self) -> set[str]:
+        with self._lock:
+            return {answer for answer in self.results if answer is not None}
 
 
 def stored(events_url: str) -> set[str]:
