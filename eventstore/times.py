@@ -22,9 +22,11 @@ def utc(value: Any) -> datetime:
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
     if type(value) is str:  # ISO text (exposures read from the Redis buffer), else pandas' wider parsing below
         try:
-            return utc(datetime.fromisoformat(value))
+            parsed = datetime.fromisoformat(value)
         except ValueError:
             pass
+        else:  # "+00:00" parses to timezone.utc itself: the buffer's every row, without a second pass
+            return parsed if parsed.tzinfo is timezone.utc else utc(parsed)
     stamp = pd.Timestamp(value)
     if stamp is pd.NaT:
         raise ValueError(f"not a time: {value!r}")

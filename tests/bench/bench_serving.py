@@ -90,6 +90,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="do not measure the loop's cost (exposure logging on/off, the drain, events ingested)")
     parser.add_argument("--only-loop", action="store_true",
                         help="measure the floor and the loop's cost only (exposure logging on/off, the drain, events)")
+    parser.add_argument("--loop-rounds", type=int, default=12,
+                        help="rounds of A B B A per endpoint for the exposure ratio (default 12)")
+    parser.add_argument("--loop-run-seconds", type=float, default=2.0,
+                        help="seconds of each run in those rounds (default 2)")
     parser.add_argument("--keep-temp", action="store_true", help="keep the temp dir (logs, scripts, store)")
 
 

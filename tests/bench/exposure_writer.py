@@ -20,7 +20,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,14 +31,14 @@ from support.processes import RedisServer  # noqa: E402
 
 
 def _rows(count: int, items: int, start: int) -> list[dict]:
-    from service.loop.exposures import Audience, exposure_row
+    from service.loop.exposures import Audience, exposure_row, new_recommendation_id
 
     shown = [{"item_id": str(1_000_000 + 7 * n), "group": f"GROUP {n % 5}", "kind": "cross_sell", "position": n + 1}
              for n in range(items)]
     rows = []
     for n in range(start, start + count):
         audience = Audience(client_id=str(n % 2000)) if n % 2 else Audience(visitor_id=f"v-{n}")
-        rows.append(exposure_row(uuid.uuid4().hex, audience, variant="champion", model_version="7",
+        rows.append(exposure_row(new_recommendation_id(), audience, variant="champion", model_version="7",
                                  endpoint="cross_sell", kind="cross_sell", channel="crm", items=shown))
     return rows
 
@@ -48,12 +47,14 @@ def measure(backend: str, url: str, redis_url: str, batches: int, items: int, pr
     from eventstore import EventStore
     from service.config import Settings
     from service.loop.drain import BATCH, ExposureDrain
+    from service.loop.writer import settle_heap
 
     settings = Settings.from_env({"REDIS_URL": redis_url, "EVENTS_DB_URL": url, "TENANT": f"bench-{backend}"})
     store = EventStore(url)
     store.create_all()
     drain = ExposureDrain(settings, store)
     store.erase_client(settings.tenant, "1")  # an erasure the filter must look at (no row of it yet)
+    settle_heap()  # as the writer process does once it has started
     profiler = cProfile.Profile(time.process_time) if profile else None  # CPU, as the figure
     costs = []
     for batch in range(batches + 1):

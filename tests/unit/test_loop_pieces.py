@@ -53,3 +53,24 @@ def test_an_exposure_is_stamped_as_isoformat_writes_now() -> None:
         stamped = datetime.fromisoformat(text)
         assert before - timedelta(milliseconds=1) <= stamped <= after
         assert text == stamped.isoformat(timespec="milliseconds")
+
+
+def test_recommendation_ids_are_uuid7_in_time_order_and_unguessable() -> None:
+    """32 hex digits as before (the column and every client take them), but a UUIDv7: its first 48
+    bits the millisecond it was made, so the exposures' primary key grows at its end."""
+    import time
+    import uuid
+
+    before = time.time_ns() // 1_000_000
+    made = [exposures.new_recommendation_id() for _ in range(2000)]
+    after = time.time_ns() // 1_000_000
+    assert len(set(made)) == len(made)
+    for text in made[:50]:
+        parsed = uuid.UUID(text)
+        assert len(text) == 32 and parsed.hex == text and parsed.version == 7 and parsed.variant == uuid.RFC_4122
+        assert before <= parsed.int >> 80 <= after
+    stamps = [int(text[:12], 16) for text in made]
+    assert stamps == sorted(stamps)  # ordered by their millisecond; within one, by chance
+    # 74 random bits: ids made in one millisecond share nothing but their stamp and fixed bits
+    same_ms = [uuid.UUID(text).int & ~(((1 << 48) - 1) << 80) for text in made if text[:12] == made[-1][:12]]
+    assert len(set(same_ms)) == len(same_ms)
