@@ -70,7 +70,8 @@ class ExposureInsert:
         # SQLite's converter is SQLAlchemy's wrapper around `json_text`: called directly, a row costs
         # a microsecond less (PostgreSQL's wraps the value for psycopg instead, and is kept).
         self._items = json_text if items(probe) == json_text(probe) else items
-        self._time = sqlite_time if dialect.name == "sqlite" else self._converter(engine, "shown_at")
+        self._sqlite = dialect.name == "sqlite"
+        self._time = sqlite_time if self._sqlite else self._converter(engine, "shown_at")
 
     @staticmethod
     def _compiled(dialect: Any, dialect_insert: Callable[..., Any]) -> str:
@@ -94,11 +95,15 @@ class ExposureInsert:
         if not row.keys() <= EXPOSURE_KEYS:
             raise ValueError(f"unknown fields {sorted(row.keys() - EXPOSURE_KEYS)}; a row has {sorted(EXPOSURE_KEYS)}")
         get = row.get
-        shown_at = get("shown_at")
-        shown_at = now() if shown_at is None else utc(shown_at)
+        given = get("shown_at")
+        shown_at = now() if given is None else utc(given)
+        if self._sqlite and type(given) is str and len(given) == 29 and given[19] == "." and given.endswith("+00:00"):
+            stored = f"{given[:10]} {given[11:23]}000"  # the buffer's own form (milliseconds, UTC): no formatting
+        else:
+            stored = self._time(shown_at)
         return (get("recommendation_id"), tenant, get("client_id"), get("visitor_id"), get("variant"),
                 get("model_version"), get("endpoint"), get("kind"), get("channel"), self._items(get("items")),
-                self._time(shown_at)), shown_at
+                stored), shown_at
 
     def run(self, conn: Connection, values: list[tuple[Any, ...]]) -> int:
         """Insert `values` in the caller's transaction: the number of rows new."""

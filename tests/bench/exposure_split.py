@@ -86,16 +86,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=None, help="GUNICORN_THREADS of both stacks")
     parser.add_argument("--endpoints", default=",".join(EXPOSURE_ENDPOINTS), help="comma-separated endpoint names")
     args = parser.parse_args(argv)
     pools = load_pools(args.data)
     work = Path(tempfile.mkdtemp(prefix="exposure-split-"))
-    on = Stack(work, args.tracking_uri, args.model_name, 2)
+    common = {"GUNICORN_THREADS": str(args.threads)} if args.threads else {}
+    on = Stack(work, args.tracking_uri, args.model_name, 2, settings=common)
     on.start()
     off = None
     try:
         off = Stack(work, args.tracking_uri, args.model_name, 2, name="gunicorn-nolog", redis=on.redis,
-                    settings={"EXPOSURE_LOGGING": "false", "EVENTS_DB_URL": on.events_url})
+                    settings={**common, "EXPOSURE_LOGGING": "false", "EVENTS_DB_URL": on.events_url})
         off.start()
         redis_pid = on.redis.proc.pid
         for n, ep in enumerate(e for e in endpoints() if e.name in args.endpoints.split(",")):

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import orjson
 import pandas as pd
 import pytest
 from sqlalchemy import insert, text
@@ -97,9 +98,13 @@ def test_exposures_are_stored_as_sqlalchemy_core_stored_them(store: EventStore) 
             "endpoint": "cart", "kind": "upsell", "channel": "email", "items": items}
     shown = datetime(2026, 3, 1, 14, 0, 0, 250000, tzinfo=timezone(timedelta(hours=2)))
     as_sent = {"by-datetime": shown, "by-text": shown.isoformat(timespec="milliseconds"),
-               "by-naive-utc": datetime(2026, 3, 1, 12, 0, 0, 250000)}
-    assert store.add_exposures("shop", [{"recommendation_id": rid, **full, "shown_at": at}
-                                        for rid, at in as_sent.items()]) == 3
+               "by-naive-utc": datetime(2026, 3, 1, 12, 0, 0, 250000),
+               # as the exposure writer reads a row from Redis (`parse_row`): UTC text to the
+               # millisecond, the items as the JSON text they were buffered as
+               "by-buffer": shown.astimezone(timezone.utc).isoformat(timespec="milliseconds")}
+    buffered_items = {"by-buffer": orjson.Fragment(orjson.dumps(items))}
+    assert store.add_exposures("shop", [{"recommendation_id": rid, **full, "items": buffered_items.get(rid, items),
+                                         "shown_at": at} for rid, at in as_sent.items()]) == 4
     with store.engine.begin() as conn:
         conn.execute(insert(exposures).values(recommendation_id="by-core", tenant="shop", **full,
                                               shown_at=datetime(2026, 3, 1, 12, 0, 0, 250000, tzinfo=timezone.utc)))

@@ -74,3 +74,25 @@ def test_recommendation_ids_are_uuid7_in_time_order_and_unguessable() -> None:
     # 74 random bits: ids made in one millisecond share nothing but their stamp and fixed bits
     same_ms = [uuid.UUID(text).int & ~(((1 << 48) - 1) << 80) for text in made if text[:12] == made[-1][:12]]
     assert len(set(same_ms)) == len(same_ms)
+
+
+def test_a_buffered_row_is_read_back_with_its_items_as_the_text_buffered() -> None:
+    """The writer's reading of a row (`parse_row`) gives what parsing it whole gives, its items kept
+    as their JSON text; ids that hold the very keys it looks for do not fool it."""
+    import orjson
+
+    from service.encoding import compact
+    from service.redis.exposures import parse_row
+
+    items = [{"item_id": "a", "group": "g1", "kind": "cross_sell", "position": 1},
+             {"item_id": 'x","shown_at":"y', "group": None, "kind": "cross_sell", "position": 2}]
+    for audience in (Audience("c1"), Audience(None, 'v",\"items\":[1],"shown_at":"z'), Audience('"items":', None)):
+        parts = exposures.exposure_parts(exposures.new_recommendation_id(), audience, variant="champion",
+                                         model_version="3", endpoint="client", kind="cross_sell", channel="crm")
+        text = parts.row(compact(items))
+        read = parse_row(text)
+        assert isinstance(read["items"], orjson.Fragment)
+        assert orjson.loads(orjson.dumps(read)) == orjson.loads(text)
+        assert parse_row(text.encode()).keys() == read.keys()
+    other = {"shown_at": "2026-12-07T20:39:20.123+00:00", "items": [], "recommendation_id": "r"}  # another order
+    assert parse_row(orjson.dumps(other)) == other
