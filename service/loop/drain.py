@@ -102,7 +102,8 @@ class ExposureDrain:
             return 0
         rows = [row for _, row in entries]  # as buffered: the store reads `shown_at`'s ISO text itself
         self.events.add_exposures(self.tenant, rows)  # StoreUnavailable: left pending, retried
-        buffer.acknowledge([entry_id for entry_id, _ in entries])
+        buffer.acknowledge([entry_id for entry_id, _ in entries],
+                           [row["recommendation_id"] for row in rows if row.get("recommendation_id")])
         EXPOSURES.labels("stored").inc(len(rows))
         return len(rows)
 

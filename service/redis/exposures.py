@@ -8,15 +8,15 @@ entry read but never acknowledged (its writer, a process or a worker's thread, w
 claimed by another writer after CLAIM_IDLE_MS. What a `kill -9` of Redis can lose is what Redis had not yet written to its
 append-only file: with `appendonly yes` and `appendfsync everysec`, at most about one second.
 
-The hot copy (`rec:<id>`, for HOT_SECONDS) lets a reaction to an answer a moment old be checked
-before the drainer has written it. It holds the id of the answer's stream entry, not a second copy
+The hot copy (`rec:<id>`, for HOT_SECONDS at most: the writer deletes it with the entry once the row
+is stored) lets a reaction to an answer a moment old be checked before the drainer has written it. It holds the id of the answer's stream entry, not a second copy
 of the row: the row is read from the stream while it is there, and once the writer has stored it
 (and deleted the entry) from the event store, which `service.loop.reactions` asks next. (A hot copy
 written by an earlier version holds the row itself, and is read as such.)
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import orjson
@@ -133,11 +133,18 @@ class ExposureBuffer:
         answer = self.connection.run("exposure_claim", claim)
         return len(answer) if answer else 0  # with justid redis-py answers the claimed ids alone
 
-    def acknowledge(self, entry_ids: list[str]) -> None:
+    def acknowledge(self, entry_ids: list[str], recommendation_ids: Sequence[str] = ()) -> None:
+        """Done with these entries, their rows stored: acknowledge and delete them, and their answers'
+        hot copies, which would only point at deleted entries now (a reaction finds the row in the
+        store). Why delete the copies and not leave them to expire: at 2,000 answers a second,
+        HOT_SECONDS of them are 1.8 million keys that Redis keeps in memory, rewrites into its
+        append-only file again and again, and expires one by one."""
         def ack(r: redis.Redis) -> list[Any]:
             pipe = r.pipeline(transaction=True)
             pipe.xack(self.keys.exposures, GROUP, *entry_ids)
             pipe.xdel(self.keys.exposures, *entry_ids)
+            if recommendation_ids:
+                pipe.unlink(*(self.keys.recommendation(rid) for rid in recommendation_ids))
             return pipe.execute()
 
         if entry_ids:

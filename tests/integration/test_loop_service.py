@@ -77,7 +77,12 @@ def test_every_answer_is_traced_and_its_exposure_reaches_the_store(client: Flask
     assert first["model_version"] == "7"
     assert [s["position"] for s in first["suggestions"]] == list(range(1, len(first["suggestions"]) + 1))
     rt = _rt(client)
+    hot = [rt.redis.keys.recommendation(answer["recommendation_id"]) for answer in (first, second)]
+    reader = rt.drain.connection
+    assert reader.run("test", lambda r: r.exists(*hot)) == 2  # a reaction now is checked against these
     assert rt.drain.drain_all() == 2
+    assert reader.run("test", lambda r: r.exists(*hot)) == 0  # stored: the hot copies go with the entries
+    assert _react(client, second, _items(second)[0], "clicked").status_code in (200, 201)  # found in the store
     stored = rt.events.exposure("default", first["recommendation_id"])
     assert stored["client_id"] == "c1" and stored["variant"] == "champion" and stored["endpoint"] == "client"
     assert [item["item_id"] for item in stored["items"]] == _items(first)
