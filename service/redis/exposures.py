@@ -8,11 +8,12 @@ entry read but never acknowledged (its writer, a process or a worker's thread, w
 claimed by another writer after CLAIM_IDLE_MS. What a `kill -9` of Redis can lose is what Redis had not yet written to its
 append-only file: with `appendonly yes` and `appendfsync everysec`, at most about one second.
 
-The hot copy (`rec:<id>`, for HOT_SECONDS at most: the writer deletes it with the entry once the row
-is stored) lets a reaction to an answer a moment old be checked before the drainer has written it. It holds the id of the answer's stream entry, not a second copy
-of the row: the row is read from the stream while it is there, and once the writer has stored it
-(and deleted the entry) from the event store, which `service.loop.reactions` asks next. (A hot copy
-written by an earlier version holds the row itself, and is read as such.)
+The hot copy (`rec:<id>`, for HOT_SECONDS at most: the writer deletes it with the entry once the
+row is stored) lets a reaction to an answer a moment old be checked before the drainer has written
+it. It holds the id of the answer's stream entry, not a second copy of the row: the row is read
+from the stream while it is there, and once the writer has stored it (and deleted the entry) from
+the event store, which `service.loop.reactions` asks next. (A hot copy written by an earlier
+version holds the row itself, and is read as such.)
 """
 from __future__ import annotations
 
