@@ -3,21 +3,21 @@
 Under gunicorn it runs in one process of its own, `service.loop.writer`, which the master starts
 and restarts (EXPOSURE_WRITER=process, the default), or as a thread in every worker, started
 after the fork (`post_worker_init`, EXPOSURE_WRITER=thread); `python -m service` runs it as a
-thread; an app built in-process (tests) drains only when told to. It has its own
-Redis connection, whose timeout outlasts the blocking read, so waiting for new entries never
-trips the request path's circuit breaker. It reads
-the exposure stream through the consumer group `writers` (`service.redis.exposures`), writes a
-batch in one transaction, and acknowledges the entries only after the commit: a worker killed
-between the two (or a writer process killed) leaves them pending, and another writer claims them
-once they have been idle for CLAIM_IDLE_MS. The rows are idempotent on their recommendation id, so an entry written twice (the
-commit went through, the acknowledgement did not) is stored once. An answer shown to a client
+thread; an app built in-process (tests) drains only when told to. It has its own Redis
+connection, whose timeout outlasts the blocking read, so waiting for new entries never trips the
+request path's circuit breaker. It reads the exposure stream through the consumer group `writers`
+(`service.redis.exposures`), writes a batch in one transaction, and acknowledges the entries only
+after the commit: a worker killed between the two (or a writer process killed) leaves them
+pending, and another writer claims them once they have been idle for CLAIM_IDLE_MS. The rows are
+idempotent on their recommendation id, so an entry written twice (the commit went through, the
+acknowledgement did not) is stored once. An answer shown to a client
 erased since is dropped by the store in the same transaction (`EventStore.add_exposures`): the
 erasure does not search the stream, whose entries a writer may already hold.
 
 Why it waits GATHER_SECONDS after a batch smaller than BATCH: a blocking read returns as soon as
 one entry is there, so under steady traffic the writer would commit a transaction (SQL compiled,
-fsync) per answer or two (in thread mode, in a thread that shares the worker's GIL with the requests); measured
-(tests/bench, serving_loop) that cost more than the requests themselves. Gathering for a moment
+fsync) per answer or two (in thread mode, in a thread that shares the worker's GIL with the
+requests); measured (tests/bench, serving_loop) that cost more than the requests themselves. Gathering for a moment
 turns that into a few large batches a second. It delays only when exposures reach the store
 (reactions to fresh answers are checked against the hot copy in Redis), not what a crash can lose.
 
@@ -102,8 +102,7 @@ class ExposureDrain:
             return 0
         rows = [row for _, row in entries]  # as buffered: the store reads `shown_at`'s ISO text itself
         self.events.add_exposures(self.tenant, rows)  # StoreUnavailable: left pending, retried
-        buffer.acknowledge([entry_id for entry_id, _ in entries],
-                           [row["recommendation_id"] for row in rows if row.get("recommendation_id")])
+        buffer.acknowledge([entry_id for entry_id, _ in entries], [row["recommendation_id"] for row in rows])
         EXPOSURES.labels("stored").inc(len(rows))
         return len(rows)
 

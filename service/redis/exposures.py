@@ -134,7 +134,7 @@ class ExposureBuffer:
         answer = self.connection.run("exposure_claim", claim)
         return len(answer) if answer else 0  # with justid redis-py answers the claimed ids alone
 
-    def acknowledge(self, entry_ids: list[str], recommendation_ids: Sequence[str] = ()) -> None:
+    def acknowledge(self, entry_ids: list[str], recommendation_ids: Sequence[str]) -> None:
         """Done with these entries, their rows stored: acknowledge and delete them, and their answers'
         hot copies, which would only point at deleted entries now (a reaction finds the row in the
         store). Why delete the copies and not leave them to expire: at 2,000 answers a second,
@@ -144,7 +144,7 @@ class ExposureBuffer:
             pipe = r.pipeline(transaction=True)
             pipe.xack(self.keys.exposures, GROUP, *entry_ids)
             pipe.xdel(self.keys.exposures, *entry_ids)
-            if recommendation_ids:
+            if recommendation_ids:  # UNLINK needs one key at least
                 pipe.unlink(*(self.keys.recommendation(rid) for rid in recommendation_ids))
             return pipe.execute()
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import resource
 import statistics
 import sys
@@ -26,8 +25,8 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parents[1]), str(HERE.parents[1] / "tests")]
 
 from serving_load import run_wrk  # noqa: E402
-from serving_measure import warm_up  # noqa: E402
-from serving_requests import endpoints, load_pools, lua_script  # noqa: E402
+from serving_loop import logging_off, prepared_script  # noqa: E402
+from serving_requests import endpoints, load_pools  # noqa: E402
 from serving_stack import Stack  # noqa: E402
 from support.processes import children, is_writer  # noqa: E402
 
@@ -96,17 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     on.start()
     off = None
     try:
-        off = Stack(work, args.tracking_uri, args.model_name, 2, name="gunicorn-nolog", redis=on.redis,
-                    settings={**common, "EXPOSURE_LOGGING": "false", "EVENTS_DB_URL": on.events_url})
+        off = logging_off(on, common)
         off.start()
         redis_pid = on.redis.proc.pid
         for n, ep in enumerate(e for e in endpoints() if e.name in args.endpoints.split(",")):
-            if ep.group == "warm":
-                warm_up(on.base, ep, pools)
-            script = work / f"wrk-{n}.lua"
-            script.write_text(lua_script(ep, pools, seed=random.randrange(1 << 20)))
-            for target in (on, off):
-                run_wrk(target.base, script, 2, args.connections)
+            script = prepared_script(on, off, ep, pools, 2, args.connections, n)
             found: dict[str, list[dict[str, float]]] = {"on": [], "off": []}
             for _ in range(args.rounds):
                 for side, target in (("on", on), ("off", off), ("off", off), ("on", on)):

@@ -1,9 +1,9 @@
 """The loop's cost (issue 12), measured in the same run as the rest of the serving benchmark.
 
 - Exposure logging: every answer records an exposure (an XADD and a hot copy in Redis, drained
-  into the event store by the writer process of each stack, `service.loop.writer`). A second gunicorn Stack serves the same model
-  from the same Redis and the same event store with EXPOSURE_LOGGING=false, on its own port; wrk
-  measures both on the same endpoints, interleaved A B B A per endpoint (on, off, off, on), so a
+  into the event store by the writer process of each stack, `service.loop.writer`). A second
+  gunicorn Stack serves the same model from the same Redis and the same event store with
+  EXPOSURE_LOGGING=false, on its own port; wrk measures both on the same endpoints, interleaved A B B A per endpoint (on, off, off, on), so a
   neighbour's load that rises or falls steadily during the four runs weighs on both sides alike
   (A B A B would leave half a run of drift on one side), after an unmeasured run on each (the
   first run of an endpoint came out well below the later ones). The figure is rps(on) / rps(off)
@@ -25,6 +25,7 @@ import random
 import statistics
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from serving_load import run_wrk
@@ -43,8 +44,7 @@ EVENTS_202 = {"endpoint": "/v1/events", "method": "POST", "status": "202"}
 
 def measure_exposure(stack: Stack, pools: Pools, args: argparse.Namespace) -> dict[str, Any]:
     """Exposure cost (with a second stack, logging off), then the drain."""
-    off = Stack(stack.work, stack.tracking_uri, stack.model_name, stack.workers, name="gunicorn-nolog",
-                redis=stack.redis, settings={"EXPOSURE_LOGGING": "false", "EVENTS_DB_URL": stack.events_url})
+    off = logging_off(stack)
     try:
         off.start()
         print(f"  logging off: a second stack on {off.base} (same model, Redis and event store)", flush=True)
@@ -54,6 +54,25 @@ def measure_exposure(stack: Stack, pools: Pools, args: argparse.Namespace) -> di
     finally:
         off.stop()
     return {"exposure": exposure, "drain": drain}
+
+
+def logging_off(stack: Stack, settings: dict[str, str] | None = None) -> Stack:
+    """The twin of `stack` with EXPOSURE_LOGGING=false: the same model, Redis and event store (not started)."""
+    return Stack(stack.work, stack.tracking_uri, stack.model_name, stack.workers, name="gunicorn-nolog",
+                 redis=stack.redis, settings={**(settings or {}), "EXPOSURE_LOGGING": "false",
+                                              "EVENTS_DB_URL": stack.events_url})
+
+
+def prepared_script(on: Stack, off: Stack, ep: Any, pools: Pools, seconds: float, connections: int, n: int) -> Path:
+    """The endpoint's wrk script, after its warm-up (warm answers cached, one cache for both stacks)
+    and an unmeasured run on each stack: the first run of an endpoint came out well below the next ones."""
+    if ep.group == "warm":
+        warm_up(on.base, ep, pools)
+    script = on.work / f"wrk-loop-{n:02d}.lua"
+    script.write_text(lua_script(ep, pools, seed=random.randrange(1 << 20)))
+    for target in (on, off):
+        run_wrk(target.base, script, seconds, connections)
+    return script
 
 
 def measure_ingest(stack: Stack, pools: Pools, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -72,12 +91,7 @@ def exposure_ratio(on: Stack, off: Stack, ep: Any, pools: Pools, args: argparse.
     2026-12-07), so three rounds (what this measured before) left a 10 % effect within the noise.
     Each round compares runs seconds apart; pooling many of them averages the neighbours' bursts
     out, and the interval says how far the figure can be trusted. Every run is reported."""
-    if ep.group == "warm":
-        warm_up(on.base, ep, pools)  # one cache for both stacks (same Redis, same model)
-    script = on.work / f"wrk-loop-{n:02d}.lua"
-    script.write_text(lua_script(ep, pools, seed=random.randrange(1 << 20)))
-    for target in (on, off):  # unmeasured: the first run of an endpoint came out well below the next ones
-        run_wrk(target.base, script, max(1.0, args.seconds / 4), args.connections)
+    script = prepared_script(on, off, ep, pools, max(1.0, args.seconds / 4), args.connections, n)
     runs: dict[str, list[dict[str, Any]]] = {"on": [], "off": []}
     rounds: list[tuple[float, float]] = []  # (rps of the two "on" runs, of the two "off" runs) per round
     for _ in range(args.loop_rounds):
