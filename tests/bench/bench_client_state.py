@@ -16,6 +16,8 @@ and what one client costs Redis. A measurement, not a test.
 4. Redis: `MEMORY USAGE` of sampled keys and `INFO memory` used_memory per client.
 5. Unless `--seconds 0`: the cold cross_sell and next_basket requests' saturation and p99 at half of it, with
    the clients in the model and with `--clients` in Redis, as `make bench` measures them (wrk installed).
+6. Unless `--p99-rounds 0`: both stacks at once, each kind at one rate (half the lower saturation), in
+   A B B A rounds; the p99 of every answer pooled per side, the ratio and its bootstrap interval.
 
 Figures go to stdout and `--out` (JSON).
 """
@@ -38,6 +40,7 @@ sys.path[:0] = [str(HERE), str(HERE.parents[1])]
 
 import redis  # noqa: E402
 import requests  # noqa: E402
+from serving_load import open_loop  # noqa: E402
 from serving_measure import _rollup, bench_endpoint  # noqa: E402
 from serving_requests import Endpoint, Pools  # noqa: E402
 from serving_stack import FULL, Stack  # noqa: E402
@@ -144,17 +147,63 @@ def measure(stack: Stack, clients: list[str], args: argparse.Namespace, seed: in
         workers = [_rollup(pid) for pid in sorted(children(stack.gunicorn.pid)) if not is_writer(pid)]
         endpoints = []
         if args.seconds > 0:
-            rng = random.Random(seed)
-            pools = Pools(clients=rng.sample(clients, min(len(clients), 20_000)), warm=clients[:50],
-                          popular=items[:200], exclude=items[:5000])
-            pools_file = stack.work / "pools.json"
-            pools_file.write_text(json.dumps(asdict(pools)))
+            pools_file = pools_for(stack, clients, items, seed)
+            pools = Pools(**json.loads(pools_file.read_text()))
             endpoints = [bench_endpoint(stack, Endpoint("cold", kind), pools, pools_file, args, n)
                          for n, kind in enumerate(LATENCY_KINDS)]
     finally:
         stack.stop()
     return {"clients": len(clients), "latency": latency, "workers": workers, "endpoints": endpoints,
             "worker_rss_mb": max(w["rss_mb"] for w in workers), "worker_pss_mb": max(w["pss_mb"] for w in workers)}
+
+
+def pools_for(stack: Stack, clients: list[str], items: list[str], seed: int) -> Path:
+    """The request pools of `stack`'s clients, written where the load generators read them."""
+    rng = random.Random(seed)
+    pools = Pools(clients=rng.sample(clients, min(len(clients), 20_000)), warm=clients[:50],
+                  popular=items[:200], exclude=items[:5000])
+    path = stack.work / "pools.json"
+    path.write_text(json.dumps(asdict(pools)))
+    return path
+
+
+def pooled_p99(rounds: list[dict[str, list[float]]], a: str, b: str, draws: int = 1000,
+               seed: int = 0) -> dict[str, Any]:
+    """p99 of `a`'s and `b`'s latencies pooled over every round, `b` / `a`, and the 2.5 % and 97.5 %
+    quantiles of that ratio over rounds drawn with replacement: a run's p99 is its ~40th-slowest
+    answer, so one run cannot tell 1.5x from noise, and the rounds move with the machine's load."""
+    def p99(draw: list[dict[str, list[float]]], side: str) -> float:
+        return float(np.percentile(np.concatenate([np.asarray(r[side]) for r in draw]), 99))
+
+    rng = np.random.default_rng(seed)
+    ratios = sorted(p99(drawn, b) / p99(drawn, a)
+                    for drawn in ([rounds[i] for i in rng.integers(0, len(rounds), len(rounds))] for _ in range(draws)))
+    return {f"{a}_p99_ms": round(p99(rounds, a), 2), f"{b}_p99_ms": round(p99(rounds, b), 2),
+            "requests": {side: sum(len(r[side]) for r in rounds) for side in (a, b)},
+            "ratio": round(p99(rounds, b) / p99(rounds, a), 3),
+            "interval": [round(ratios[int(0.025 * (draws - 1))], 3), round(ratios[int(0.975 * (draws - 1))], 3)]}
+
+
+def paired_p99(stacks: dict[str, tuple[Stack, Path]], kind: str, rate: float, rounds: int,
+               seconds: float) -> dict[str, Any]:
+    """Cold `kind` requests at one rate on both stacks (both up, one loaded at a time), A B B A in
+    every round so that a drift of the machine's load falls on both sides alike; p99 pooled."""
+    a, b = stacks
+    ep = Endpoint("cold", kind)
+    got: list[dict[str, list[float]]] = []
+    errors = {a: 0, b: 0}
+    for n in range(rounds):
+        round_ = {a: [], b: []}
+        for k, side in enumerate((a, b, b, a)):
+            stack, pools_file = stacks[side]
+            run = open_loop(stack.base, ep, pools_file, rate, seconds, stack.work, f"pair-{kind}-{n}-{k}", keep=True)
+            round_[side] += run["latencies_ms"]
+            errors[side] += run["errors"]
+        got.append(round_)
+        print(f"  {kind} round {n + 1}/{rounds}: p99 {a} {np.percentile(round_[a], 99):.1f} ms, "
+              f"{b} {np.percentile(round_[b], 99):.1f} ms", flush=True)
+    return {"kind": kind, "rate": round(rate, 1), "rounds": rounds, "run_seconds": seconds, "errors": errors,
+            **pooled_p99(got, a, b)}
 
 
 def redis_costs(r: redis.Redis, model_id: str, clients: list[str], seed: int) -> dict[str, Any]:
@@ -170,6 +219,36 @@ def redis_costs(r: redis.Redis, model_id: str, clients: list[str], seed: int) ->
             "used_memory_rss_bytes": info["used_memory_rss"]}
 
 
+def paired_phase(config: TrainConfig, server: RedisServer, args: argparse.Namespace, base_clients: list[str],
+                 clients: list[str], items: list[str], result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 15's p99 check, settled: both stacks up, each kind at half the lower of the two
+    saturations measured above, `--p99-rounds` rounds of A B B A runs of `--p99-run-seconds`."""
+    settings = {"CLIENT_STATE": "redis", "CACHE_TTL_SECONDS": "0", "EXPOSURE_LOGGING": "false"}
+    plain = {**settings, "CLIENT_STATE": "model"}
+    stacks = {"in_model": Stack(args.work.resolve() / "in-model", config.tracking_uri, NAME + "-in-model",
+                                args.workers, settings=plain, redis=server),
+              "redis": Stack(args.work.resolve() / "large", config.tracking_uri, NAME, args.workers,
+                             settings=settings, redis=server)}
+    rows = []
+    try:
+        for stack in stacks.values():
+            stack.start()
+        files = {"in_model": (stacks["in_model"], pools_for(stacks["in_model"], base_clients, items, 3)),
+                 "redis": (stacks["redis"], pools_for(stacks["redis"], clients, items, 4))}
+        for n, kind in enumerate(LATENCY_KINDS):
+            rate = min(result["in_model"]["endpoints"][n]["saturation"]["rps"],
+                       result["large"]["endpoints"][n]["saturation"]["rps"]) / 2
+            row = paired_p99(files, kind, rate, args.p99_rounds, args.p99_run_seconds)
+            print(f"{kind}: p99 pooled over {args.p99_rounds} A B B A rounds at {rate:.0f}/s: in the model "
+                  f"{row['in_model_p99_ms']} ms, {len(clients)} clients in Redis {row['redis_p99_ms']} ms: "
+                  f"{row['ratio']}x [{row['interval'][0]}, {row['interval'][1]}] (target <= 1.5x)", flush=True)
+            rows.append(row)
+    finally:
+        for stack in stacks.values():
+            stack.stop()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=FULL)
@@ -178,6 +257,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=8.0, help="per latency phase (0: no latency phase)")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
+    parser.add_argument("--p99-rounds", type=int, default=6,
+                        help="A B B A rounds of the paired p99 phase, both stacks up (0: none)")
+    parser.add_argument("--p99-run-seconds", type=float, default=5.0, help="seconds of each run in those rounds")
     parser.add_argument("--work", type=Path, default=Path("var/bench/client-state"))
     parser.add_argument("--out", type=Path, default=Path("var/bench/client-state.json"))
     args = parser.parse_args()
@@ -230,6 +312,8 @@ def main() -> None:
         stack = Stack(work / "large", config.tracking_uri, NAME, args.workers, settings=settings, redis=server)
         result["large"] = measure(stack, clients, args, 2, items)
         print(f"{len(clients)} clients: {json.dumps(result['large'])}", flush=True)
+        if args.seconds > 0 and args.p99_rounds > 0:
+            result["paired_p99"] = paired_phase(config, server, args, base_clients, clients, items, result)
         small, large = result["small"]["worker_rss_mb"], result["large"]["worker_rss_mb"]
         result["worker_rss_ratio"] = round(large / small, 3)
         for row_model, row_large in zip(result["in_model"]["endpoints"], result["large"]["endpoints"], strict=True):

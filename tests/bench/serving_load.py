@@ -63,9 +63,10 @@ def finish_open_loop(proc: subprocess.Popen, out: Path, timeout: float, stop: bo
 
 
 def open_loop(base: str, ep: Endpoint, pools_file: Path, rate: float, seconds: float, work: Path,
-              label: str) -> dict[str, Any]:
+              label: str, keep: bool = False) -> dict[str, Any]:
+    """One open-loop run; `keep` adds every request's latency (`latencies_ms`) for pooling runs."""
     config = {"base": base, "endpoint": asdict(ep), "pools": str(pools_file), "rate": rate, "seconds": seconds,
-              "timeout": 5.0, "seed": random.randrange(1 << 30), "versions": False}
+              "timeout": 5.0, "seed": random.randrange(1 << 30), "versions": False, "keep": keep}
     proc, out = start_open_loop(config, work, label)
     return finish_open_loop(proc, out, timeout=seconds + 60)
 
@@ -139,7 +140,8 @@ async def _open_loop(config: dict[str, Any]) -> dict[str, Any]:
             "send_lag_p99_ms": ms(_quantile(lags, 0.99)),
             "cache_hit_ratio": round(caches["hit"] / looked_up, 3) if looked_up else None,
             "generator_cpu": round((usage.ru_utime + usage.ru_stime) / max(elapsed, 1e-9), 2),
-            "versions": dict(versions)}
+            "versions": dict(versions),
+            **({"latencies_ms": [round(v * 1000, 3) for v in latencies]} if config.get("keep") else {})}
 
 
 def open_loop_child(config_path: str) -> None:
