@@ -112,6 +112,11 @@ class TrainConfig(EnvSettings):
                                                       "spark://host:7077, yarn, k8s://...).")
     spark_driver_memory: str = Field("4g", description="spark.driver.memory of the session the trainer starts "
                                                        "(in local mode the executors live in the driver).")
+    spark_max_result_size: str = Field("0", description="spark.driver.maxResultSize: what one job may "
+                                                        "collect to the driver (0: no limit). The trainer "
+                                                        "collects the validated lines by design, and Spark's "
+                                                        "1g stopped it at 16x Complete Journey (23.5M lines); "
+                                                        "the driver's memory is the real bound.")
     spark_shuffle_partitions: int = Field(8, ge=1, description="spark.sql.shuffle.partitions: small for local "
                                                                "mode, a few per executor core on a cluster.")
     spark_sample_clients: int = Field(100_000, ge=1, description="`--engine spark`: tuning and evaluation run "

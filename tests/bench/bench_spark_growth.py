@@ -5,13 +5,15 @@ exponent (time ~ lines^b; issue 15's target: b <= 1.1) and where the time goes.
     python tests/bench/bench_spark_growth.py                 # 1x, 4x, 16x
     python tests/bench/bench_spark_growth.py --points 1,4     # fewer points (two at least fit b)
     python tests/bench/bench_spark_growth.py --points 1 --tune   # with tuning, as `make train` does
+    python tests/bench/bench_spark_growth.py --resume         # only the points the last run did not finish
 
 Each point runs `python -m training train --engine spark --spark-master 'local[2]' --no-tune` in a
 fresh process against a throw-away MLflow store. `--no-tune` by default: tuning is a fixed number
 of extra fits of the same recipe on the driver's sample of clients (issue 15 allows tuning and
 evaluation on a sample), so it scales the same steps again and would only multiply the time a 16x
-point needs; the evaluation still runs, on every client (all points stay under
-`SPARK_SAMPLE_CLIENTS`, 100k).
+point needs. The evaluation still runs, on at most `--sample-clients` clients (default
+10,000, passed as `SPARK_SAMPLE_CLIENTS`: all of 1x's 2,469 and 4x's 9,876, a seeded sample of
+16x's 39,504), as issue 15 allows; the registered model is fitted on every client at every point.
 
 Memory: the process tree is sampled every 0.5 s (psutil): the Python driver's RSS, the driver
 JVM's RSS (in `local[N]` the executors are threads of that JVM, so its peak is driver and executor
@@ -242,12 +244,16 @@ def step_at(text: str, moment: float) -> str:
     return "smoke check and registering"
 
 
-def run_spark_train(folder: Path, work: Path, tune: bool = False) -> dict[str, Any]:
+SAMPLE_CLIENTS = 10_000
+
+
+def run_spark_train(folder: Path, work: Path, tune: bool = False,
+                    sample_clients: int = SAMPLE_CLIENTS) -> dict[str, Any]:
     """One `train --engine spark` in a fresh process: seconds, peaks (MB) and the steps' seconds."""
     work.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{work / 'mlflow.db'}", REDIS_URL="",
                ERASURES_FILE=str(work / "none.jsonl"), EVENTS_DB_URL=f"sqlite:///{work / 'no-events.db'}",
-               SPARK_WORK_DIR=str(work / "spark"), LOG_LEVEL="INFO",
+               SPARK_WORK_DIR=str(work / "spark"), LOG_LEVEL="INFO", SPARK_SAMPLE_CLIENTS=str(sample_clients),
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     command = [sys.executable, "-m", "training", "train", "--data", str(folder), "--engine", "spark",
                "--spark-master", MASTER, "--promote", *([] if tune else ["--no-tune"])]
@@ -309,20 +315,36 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def main(points: list[int] | None = None, tune: bool = False, out: Path = OUT) -> dict[str, Any]:
+def kept_points(out: Path, tune: bool, sample_clients: int) -> list[dict[str, Any]]:
+    """The points an earlier run wrote to `out` with the same settings (`--resume`)."""
+    if not out.exists():
+        return []
+    earlier = json.loads(out.read_text())
+    same = (earlier.get("master"), earlier.get("tuning"), earlier.get("sample_clients")) == (MASTER, tune,
+                                                                                              sample_clients)
+    return list(earlier.get("points", [])) if same else []
+
+
+def main(points: list[int] | None = None, tune: bool = False, out: Path = OUT,
+         sample_clients: int = SAMPLE_CLIENTS, resume: bool = False) -> dict[str, Any]:
     require_java()
     points = sorted(set(points or [1, 4, 16]))
-    result: dict[str, Any] = {"master": MASTER, "tuning": tune, "load_before": [round(x, 2) for x in os.getloadavg()],
-                              "points": []}
-    for replicate in points:
+    kept = [p for p in kept_points(out, tune, sample_clients) if p["replicate"] in points] if resume else []
+    result: dict[str, Any] = {"master": MASTER, "tuning": tune, "sample_clients": sample_clients,
+                              "load_before": [round(x, 2) for x in os.getloadavg()],
+                              "points": kept}
+    for point in kept:
+        print(f"{point['replicate']}x kept from {out} (--resume): {point['seconds']:.1f} s", flush=True)
+    for replicate in (r for r in points if r not in {p["replicate"] for p in kept}):
         folder, lines = replicated_folder(replicate)
         print(f"train --engine spark, {replicate}x ({lines:,} lines) in {MASTER} "
               f"(load {os.getloadavg()[0]:.1f}) ...", flush=True)
         work = CACHE / f"run-x{replicate}"  # the throw-away MLflow store and the log, replaced each run
         shutil.rmtree(work, ignore_errors=True)
-        run = run_spark_train(folder, work, tune=tune)
+        run = run_spark_train(folder, work, tune=tune, sample_clients=sample_clients)
         load = [round(x, 2) for x in os.getloadavg()]
-        match = re.search(r"all ([\d,]+) clients", Path(run["log"]).read_text(errors="replace"))
+        # "... on the driver: all 9,876 clients" or "... a sample of 10,000 of 39,504 clients"
+        match = re.search(r"(?:all|of) ([\d,]+) clients", Path(run["log"]).read_text(errors="replace"))
         clients = int(match[1].replace(",", "")) if match else None
         result["points"].append({"replicate": replicate, "lines": lines, "clients": clients, **run,
                                  "load_after": load})
@@ -332,6 +354,7 @@ def main(points: list[int] | None = None, tune: bool = False, out: Path = OUT) -
               f"{p['workers_pss']} MB PSS ({during.get('workers')}) (load after {load})", flush=True)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")
+    result["points"].sort(key=lambda p: p["replicate"])
     rows = result["points"]
     lines_ = [r["lines"] for r in rows]
     result["time_exponent"] = fit_exponent(lines_, [r["seconds"] for r in rows])
@@ -362,5 +385,9 @@ if __name__ == "__main__":
                         help="replications of Complete Journey (default 1,4,16)")
     parser.add_argument("--tune", action="store_true", help="tune on the inner split too (default --no-tune)")
     parser.add_argument("--out", type=Path, default=OUT, help=f"the JSON (default {OUT.relative_to(ROOT)})")
+    parser.add_argument("--sample-clients", type=int, default=SAMPLE_CLIENTS,
+                        help=f"SPARK_SAMPLE_CLIENTS: clients evaluation runs on (default {SAMPLE_CLIENTS:,})")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the points `--out` already holds from a run with the same settings")
     args = parser.parse_args()
-    main(args.points, tune=args.tune, out=args.out)
+    main(args.points, tune=args.tune, out=args.out, sample_clients=args.sample_clients, resume=args.resume)

@@ -30,6 +30,7 @@ def main(folder: str) -> dict:
         weighted = evidence.bm25_evidence(evidence.coded_lines(spark, ctx), len(ctx.clients)).toPandas()
         baskets, _ = basket_matrix(ctx.transactions, ctx.items)
         counted = cooc.pair_counts(spark, baskets)
+        result_size = spark.sparkContext.getConf().get("spark.driver.maxResultSize")
     finally:
         spark.stop()
     on_spark = sp.csr_matrix((weighted["value"], (weighted["client"], weighted["item"])),
@@ -42,7 +43,7 @@ def main(folder: str) -> dict:
             "pairs_differing": int((counted.counts != expected.counts).nnz),
             "same_indptr": bool(np.array_equal(counted.counts.indptr, expected.counts.indptr)),
             "same_item_baskets": bool(np.array_equal(counted.item_baskets, expected.item_baskets)),
-            "baskets": [counted.n_baskets, expected.n_baskets]}
+            "baskets": [counted.n_baskets, expected.n_baskets], "max_result_size": result_size}
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ def spark_settings(config: TrainConfig) -> dict[str, str]:
     """The session settings the trainer sets (a cluster's own defaults stay for the rest)."""
     partitions = str(config.spark_shuffle_partitions)
     return {"spark.driver.memory": config.spark_driver_memory,
+            "spark.driver.maxResultSize": config.spark_max_result_size,
             "spark.sql.shuffle.partitions": partitions,
             "spark.default.parallelism": partitions,
             "spark.sql.execution.arrow.pyspark.enabled": "true",
@@ -37,7 +38,8 @@ def spark_settings(config: TrainConfig) -> dict[str, str]:
 def launched_by_spark() -> bool:
     """True when this Python process was started by a running Spark driver (spark-submit, a
     Databricks job), which hands it the JVM's gateway: then `--master` and `--driver-memory`
-    were spark-submit's to set, and the trainer must not override them."""
+    were spark-submit's to set (as `--conf spark.driver.maxResultSize` is), and the trainer must not
+    override them."""
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
@@ -57,7 +59,8 @@ def spark_session(config: TrainConfig, app_name: str = "crm-recommender-train") 
     settings = spark_settings(config)
     if launched_by_spark():  # spark-submit or the platform chose the master and started the driver's JVM
         settings.pop("spark.driver.memory")
-        log.info("driver started by spark-submit or the platform: its master and driver memory apply")
+        settings.pop("spark.driver.maxResultSize")  # the driver's, fixed when its context started
+        log.info("driver started by spark-submit or the platform: its master, driver memory and result size apply")
     else:
         builder = builder.master(config.spark_master)
     for key, value in settings.items():
