@@ -183,7 +183,7 @@ def steps(text: str, started: float, ended: float) -> dict[str, float]:
         out["read: validate on Spark, collect to the driver"] = float(read[1][2])
         out["read: assemble on the driver (fingerprint, merchandise)"] = float(read[1][3])
     if read and refit:
-        out["evaluation on the driver (fits on the split, baselines, scoring)"] = refit[0] - read[0]
+        out[EVALUATION] = refit[0] - read[0]
     if refit is None:
         return {key: round(value, 1) for key, value in out.items()}
     t0 = refit[0]
@@ -245,6 +245,8 @@ def step_at(text: str, moment: float) -> str:
 
 
 SAMPLE_CLIENTS = 10_000
+#: The step that runs on at most SAMPLE_CLIENTS clients; every other step runs on all the lines.
+EVALUATION = "evaluation on the driver (fits on the split, baselines, scoring)"
 
 
 def run_spark_train(folder: Path, work: Path, tune: bool = False,
@@ -304,6 +306,9 @@ def table(result: dict[str, Any]) -> str:
     if result.get("time_exponent") is not None:
         out.append(f"growth exponent (~ lines^b): time b = {result['time_exponent']:.2f} (target <= 1.1), "
                    f"driver memory b = {result['driver_memory_exponent']:.2f}")
+        if result.get("time_exponent_without_evaluation") is not None:
+            out.append(f"time without the evaluation (which runs on at most {result.get('sample_clients')} "
+                       f"clients): b = {result['time_exponent_without_evaluation']:.2f}")
     names = list(dict.fromkeys(name for r in rows for name in r["steps"]))
     out.append("")
     out.append(f"{'step (seconds)':<72}" + "".join(f"{str(r['replicate']) + 'x':>9}" for r in rows)
@@ -354,18 +359,26 @@ def main(points: list[int] | None = None, tune: bool = False, out: Path = OUT,
               f"{p['workers_pss']} MB PSS ({during.get('workers')}) (load after {load})", flush=True)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")
+    summarise(result)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(table(result))
+    print(f"all figures: {out}")
+    return result
+
+
+def summarise(result: dict[str, Any]) -> None:
+    """The points in order and the fitted exponents, added to `result`."""
     result["points"].sort(key=lambda p: p["replicate"])
     rows = result["points"]
     lines_ = [r["lines"] for r in rows]
     result["time_exponent"] = fit_exponent(lines_, [r["seconds"] for r in rows])
     result["driver_memory_exponent"] = fit_exponent(lines_, [r["peaks_mb"]["driver_rss"] for r in rows])
+    # the evaluation stops growing once a point has more clients than the sample: the rest grows with all lines
+    result["time_exponent_without_evaluation"] = fit_exponent(
+        lines_, [r["seconds"] - r["steps"].get(EVALUATION, 0.0) for r in rows])
     result["step_exponents"] = {name: fit_exponent(lines_, [r["steps"][name] for r in rows])
                                 for name in rows[0]["steps"]
                                 if all(r["steps"].get(name) for r in rows) and len(rows) > 1}
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(table(result))
-    print(f"all figures: {out}")
-    return result
 
 
 def replications(text: str) -> list[int]:
@@ -389,5 +402,10 @@ if __name__ == "__main__":
                         help=f"SPARK_SAMPLE_CLIENTS: clients evaluation runs on (default {SAMPLE_CLIENTS:,})")
     parser.add_argument("--resume", action="store_true",
                         help="keep the points `--out` already holds from a run with the same settings")
+    parser.add_argument("--report", action="store_true", help="only print the table of what `--out` holds")
     args = parser.parse_args()
+    if args.report:
+        kept = json.loads(args.out.read_text())
+        summarise(kept)
+        raise SystemExit(print(table(kept)))
     main(args.points, tune=args.tune, out=args.out, sample_clients=args.sample_clients, resume=args.resume)
