@@ -62,6 +62,9 @@ NAME = "crm-bench-state"
 #: suggestion kinds whose cold requests are timed at half saturation (`--seconds`)
 LATENCY_KINDS = ("cross_sell", "next_basket")
 BATCH = 2000
+#: The service's settings in every case: client state in Redis, no cached answers (every request
+#: scores), no exposure logging (issue 12's cost is measured elsewhere).
+SETTINGS = {"CLIENT_STATE": "redis", "CACHE_TTL_SECONDS": "0", "EXPOSURE_LOGGING": "false"}
 
 
 def fit(data: Path) -> Recommender:
@@ -225,14 +228,12 @@ def redis_costs(r: redis.Redis, model_id: str, clients: list[str], seed: int) ->
 
 def paired_phase(config: TrainConfig, server: RedisServer, args: argparse.Namespace, base_clients: list[str],
                  clients: list[str], items: list[str], result: dict[str, Any]) -> list[dict[str, Any]]:
-    """Issue 15's p99 check, settled: both stacks up, each kind at half the lower of the two
-    saturations measured above, `--p99-rounds` rounds of A B B A runs of `--p99-run-seconds`."""
-    settings = {"CLIENT_STATE": "redis", "CACHE_TTL_SECONDS": "0", "EXPOSURE_LOGGING": "false"}
-    plain = {**settings, "CLIENT_STATE": "model"}
+    """Issue 15's p99 check measured in pairs: both stacks up, each kind at half the lower of the
+    two saturations measured above, `--p99-rounds` rounds of A B B A runs of `--p99-run-seconds`."""
     stacks = {"in_model": Stack(args.work.resolve() / "in-model", config.tracking_uri, NAME + "-in-model",
-                                args.workers, settings=plain, redis=server),
+                                args.workers, settings={**SETTINGS, "CLIENT_STATE": "model"}, redis=server),
               "redis": Stack(args.work.resolve() / "large", config.tracking_uri, NAME, args.workers,
-                             settings=settings, redis=server)}
+                             settings=SETTINGS, redis=server)}
     rows = []
     try:
         for stack in stacks.values():
@@ -293,9 +294,8 @@ def main() -> None:
                                   "trainer_write": {"clients": len(base_clients),
                                                     "seconds": round(write_seconds, 2)}}
         result["redis_small"] = redis_costs(r, model_id, base_clients, 0)
-        settings = {"CLIENT_STATE": "redis", "CACHE_TTL_SECONDS": "0", "EXPOSURE_LOGGING": "false"}
         (work / "small").mkdir(exist_ok=True)
-        stack = Stack(work / "small", config.tracking_uri, NAME, args.workers, settings=settings, redis=server)
+        stack = Stack(work / "small", config.tracking_uri, NAME, args.workers, settings=SETTINGS, redis=server)
         result["small"] = measure(stack, base_clients, args, 1, items)
         print(f"{len(base_clients)} clients: {json.dumps(result['small'])}", flush=True)
         # the same clients held in the model's arrays (CLIENT_STATE=model), for comparison
@@ -303,7 +303,7 @@ def main() -> None:
         log_and_register(rec, {"tasks": {}}, plain, promote="force")
         (work / "in-model").mkdir(exist_ok=True)
         stack = Stack(work / "in-model", config.tracking_uri, plain.model_name, args.workers,
-                      settings={**settings, "CLIENT_STATE": "model"}, redis=server)
+                      settings={**SETTINGS, "CLIENT_STATE": "model"}, redis=server)
         result["in_model"] = measure(stack, base_clients, args, 1, items)
         print(f"{len(base_clients)} clients in the model: {json.dumps(result['in_model'])}", flush=True)
 
@@ -314,7 +314,7 @@ def main() -> None:
         register(replicated_item_side(item_side, copies, len(clients)), config)
         result["redis_large"] = redis_costs(r, model_id, clients, 0)
         (work / "large").mkdir(exist_ok=True)
-        stack = Stack(work / "large", config.tracking_uri, NAME, args.workers, settings=settings, redis=server)
+        stack = Stack(work / "large", config.tracking_uri, NAME, args.workers, settings=SETTINGS, redis=server)
         result["large"] = measure(stack, clients, args, 2, items)
         print(f"{len(clients)} clients: {json.dumps(result['large'])}", flush=True)
         if args.seconds > 0 and args.p99_rounds > 0:
