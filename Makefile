@@ -71,8 +71,9 @@ run: install redis-bin sample
 	mkdir -p var
 	$(PY) -m service.run_demo
 
+# --durations=20: every run names its 20 slowest tests (the suite must stay well under CI's 20 minutes)
 test: install redis-bin postgres-bin chromium-bin java-bin
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=20
 
 # Screenshots of every screen into docs/screens/ (headless Chromium, the catalogue double, made-up data).
 screens: install redis-bin chromium-bin
