@@ -122,6 +122,11 @@ class TrainContext:
         codes[codes >= 0] = np.where(self.item_seen[codes[codes >= 0]], codes[codes >= 0], -1)
         return codes
 
+    def bought_within(self, days: float) -> np.ndarray:
+        """Mask over `recency`'s stored entries: the pairs last bought at most `days` before `now`.
+        Here, beside `_purchase_matrices`, because it reads that encoding (1 / (1 + days since))."""
+        return self.recency.data >= 1.0 / (1.0 + days)
+
     @property
     def codes(self) -> tuple[np.ndarray, np.ndarray]:
         """(client index, item index) of every line: what `features` matrices take instead of

@@ -157,9 +157,7 @@ def popular_lists(ctx: TrainContext, abc: pd.Series) -> tuple[np.ndarray, np.nda
         members = bought[np.flatnonzero(label == name)]
         idx = top(np.bincount(members.indices, minlength=n_items) if members.nnz else everyone)
         seg[k, : len(idx)] = idx
-    # recency is 1 / (1 + days since the pair's last purchase): within RECENT_DAYS at or above this
-    within = ctx.recency.data >= 1.0 / (1.0 + RECENT_DAYS)
-    recent = np.bincount(ctx.recency.indices[within], minlength=n_items)
+    recent = np.bincount(ctx.recency.indices[ctx.bought_within(RECENT_DAYS)], minlength=n_items)
     glob = np.full(POPULAR_LIST, -1, dtype=np.int32)
     idx = top(recent if recent.any() else everyone)
     glob[: len(idx)] = idx
